@@ -1,0 +1,142 @@
+//! The driver's error type. Variants a caller can match; I/O causes stay in `source()` and
+//! the message names the layer, path or check that failed, and the fix where there is one.
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+/// Why a driver call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The layer id cannot be used as a directory name.
+    #[error("invalid layer id {id:?}: {reason}")]
+    InvalidLayerId {
+        /// The id as given.
+        id: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// No such layer.
+    #[error("layer {id} does not exist")]
+    LayerNotFound {
+        /// The id.
+        id: String,
+    },
+    /// The layer exists already.
+    #[error("layer {id} already exists")]
+    LayerExists {
+        /// The id.
+        id: String,
+    },
+    /// The parent named in a call does not exist.
+    #[error("parent layer {parent} of {id} does not exist")]
+    ParentNotFound {
+        /// The layer being made.
+        id: String,
+        /// The missing parent.
+        parent: String,
+    },
+    /// The layer is not of the kind the call needs.
+    #[error("layer {id} is {is}, but this needs {needs}")]
+    WrongKind {
+        /// The id.
+        id: String,
+        /// What it is.
+        is: &'static str,
+        /// What the call needs.
+        needs: &'static str,
+    },
+    /// An option the driver does not know.
+    #[error("overlay: unknown option {option:?} (the legacy overlay driver takes no options)")]
+    UnknownOption {
+        /// The option.
+        option: String,
+    },
+    /// `--storage-opt` given to create.
+    #[error("overlay: storage options are not supported (got {option:?})")]
+    StorageOptNotSupported {
+        /// The first option.
+        option: String,
+    },
+    /// A host check failed at init.
+    #[error("{check}: {detail}")]
+    HostCheck {
+        /// Which check (`overlay support`, `backing filesystem`, `d_type`, `kernel version`).
+        check: &'static str,
+        /// What was found and how to fix it.
+        detail: String,
+    },
+    /// The overlay mount failed.
+    #[error("cannot mount overlay on {} (options {options})", target.display())]
+    Mount {
+        /// The mount point.
+        target: PathBuf,
+        /// The option string passed to the kernel.
+        options: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Unmounting failed.
+    #[error("cannot unmount {}", target.display())]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backing filesystem ran out of inodes or bytes.
+    #[error("no space left on {fs} at {}: {what} exhausted ({used} of {total} used, {free} free){hint}", path.display())]
+    NoSpace {
+        /// Backing filesystem type name.
+        fs: String,
+        /// The path where it happened.
+        path: PathBuf,
+        /// `inodes` or `bytes`.
+        what: &'static str,
+        /// Used units.
+        used: u64,
+        /// Total units.
+        total: u64,
+        /// Free units.
+        free: u64,
+        /// A fix.
+        hint: &'static str,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Applying a layer tar failed.
+    #[error("cannot apply layer tar to {id}")]
+    Apply {
+        /// The layer.
+        id: String,
+        /// Why.
+        #[source]
+        source: ovlink_tar::TarError,
+    },
+    /// A filesystem operation failed (the error names the path).
+    #[error(transparent)]
+    Fs(#[from] ovlink_fs::FsError),
+    /// The call is not implemented by this driver.
+    #[error("{what} is not supported by this driver")]
+    Unsupported {
+        /// The call.
+        what: &'static str,
+    },
+}
+
+impl DriverError {
+    /// The OS errno at the root of this error, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            DriverError::Fs(e) => e.raw_os_error(),
+            DriverError::Mount { source, .. } | DriverError::Unmount { source, .. } => source.raw_os_error(),
+            DriverError::Apply { source: ovlink_tar::TarError::Fs(e), .. } => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}

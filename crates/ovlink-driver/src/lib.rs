@@ -1,0 +1,185 @@
+//! The legacy `overlay` graph driver, as a library.
+//!
+//! [`Driver`] mirrors Docker's graphdriver interface; [`overlay::OverlayDriver`] implements it
+//! with the on-disk layout of Docker 20.10's legacy `overlay` driver:
+//!
+//! ```text
+//! <home>/                      0710
+//!   <id>/                      0710   image layer
+//!     root/                    0755   bottom layer: its files; higher layers: hardlinks into
+//!                                     the parent's root/ plus this layer's diff applied
+//!   <id>/                      0710   container layer (and Docker's "<id>-init" layer)
+//!     lower-id                 0600   the image layer's id, no trailing newline
+//!     upper/                   mode of the parent's root/ (or of the parent's upper/)
+//!     work/                    0700   overlayfs workdir
+//!     merged/                  0700   exists only while mounted
+//!   .tmp-*                            ovlink's own in-progress dirs (flocked while in use,
+//!                                     removed by init when their owner died)
+//! ```
+//!
+//! This crate owns layer ids ([`id`]), the trait and its error type ([`error`]), host checks
+//! ([`checks`]), mounting ([`mount`]) and the overlay layout itself ([`overlay`]).
+#![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod error;
+pub mod id;
+pub mod lock;
+pub mod mount;
+pub mod overlay;
+
+pub use error::{DriverError, Result};
+pub use id::validate_id;
+pub use overlay::OverlayDriver;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Options of `create` / `create_read_write` (Docker's `CreateOpts`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// SELinux mount label, passed to the overlay mount as `context=`.
+    pub mount_label: Option<String>,
+    /// `--storage-opt` values; the legacy overlay driver refuses every one.
+    pub storage_opt: BTreeMap<String, String>,
+}
+
+/// One range of a user-namespace id map (`--userns-remap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    /// First id inside the container.
+    pub container_id: u32,
+    /// First id on the host.
+    pub host_id: u32,
+    /// Number of ids in the range.
+    pub size: u32,
+}
+
+/// What `init` is given: the home, the driver options, and the id maps.
+#[derive(Debug, Clone, Default)]
+pub struct InitConfig {
+    /// The driver home (`<root>/overlay`).
+    pub home: PathBuf,
+    /// Driver options (`--storage-opt` at daemon level); the legacy driver knows none.
+    pub options: Vec<String>,
+    /// UID maps for `--userns-remap`; empty for none.
+    pub uid_maps: Vec<IdMap>,
+    /// GID maps for `--userns-remap`; empty for none.
+    pub gid_maps: Vec<IdMap>,
+}
+
+/// What a layer directory holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LayerKind {
+    /// A complete image layer: `root/`.
+    Image,
+    /// A container layer: `lower-id`, `upper/`, `work/` (and `merged/` while mounted).
+    Container {
+        /// The image layer it sits on.
+        lower_id: String,
+    },
+    /// A layer dir that is neither (a crashed create, or something foreign).
+    Incomplete,
+}
+
+/// A layer as `layer ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerInfo {
+    /// The layer id.
+    pub id: String,
+    /// Image or container layer.
+    #[serde(flatten)]
+    pub kind: LayerKind,
+    /// For container layers: whether `merged/` is mounted now.
+    pub mounted: bool,
+}
+
+/// One entry of `changes` (`docker diff`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Change {
+    /// Absolute path inside the layer, starting with `/`.
+    pub path: String,
+    /// What happened to it.
+    pub kind: ChangeKind,
+}
+
+/// Kind of a [`Change`]; the numbers are the plugin protocol's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum ChangeKind {
+    /// `C`, 0 on the wire.
+    Modify,
+    /// `A`, 1 on the wire.
+    Add,
+    /// `D`, 2 on the wire.
+    Delete,
+}
+
+/// Docker's graphdriver interface. Every method documents its contract; ids are validated
+/// ([`validate_id`]) before any path is built from them.
+pub trait Driver: Send + Sync {
+    /// The driver's name as `docker info` shows it (`overlay`, `overlay2`).
+    fn name(&self) -> &'static str;
+
+    /// The driver home.
+    fn home(&self) -> &Path;
+
+    /// Creates image layer `id` on `parent` (none: an empty `root/`). Fails with
+    /// [`DriverError::LayerExists`] if `id` exists; leaves nothing behind on failure.
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
+
+    /// Creates container layer `id` on `parent`; identical to `create` for this layout.
+    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
+
+    /// Removes layer `id` entirely, unmounting it first if needed. Missing: `LayerNotFound`.
+    fn remove(&self, id: &str) -> Result<()>;
+
+    /// Returns the directory to use: `root/` of an image layer, or the mounted `merged/` of a
+    /// container layer (mounting it on the first get; reference-counted).
+    fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf>;
+
+    /// Releases one `get`; the last put of a container layer unmounts it.
+    fn put(&self, id: &str) -> Result<()>;
+
+    /// True when layer `id` exists (any error counts as false).
+    fn exists(&self, id: &str) -> bool;
+
+    /// Streams a layer tar (plain, gzip or zstd) into layer `id`, created on `parent` before.
+    /// Returns the size of the regular files in the tar. On error or crash the layer keeps
+    /// its previous state.
+    fn apply_diff(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64>;
+
+    /// `docker info` lines: `[("Backing Filesystem", "extfs"), ("Supports d_type", "true")]`.
+    fn status(&self) -> Vec<(String, String)>;
+
+    /// `docker inspect`'s GraphDriver.Data for layer `id`.
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>>;
+
+    /// Unmounts everything this driver mounted under the home.
+    fn cleanup(&self) -> Result<()>;
+
+    /// The layers in the home, sorted by id.
+    fn layers(&self) -> Result<Vec<LayerInfo>>;
+
+    /// What layer `id` is (image, container, incomplete).
+    fn layer_kind(&self, id: &str) -> Result<LayerKind>;
+
+    /// Writes a Docker layer tar of what `id` changed against `parent` to `out`.
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
+        let _ = (id, parent, out);
+        Err(DriverError::Unsupported { what: "diff" })
+    }
+
+    /// The changes `docker diff` prints for `id` against `parent`.
+    fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
+        let _ = (id, parent);
+        Err(DriverError::Unsupported { what: "changes" })
+    }
+
+    /// Bytes of the regular files changed in `id` against `parent`.
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> Result<u64> {
+        let _ = (id, parent);
+        Err(DriverError::Unsupported { what: "diff_size" })
+    }
+}
