@@ -134,8 +134,13 @@ impl DriverError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             DriverError::Fs(e) => e.raw_os_error(),
-            DriverError::Mount { source, .. } | DriverError::Unmount { source, .. } => source.raw_os_error(),
-            DriverError::Apply { source: ovlink_tar::TarError::Fs(e), .. } => e.raw_os_error(),
+            DriverError::Mount { source, .. } | DriverError::Unmount { source, .. } => {
+                source.raw_os_error()
+            }
+            DriverError::Apply {
+                source: ovlink_tar::TarError::Fs(e),
+                ..
+            } => e.raw_os_error(),
             _ => None,
         }
     }

@@ -25,11 +25,11 @@ pub fn validate_id(id: &str) -> Result<(), DriverError> {
     if id == "." || id == ".." {
         return bad("it is a path component ('.' or '..')");
     }
-    if id.starts_with('.') {
-        return bad("names starting with '.' are reserved for ovlink's own files");
-    }
     if id.contains('/') {
         return bad("it contains '/'");
+    }
+    if id.starts_with('.') {
+        return bad("names starting with '.' are reserved for ovlink's own files");
     }
     if id.chars().any(|c| c.is_control() || c == '\0') {
         return bad("it contains control characters");
@@ -62,7 +62,10 @@ mod tests {
             (&long, false),
             (&ok_max, true),
             ("abc123", true),
-            ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-init", true),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-init",
+                true,
+            ),
         ];
         for (id, ok) in cases {
             assert_eq!(validate_id(id).is_ok(), *ok, "id {id:?}");

@@ -1,1 +1,170 @@
-//! (being written)
+//! Cross-process locking and temporary directories.
+//!
+//! A layer is locked by an `flock` on its own directory fd, so two processes never mount,
+//! apply or remove the same layer at once. In-progress work lives in temporary directories
+//! (`<home>/.tmp-*`, `<layer>/tmproot-*`) that their owner keeps `flock`ed; init removes only
+//! the ones it can lock, i.e. whose owner has died.
+
+use crate::error::Result;
+use ovlink_fs::error::Context;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{FlockOperation, Mode};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// An exclusive `flock` held on a directory fd until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    fd: OwnedFd,
+}
+
+impl DirLock {
+    /// Blocks until the exclusive lock on `fd` is held.
+    pub fn lock(fd: OwnedFd, shown: &Path) -> Result<Self> {
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive).ctx("lock", shown)?;
+        Ok(DirLock { fd })
+    }
+
+    /// Takes the lock if it is free; `Ok(None)` when another process holds it.
+    pub fn try_lock(fd: OwnedFd, shown: &Path) -> Result<Option<Self>> {
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(DirLock { fd })),
+            Err(Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(ovlink_fs::FsError::io("lock", shown, e).into()),
+        }
+    }
+
+    /// The locked directory's fd.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+/// A random suffix for temporary names.
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+/// A locked temporary directory inside `parent`, removed on drop unless
+/// [`TempDir::persist`] was called (after it was renamed into place).
+#[derive(Debug)]
+pub struct TempDir {
+    parent: OwnedFd,
+    parent_path: PathBuf,
+    name: OsString,
+    lock: Option<DirLock>,
+    armed: bool,
+}
+
+impl TempDir {
+    /// Creates `<parent>/<prefix><random>` with `mode` (exactly, whatever the umask) and locks it.
+    pub fn new(parent: &OwnedFd, parent_path: &Path, prefix: &str, mode: u32) -> Result<Self> {
+        let parent = rustix::io::dup(parent).ctx("dup", parent_path)?;
+        let name = OsString::from(format!("{prefix}{}", random_suffix()));
+        let path = parent_path.join(&name);
+        rustix::fs::mkdirat(&parent, &*name, Mode::from_raw_mode(0o700))
+            .ctx("create directory", &path)?;
+        let mut t = TempDir {
+            parent,
+            parent_path: parent_path.to_path_buf(),
+            name,
+            lock: None,
+            armed: true,
+        };
+        let fd = ovlink_fs::at::open_dir_at(&t.parent, &t.name, &path)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", &path)?;
+        t.lock = Some(DirLock::lock(fd, &path)?);
+        Ok(t)
+    }
+
+    /// The temporary directory's name inside its parent.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// Its full path.
+    pub fn path(&self) -> PathBuf {
+        self.parent_path.join(&self.name)
+    }
+
+    /// An fd of the directory itself.
+    pub fn fd(&self) -> &OwnedFd {
+        // `lock` is always Some between `new` and drop.
+        self.lock.as_ref().map(|l| l.fd()).unwrap_or(&self.parent)
+    }
+
+    /// The parent directory's fd.
+    pub fn parent_fd(&self) -> &OwnedFd {
+        &self.parent
+    }
+
+    /// Keeps the directory (it was renamed into place); the lock is released.
+    pub fn persist(mut self) {
+        self.armed = false;
+    }
+
+    /// Renames this directory under a new name (the caller then owns it); an error leaves it.
+    pub fn rename_noreplace(self, new_name: &OsStr) -> std::result::Result<(), (Self, Errno)> {
+        match rustix::fs::renameat_with(
+            &self.parent,
+            &*self.name,
+            &self.parent,
+            new_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {
+                self.persist();
+                Ok(())
+            }
+            Err(e) => Err((self, e)),
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.armed {
+            let path = self.path();
+            let _ = ovlink_fs::remove_all_at(self.parent.as_fd(), &self.name, &path);
+        }
+    }
+}
+
+/// Removes the entries of `dir` whose names start with one of `prefixes` and whose lock is
+/// free (their owner died). Returns the names removed.
+pub fn reap_temp_dirs(dir: &OwnedFd, dir_path: &Path, prefixes: &[&str]) -> Result<Vec<OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut names = Vec::new();
+    {
+        let mut it = rustix::fs::Dir::read_from(dir).ctx("read directory", dir_path)?;
+        while let Some(ent) = it.next() {
+            let ent = ent.ctx("read directory", dir_path)?;
+            let n = ent.file_name().to_bytes();
+            if prefixes.iter().any(|p| n.starts_with(p.as_bytes())) {
+                names.push(OsStr::from_bytes(n).to_os_string());
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    for name in names {
+        let path = dir_path.join(&name);
+        let Ok(fd) = ovlink_fs::at::open_dir_at(dir, &name, &path) else {
+            // Not a directory: a stray file with our prefix; remove it.
+            let _ = rustix::fs::unlinkat(dir, &*name, rustix::fs::AtFlags::empty());
+            continue;
+        };
+        if let Some(lock) = DirLock::try_lock(fd, &path)? {
+            // Unmount anything a crashed owner left mounted inside.
+            for m in crate::mount::mounts_under(&path) {
+                crate::mount::unmount(&m)?;
+            }
+            ovlink_fs::remove_all_at(dir, &name, &path)?;
+            drop(lock);
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}

@@ -1,12 +1,839 @@
-//! (being written) The legacy overlay layout.
-use crate::*;
-/// The legacy overlay driver.
+//! The legacy overlay layout: hardlinked image layers and single-lowerdir container layers.
+//!
+//! ```text
+//! image layer                  container layer
+//! <home>/<id>/   0710          <home>/<id>/   0710
+//!   root/        0755            lower-id     0600  "<image layer id>"
+//!                                upper/             mode of <lower>/root
+//!                                work/        0700
+//!                                merged/      0700  only while mounted
+//! ```
+//!
+//! Every state change goes through a locked temporary directory and one `rename`, so a crash
+//! leaves the old state or the complete new one: `create` builds `.tmp-create-*` in the home
+//! and renames it to `<id>` (no-replace); `apply_diff` builds `<id>/tmproot-*` (a hardlink copy
+//! of the parent's `root/` with the tar applied) and renames it to `root/` (or exchanges it with
+//! an existing `root/`), then drops the container-layer files; `remove` renames `<id>` to
+//! `.tmp-remove-*` first. `init` reaps what a dead process left (see [`crate::lock`]) and
+//! finishes an apply that crashed after its rename.
+//!
+//! This module never writes into a parent layer's tree and never follows a symlink below the home.
+
+use crate::checks::{self, OverlayFeatures};
+use crate::error::{DriverError, Result};
+use crate::lock::{reap_temp_dirs, DirLock, TempDir};
+use crate::mount;
+use crate::{validate_id, CreateOpts, Driver, IdMap, InitConfig, LayerInfo, LayerKind};
+use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
+use ovlink_fs::error::Context;
+use ovlink_fs::{copy_tree, CopyOptions, FsError};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Names of the entries of a layer directory.
+const ROOT: &str = "root";
+const LOWER_ID: &str = "lower-id";
+const UPPER: &str = "upper";
+const WORK: &str = "work";
+const MERGED: &str = "merged";
+
+/// Prefixes of ovlink's temporary directories.
+const TMP_HOME_PREFIX: &str = ".tmp-";
+const TMP_ROOT_PREFIX: &str = "tmproot";
+
+#[derive(Debug, Default)]
+struct RefCount {
+    count: u64,
+    checked: bool,
+}
+
+/// The legacy overlay driver. See the module docs for the layout.
+#[derive(Debug)]
 pub struct OverlayDriver {
     home: PathBuf,
+    home_fd: OwnedFd,
+    backing_fs: String,
+    d_type: bool,
+    features: OverlayFeatures,
+    root_ids: Option<(u32, u32)>,
+    uid_maps: Vec<IdMap>,
+    gid_maps: Vec<IdMap>,
+    refs: Mutex<HashMap<String, RefCount>>,
+    warnings: Vec<String>,
+    durable: bool,
 }
+
+/// What `init` found and fixed in the home.
+#[derive(Debug, Default, Clone)]
+pub struct Recovery {
+    /// Temporary directories of dead processes that were removed.
+    pub removed_temp: Vec<PathBuf>,
+    /// Layers whose apply had been renamed into place but not cleaned up.
+    pub finished_apply: Vec<String>,
+}
+
 impl OverlayDriver {
-    /// Initializes the driver on `cfg.home`.
+    /// Initializes the driver: refuses options, checks the kernel, overlay support, the
+    /// backing filesystem and d_type, creates the home (0710), and recovers from crashes.
     pub fn init(cfg: &InitConfig) -> Result<Self> {
-        Ok(OverlayDriver { home: cfg.home.clone() })
+        if let Some(o) = cfg.options.first() {
+            return Err(DriverError::UnknownOption { option: o.clone() });
+        }
+        checks::check_kernel()?;
+        checks::check_overlay_available()?;
+        let home = cfg.home.clone();
+        let root_ids = remapped_root(&cfg.uid_maps, &cfg.gid_maps);
+        let fresh = match std::fs::read_dir(&home) {
+            Ok(mut it) => it.next().is_none(),
+            Err(_) => true,
+        };
+        if let Some(parent) = home.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(parent)
+                .ctx("create directory", parent)?;
+        }
+        match rustix::fs::mkdir(&home, Mode::from_raw_mode(0o710)) {
+            Ok(()) => {
+                rustix::fs::chmod(&home, Mode::from_raw_mode(0o710))
+                    .ctx("change mode of", &home)?;
+            }
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(FsError::io("create directory", &home, e).into()),
+        }
+        let home_fd = open_dir(&home)?;
+        if let Some((u, g)) = root_ids {
+            rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g)))
+                .ctx("change owner of", &home)?;
+        }
+        let backing_fs = checks::check_backing_fs(&home)?;
+        let d_type = checks::supports_dtype(&home)?;
+        let mut warnings = Vec::new();
+        if !d_type {
+            let fix = "reformat the backing filesystem with d_type support \
+                       (xfs: mkfs.xfs -n ftype=1; ext4: mkfs.ext4 -O filetype)";
+            if fresh {
+                return Err(DriverError::HostCheck {
+                    check: "d_type",
+                    detail: format!(
+                        "{} is on {backing_fs} without d_type support; {fix}",
+                        home.display()
+                    ),
+                });
+            }
+            warnings.push(format!(
+                "the backing filesystem has no d_type support; {fix}"
+            ));
+        }
+        let driver = OverlayDriver {
+            home,
+            home_fd,
+            backing_fs,
+            d_type,
+            features: OverlayFeatures::read(),
+            root_ids,
+            uid_maps: cfg.uid_maps.clone(),
+            gid_maps: cfg.gid_maps.clone(),
+            refs: Mutex::new(HashMap::new()),
+            warnings,
+            durable: std::env::var_os("OVLINK_NO_FSYNC").is_none(),
+        };
+        if fresh {
+            driver.check_mount()?;
+        }
+        driver.recover()?;
+        Ok(driver)
     }
+
+    /// Really mounts a tiny overlay inside the home (the check Docker makes), then removes it.
+    pub fn check_mount(&self) -> Result<()> {
+        let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-check-", 0o700)?;
+        for d in ["lower", "upper", "work", "merged"] {
+            ovlink_fs::at::mkdir_at(tmp.fd(), d, 0o700, &tmp.path().join(d))?;
+        }
+        let p = tmp.path();
+        let opts = mount::overlay_options(
+            &p.join("lower"),
+            &p.join("upper"),
+            &p.join("work"),
+            &self.features,
+            None,
+        );
+        mount::mount_overlay(&p.join("merged"), &opts).map_err(|e| DriverError::HostCheck {
+            check: "overlay support",
+            detail: format!(
+                "a test mount of overlay on {} failed ({}); the kernel or the backing filesystem \
+                 ({}) cannot run overlayfs",
+                p.join("merged").display(),
+                error_chain(&e),
+                self.backing_fs
+            ),
+        })?;
+        mount::unmount(&p.join("merged"))?;
+        Ok(())
+    }
+
+    /// Removes temporary directories of dead processes and finishes applies that crashed after
+    /// their rename. Runs at init; safe while other processes work on the home.
+    pub fn recover(&self) -> Result<Recovery> {
+        let mut rec = Recovery::default();
+        for n in reap_temp_dirs(&self.home_fd, &self.home, &[TMP_HOME_PREFIX])? {
+            rec.removed_temp.push(self.home.join(n));
+        }
+        for id in self.layer_ids()? {
+            let path = self.home.join(&id);
+            let Ok(fd) = open_dir_at(&self.home_fd, &id, &path) else {
+                continue;
+            };
+            for n in reap_temp_dirs(&fd, &path, &[TMP_ROOT_PREFIX])? {
+                rec.removed_temp.push(path.join(n));
+            }
+            if is_dir_at(&fd, ROOT)
+                && [LOWER_ID, UPPER, WORK, MERGED]
+                    .iter()
+                    .any(|n| ovlink_fs::at::exists_at(&fd, n))
+            {
+                if let Some(_lock) = DirLock::try_lock(fd, &path)? {
+                    let fd = open_dir_at(&self.home_fd, &id, &path)?;
+                    self.drop_container_files(&fd, &path)?;
+                    rec.finished_apply.push(id);
+                }
+            }
+        }
+        Ok(rec)
+    }
+
+    /// The user-namespace id maps given at init (uid maps, gid maps).
+    pub fn id_maps(&self) -> (&[IdMap], &[IdMap]) {
+        (&self.uid_maps, &self.gid_maps)
+    }
+
+    /// Warnings found at init (for `status`).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The overlay features this kernel turns on by default (and that mounts turn off).
+    pub fn features(&self) -> &OverlayFeatures {
+        &self.features
+    }
+
+    /// The path of layer `id`'s directory (after validating the id).
+    pub fn layer_path(&self, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        Ok(self.home.join(id))
+    }
+
+    fn layer_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut it = rustix::fs::Dir::read_from(&self.home_fd).ctx("read directory", &self.home)?;
+        while let Some(ent) = it.next() {
+            let ent = ent.ctx("read directory", &self.home)?;
+            let n = ent.file_name().to_bytes();
+            if n.starts_with(b".") {
+                continue;
+            }
+            if let Ok(s) = std::str::from_utf8(n) {
+                if validate_id(s).is_ok() {
+                    ids.push(s.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Opens layer `id`'s directory, or `LayerNotFound`.
+    fn open_layer(&self, id: &str) -> Result<OwnedFd> {
+        validate_id(id)?;
+        match open_dir_at(&self.home_fd, id, &self.home.join(id)) {
+            Ok(fd) => Ok(fd),
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                Err(DriverError::LayerNotFound { id: id.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Locks layer `id` and checks it is still in place (a remove may have raced us).
+    fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
+        let fd = self.open_layer(id)?;
+        let path = self.home.join(id);
+        let lock = DirLock::lock(rustix::io::dup(&fd).ctx("dup", &path)?, &path)?;
+        let now = rustix::fs::statat(&self.home_fd, id, AtFlags::SYMLINK_NOFOLLOW);
+        let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
+        match now {
+            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => Ok((fd, lock)),
+            _ => Err(DriverError::LayerNotFound { id: id.to_string() }),
+        }
+    }
+
+    fn read_lower_id(&self, fd: &OwnedFd, layer: &Path) -> Result<String> {
+        let path = layer.join(LOWER_ID);
+        let f = rustix::fs::openat(
+            fd,
+            LOWER_ID,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx("open", &path)?;
+        let mut s = String::new();
+        std::fs::File::from(f)
+            .take(256)
+            .read_to_string(&mut s)
+            .ctx("read", &path)?;
+        let s = s.trim_end_matches('\n').to_string();
+        validate_id(&s)?;
+        Ok(s)
+    }
+
+    fn kind_of(&self, fd: &OwnedFd, layer: &Path) -> Result<LayerKind> {
+        if is_dir_at(fd, ROOT) {
+            Ok(LayerKind::Image)
+        } else if ovlink_fs::at::exists_at(fd, LOWER_ID) {
+            Ok(LayerKind::Container {
+                lower_id: self.read_lower_id(fd, layer)?,
+            })
+        } else {
+            Ok(LayerKind::Incomplete)
+        }
+    }
+
+    fn chown_root<Fd: AsFd>(&self, fd: Fd, shown: &Path) -> Result<()> {
+        if let Some((u, g)) = self.root_ids {
+            rustix::fs::fchown(fd, Some(uid(u)), Some(gid(g))).ctx("change owner of", shown)?;
+        }
+        Ok(())
+    }
+
+    /// Makes directory `name` in `dir` with exactly `mode`, owned by the (remapped) root.
+    fn mkdir_exact(&self, dir: &OwnedFd, name: &str, mode: u32, shown: &Path) -> Result<OwnedFd> {
+        rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+            .ctx("create directory", shown)?;
+        let fd = open_dir_at(dir, name, shown)?;
+        self.chown_root(&fd, shown)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", shown)?;
+        Ok(fd)
+    }
+
+    fn write_file(
+        dir: &OwnedFd,
+        name: &str,
+        content: &[u8],
+        mode: u32,
+        shown: &Path,
+    ) -> Result<()> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .ctx("create", shown)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", shown)?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(content).ctx("write", shown)?;
+        Ok(())
+    }
+
+    fn sync_dir(&self, fd: &OwnedFd, shown: &Path) -> Result<()> {
+        if self.durable {
+            rustix::fs::fsync(fd).ctx("fsync", shown)?;
+        }
+        Ok(())
+    }
+
+    fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
+        validate_id(id)?;
+        if let Some(p) = parent {
+            validate_id(p)?;
+        }
+        if let Some((k, v)) = opts.storage_opt.iter().next() {
+            return Err(DriverError::StorageOptNotSupported {
+                option: format!("{k}={v}"),
+            });
+        }
+        if ovlink_fs::at::exists_at(&self.home_fd, id) {
+            return Err(DriverError::LayerExists { id: id.to_string() });
+        }
+        let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-create-", 0o710)?;
+        let tp = tmp.path();
+        self.chown_root(tmp.fd(), &tp)?;
+        let dir = tmp.fd();
+        match parent {
+            None => {
+                self.mkdir_exact(dir, ROOT, 0o755, &tp.join(ROOT))?;
+            }
+            Some(p) => {
+                let pfd = self.open_layer(p).map_err(|e| match e {
+                    DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
+                        id: id.to_string(),
+                        parent: p.to_string(),
+                    },
+                    e => e,
+                })?;
+                let ppath = self.home.join(p);
+                match self.kind_of(&pfd, &ppath)? {
+                    LayerKind::Image => {
+                        let st = rustix::fs::statat(&pfd, ROOT, AtFlags::SYMLINK_NOFOLLOW)
+                            .ctx("stat", ppath.join(ROOT))?;
+                        self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &tp.join(UPPER))?;
+                        self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
+                        Self::write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
+                    }
+                    LayerKind::Container { lower_id } => {
+                        // Docker's "-init" pattern: same lower, a full copy of the parent's upper.
+                        let st = rustix::fs::statat(&pfd, UPPER, AtFlags::SYMLINK_NOFOLLOW)
+                            .ctx("stat", ppath.join(UPPER))?;
+                        let up =
+                            self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &tp.join(UPPER))?;
+                        let src = open_dir_at(&pfd, UPPER, &ppath.join(UPPER))?;
+                        let mut copts = CopyOptions::content();
+                        copts.skip_devices = false;
+                        copy_tree(
+                            src.as_fd(),
+                            up.as_fd(),
+                            &ppath.join(UPPER),
+                            &tp.join(UPPER),
+                            copts,
+                        )
+                        .map_err(|e| self.classify(e.into()))?;
+                        self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
+                        Self::write_file(
+                            dir,
+                            LOWER_ID,
+                            lower_id.as_bytes(),
+                            0o600,
+                            &tp.join(LOWER_ID),
+                        )?;
+                    }
+                    LayerKind::Incomplete => {
+                        return Err(DriverError::WrongKind {
+                            id: p.to_string(),
+                            is: "an incomplete layer",
+                            needs: "an image or container layer as parent",
+                        })
+                    }
+                }
+            }
+        }
+        self.sync_dir(tmp.fd(), &tp)?;
+        match tmp.rename_noreplace(OsStr::new(id)) {
+            Ok(()) => {}
+            Err((_tmp, Errno::EXIST)) | Err((_tmp, Errno::NOTEMPTY)) => {
+                return Err(DriverError::LayerExists { id: id.to_string() })
+            }
+            Err((_tmp, e)) => {
+                return Err(FsError::io("rename into place", self.home.join(id), e).into())
+            }
+        }
+        self.sync_dir(&self.home_fd, &self.home)?;
+        Ok(())
+    }
+
+    /// Removes `upper/`, `work/`, `merged/` (unmounting it) and `lower-id` from a layer that
+    /// now has its `root/`. `lower-id` goes last.
+    fn drop_container_files(&self, fd: &OwnedFd, layer: &Path) -> Result<()> {
+        let merged = layer.join(MERGED);
+        if mount::is_mount_point(&merged) {
+            mount::unmount(&merged)?;
+        }
+        for n in [MERGED, WORK, UPPER, LOWER_ID] {
+            ovlink_fs::remove_all_at(fd, OsStr::new(n), &layer.join(n))?;
+        }
+        Ok(())
+    }
+
+    /// Turns ENOSPC into [`DriverError::NoSpace`] saying which resource ran out.
+    fn classify(&self, e: DriverError) -> DriverError {
+        if e.raw_os_error() != Some(Errno::NOSPC.raw_os_error()) {
+            return e;
+        }
+        let Ok(st) = rustix::fs::statvfs(&self.home) else {
+            return e;
+        };
+        let (what, used, total, free, hint) = if st.f_favail == 0 || st.f_ffree < 16 {
+            (
+                "inodes",
+                st.f_files - st.f_ffree,
+                st.f_files,
+                st.f_favail,
+                "; every image layer re-creates its parent's directories: remove unused layers \
+                 ('ovlink layer rm'), reformat with more inodes (mkfs.ext4 -i), or use the overlay2 layout",
+            )
+        } else {
+            let bs = st.f_frsize;
+            (
+                "bytes",
+                (st.f_blocks - st.f_bfree) * bs,
+                st.f_blocks * bs,
+                st.f_bavail * bs,
+                "; free space on the backing filesystem or move the root (--root)",
+            )
+        };
+        DriverError::NoSpace {
+            fs: self.backing_fs.clone(),
+            path: self.home.clone(),
+            what,
+            used,
+            total,
+            free,
+            hint,
+            source: Box::new(e),
+        }
+    }
+
+    /// Docker's fallback when the parent has no `root/` (a container layer): mount the layer,
+    /// apply into `merged/`, unmount. The layer stays a container layer.
+    fn apply_through_mount(&self, id: &str, diff: &mut dyn Read) -> Result<u64> {
+        let merged = self.get(id, None)?;
+        let res = (|| {
+            let fd = open_dir(&merged)?;
+            ovlink_tar::apply_layer(fd.as_fd(), &merged, diff, &self.tar_options()).map_err(
+                |source| DriverError::Apply {
+                    id: id.to_string(),
+                    source,
+                },
+            )
+        })();
+        let put = self.put(id);
+        let stats = res.map_err(|e| self.classify(e))?;
+        put?;
+        Ok(stats.size)
+    }
+
+    fn tar_options(&self) -> ovlink_tar::ApplyOptions {
+        ovlink_tar::ApplyOptions {
+            skip_devices: !self.uid_maps.is_empty(),
+        }
+    }
+}
+
+impl Driver for OverlayDriver {
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
+        self.create_layer(id, parent, opts)
+            .map_err(|e| self.classify(e))
+    }
+
+    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
+        self.create_layer(id, parent, opts)
+            .map_err(|e| self.classify(e))
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        let (_fd, lock) = self.lock_layer(id)?;
+        let path = self.home.join(id);
+        for m in mount::mounts_under(&path) {
+            mount::unmount(&m)?;
+        }
+        let trash = format!(".tmp-remove-{}", crate::lock::random_suffix());
+        rustix::fs::renameat(&self.home_fd, id, &self.home_fd, trash.as_str())
+            .ctx("move aside for removal", &path)?;
+        self.refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.sync_dir(&self.home_fd, &self.home)?;
+        ovlink_fs::remove_all_at(&self.home_fd, OsStr::new(&trash), &self.home.join(&trash))?;
+        drop(lock);
+        Ok(())
+    }
+
+    fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {
+        let fd = self.open_layer(id)?;
+        let path = self.home.join(id);
+        if is_dir_at(&fd, ROOT) {
+            return Ok(path.join(ROOT));
+        }
+        let (fd, _lock) = self.lock_layer(id)?;
+        let lower = match self.kind_of(&fd, &path)? {
+            LayerKind::Container { lower_id } => lower_id,
+            LayerKind::Image => return Ok(path.join(ROOT)),
+            LayerKind::Incomplete => {
+                return Err(DriverError::WrongKind {
+                    id: id.to_string(),
+                    is: "an incomplete layer",
+                    needs: "an image or container layer",
+                })
+            }
+        };
+        let merged = path.join(MERGED);
+        {
+            let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+            let r = refs.entry(id.to_string()).or_default();
+            if !r.checked {
+                r.checked = true;
+                if mount::is_overlay_mounted(&merged) {
+                    r.count += 1;
+                }
+            }
+            r.count += 1;
+            if r.count > 1 {
+                return Ok(merged);
+            }
+        }
+        let undo = |e: DriverError| {
+            let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+            refs.remove(id);
+            let _ = rustix::fs::unlinkat(&fd, MERGED, AtFlags::REMOVEDIR);
+            e
+        };
+        match rustix::fs::mkdirat(&fd, MERGED, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(undo(FsError::io("create directory", &merged, e).into())),
+        }
+        if let Err(e) = open_dir_at(&fd, MERGED, &merged).and_then(|m| {
+            rustix::fs::fchmod(&m, Mode::from_raw_mode(0o700)).ctx("change mode of", &merged)
+        }) {
+            return Err(undo(e.into()));
+        }
+        let opts = mount::overlay_options(
+            &self.home.join(&lower).join(ROOT),
+            &path.join(UPPER),
+            &path.join(WORK),
+            &self.features,
+            mount_label,
+        );
+        if let Err(e) = mount::mount_overlay(&merged, &opts) {
+            return Err(undo(e));
+        }
+        if let Some((u, g)) = self.root_ids {
+            let ww = path.join(WORK).join(WORK);
+            let _ = rustix::fs::chown(&ww, Some(uid(u)), Some(gid(g)));
+        }
+        Ok(merged)
+    }
+
+    fn put(&self, id: &str) -> Result<()> {
+        let fd = self.open_layer(id)?;
+        if is_dir_at(&fd, ROOT) {
+            return Ok(());
+        }
+        let (_fd, _lock) = self.lock_layer(id)?;
+        let merged = self.home.join(id).join(MERGED);
+        let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+        let r = refs.entry(id.to_string()).or_default();
+        if !r.checked {
+            r.checked = true;
+            if mount::is_overlay_mounted(&merged) {
+                r.count += 1;
+            }
+        }
+        r.count = r.count.saturating_sub(1);
+        if r.count > 0 {
+            return Ok(());
+        }
+        refs.remove(id);
+        drop(refs);
+        mount::unmount(&merged)?;
+        match rustix::fs::unlinkat(&fd, MERGED, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(FsError::io("remove directory", &merged, e).into()),
+        }
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        validate_id(id).is_ok() && is_dir_at(&self.home_fd, id)
+    }
+
+    fn apply_diff(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
+        if let Some(p) = parent {
+            validate_id(p)?;
+        }
+        let (fd, lock) = self.lock_layer(id)?;
+        let path = self.home.join(id);
+        let has_root = is_dir_at(&fd, ROOT);
+        let parent = match (parent, self.kind_of(&fd, &path)?) {
+            (Some(p), _) => Some(p.to_string()),
+            (None, LayerKind::Container { lower_id }) => Some(lower_id),
+            (None, _) => None,
+        };
+        // The tree to start from: our own root/ (a re-apply), else the parent's root/.
+        let base: Option<(OwnedFd, PathBuf)> = if has_root {
+            Some((open_dir_at(&fd, ROOT, &path.join(ROOT))?, path.join(ROOT)))
+        } else if let Some(p) = &parent {
+            let pfd = self.open_layer(p).map_err(|e| match e {
+                DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
+                    id: id.to_string(),
+                    parent: p.clone(),
+                },
+                e => e,
+            })?;
+            let ppath = self.home.join(p);
+            if !is_dir_at(&pfd, ROOT) {
+                drop(lock);
+                return self.apply_through_mount(id, diff);
+            }
+            Some((
+                open_dir_at(&pfd, ROOT, &ppath.join(ROOT))?,
+                ppath.join(ROOT),
+            ))
+        } else {
+            None
+        };
+        let res = (|| -> Result<u64> {
+            let tmp = TempDir::new(&fd, &path, TMP_ROOT_PREFIX, 0o755)?;
+            let tp = tmp.path();
+            match &base {
+                Some((bfd, bpath)) => {
+                    copy_tree(
+                        bfd.as_fd(),
+                        tmp.fd().as_fd(),
+                        bpath,
+                        &tp,
+                        CopyOptions::hardlink(),
+                    )?;
+                }
+                None => self.chown_root(tmp.fd(), &tp)?,
+            }
+            let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &self.tar_options())
+                .map_err(|source| DriverError::Apply {
+                id: id.to_string(),
+                source,
+            })?;
+            if self.durable {
+                rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
+            }
+            if has_root {
+                rustix::fs::renameat_with(
+                    &fd,
+                    tmp.name(),
+                    &fd,
+                    ROOT,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .ctx("exchange into place", path.join(ROOT))?;
+                drop(tmp); // now holds the old root/: removed
+            } else {
+                tmp.rename_noreplace(OsStr::new(ROOT))
+                    .map_err(|(_t, e)| FsError::io("rename into place", path.join(ROOT), e))?;
+            }
+            self.sync_dir(&fd, &path)?;
+            self.drop_container_files(&fd, &path)?;
+            Ok(stats.size)
+        })();
+        drop(lock);
+        res.map_err(|e| self.classify(e))
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("Backing Filesystem".to_string(), self.backing_fs.clone()),
+            ("Supports d_type".to_string(), self.d_type.to_string()),
+        ];
+        let off = self.features.off_options();
+        if !off.is_empty() {
+            v.push(("Mount options added".to_string(), off.join(",")));
+        }
+        for w in &self.warnings {
+            v.push(("Warning".to_string(), w.clone()));
+        }
+        v
+    }
+
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        let fd = self.open_layer(id)?;
+        let path = self.home.join(id);
+        let mut m = BTreeMap::new();
+        let s = |p: PathBuf| p.to_string_lossy().into_owned();
+        match self.kind_of(&fd, &path)? {
+            LayerKind::Image => {
+                m.insert("RootDir".into(), s(path.join(ROOT)));
+            }
+            LayerKind::Container { lower_id } => {
+                m.insert("LowerDir".into(), s(self.home.join(lower_id).join(ROOT)));
+                m.insert("UpperDir".into(), s(path.join(UPPER)));
+                m.insert("WorkDir".into(), s(path.join(WORK)));
+                m.insert("MergedDir".into(), s(path.join(MERGED)));
+            }
+            LayerKind::Incomplete => {
+                return Err(DriverError::WrongKind {
+                    id: id.to_string(),
+                    is: "an incomplete layer",
+                    needs: "an image or container layer",
+                })
+            }
+        }
+        Ok(m)
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        for m in mount::mounts_under(&self.home) {
+            mount::unmount(&m)?;
+            if m.file_name() == Some(OsStr::new(MERGED)) {
+                let _ = std::fs::remove_dir(&m);
+            }
+        }
+        self.refs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    fn layers(&self) -> Result<Vec<LayerInfo>> {
+        let mut out = Vec::new();
+        for id in self.layer_ids()? {
+            let path = self.home.join(&id);
+            let Ok(fd) = open_dir_at(&self.home_fd, &id, &path) else {
+                continue;
+            };
+            let kind = self.kind_of(&fd, &path)?;
+            let mounted = matches!(kind, LayerKind::Container { .. })
+                && mount::is_overlay_mounted(&path.join(MERGED));
+            out.push(LayerInfo { id, kind, mounted });
+        }
+        Ok(out)
+    }
+
+    fn layer_kind(&self, id: &str) -> Result<LayerKind> {
+        let fd = self.open_layer(id)?;
+        self.kind_of(&fd, &self.home.join(id))
+    }
+}
+
+fn uid(u: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(u)
+}
+fn gid(g: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(g)
+}
+
+/// The host ids of container root under the given maps, if any maps are set.
+pub fn remapped_root(uid_maps: &[IdMap], gid_maps: &[IdMap]) -> Option<(u32, u32)> {
+    if uid_maps.is_empty() && gid_maps.is_empty() {
+        return None;
+    }
+    let find = |maps: &[IdMap]| {
+        maps.iter()
+            .find(|m| m.container_id == 0 && m.size > 0)
+            .map(|m| m.host_id)
+            .unwrap_or(0)
+    };
+    Some((find(uid_maps), find(gid_maps)))
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

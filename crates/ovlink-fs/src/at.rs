@@ -20,8 +20,12 @@ pub const DIR_FLAGS: OFlags = OFlags::RDONLY
 /// Opens `path` as a directory. This is the anchor of a walk (a layer dir, the home): it is
 /// trusted configuration, so symlinks in it are followed.
 pub fn open_dir(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .ctx("open directory", path)
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open directory", path)
 }
 
 /// Opens the single entry `name` of `dir` as a directory, refusing symlinks.
@@ -54,7 +58,7 @@ pub fn open_beneath<Fd: AsFd>(root: Fd, rel: &Path, shown_root: &Path) -> Result
                     "resolve",
                     shown_root.join(rel),
                     Errno::XDEV, // ".." or "/" would leave the tree
-                ))
+                ));
             }
         }
     }
@@ -107,7 +111,12 @@ pub fn current_umask() -> u32 {
 }
 
 /// Creates directory `name` in `dir` with `mode`; `Ok(false)` if it already existed.
-pub fn mkdir_at<Fd: AsFd, N: AsRef<OsStr>>(dir: Fd, name: N, mode: u32, shown: &Path) -> Result<bool> {
+pub fn mkdir_at<Fd: AsFd, N: AsRef<OsStr>>(
+    dir: Fd,
+    name: N,
+    mode: u32,
+    shown: &Path,
+) -> Result<bool> {
     match rustix::fs::mkdirat(dir, name.as_ref(), Mode::from_raw_mode(mode)) {
         Ok(()) => Ok(true),
         Err(Errno::EXIST) => Ok(false),

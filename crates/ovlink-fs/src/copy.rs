@@ -179,7 +179,14 @@ fn copy_dir(
         let s = open_dir_at(src, name, &ctx.src_root.join(&child_rel))?;
         let d = open_dir_at(dst, name, &ctx.dst_root.join(&child_rel))?;
         copy_dir(ctx, s.as_fd(), d.as_fd(), &child_rel, depth + 1, st.st_mode)?;
-        apply_dir_meta(ctx, s.as_fd(), d.as_fd(), &st, &child_rel, if setgid_parent { 1 } else { 0 })?;
+        apply_dir_meta(
+            ctx,
+            s.as_fd(),
+            d.as_fd(),
+            &st,
+            &child_rel,
+            if setgid_parent { 1 } else { 0 },
+        )?;
         ctx.counters.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     };
@@ -213,7 +220,8 @@ fn apply_dir_meta(
         xattr::set_fd(dst, &name, &value, &dst_path())?;
     }
     // Always chmod: mkdir used 0700, and chown may have cleared setgid.
-    rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777)).with_ctx("change mode of", dst_path)?;
+    rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))
+        .with_ctx("change mode of", dst_path)?;
     let _ = ctx.umask;
     rustix::fs::futimens(dst, &times_of(st)).with_ctx("set times of", dst_path)?;
     Ok(())
@@ -249,7 +257,13 @@ fn copy_leaf(
             Err(Errno::MLINK) => {
                 ctx.counters.emlink.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => return Err(FsError::io("hardlink", ctx.dst_root.join(rel).join(name), e)),
+            Err(e) => {
+                return Err(FsError::io(
+                    "hardlink",
+                    ctx.dst_root.join(rel).join(name),
+                    e,
+                ))
+            }
         }
     }
     let st = rustix::fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)
@@ -258,8 +272,14 @@ fn copy_leaf(
         let key = (st.st_dev, st.st_ino);
         let mut links = ctx.links.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(first) = links.get(&key) {
-            rustix::fs::linkat(ctx.dst_root_fd, first.as_path(), dst, name, AtFlags::empty())
-                .with_ctx("hardlink", || ctx.dst_root.join(rel).join(name))?;
+            rustix::fs::linkat(
+                ctx.dst_root_fd,
+                first.as_path(),
+                dst,
+                name,
+                AtFlags::empty(),
+            )
+            .with_ctx("hardlink", || ctx.dst_root.join(rel).join(name))?;
             return Ok(());
         }
         links.insert(key, rel.join(name));
@@ -284,8 +304,13 @@ fn recreate(
     let perm = st.st_mode & 0o7777;
     match ft {
         FileType::RegularFile => {
-            let s = rustix::fs::openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .with_ctx("open", src_path)?;
+            let s = rustix::fs::openat(
+                src,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .with_ctx("open", src_path)?;
             let d = rustix::fs::openat(
                 dst,
                 name,
@@ -298,29 +323,45 @@ fn recreate(
             let n = std::io::copy(&mut sf, &mut df).with_ctx("copy", dst_path)?;
             ctx.counters.bytes.fetch_add(n, Ordering::Relaxed);
             let d: OwnedFd = df.into();
-            rustix::fs::fchown(&d, Some(uid(st)), Some(gid(st))).with_ctx("change owner of", dst_path)?;
+            rustix::fs::fchown(&d, Some(uid(st)), Some(gid(st)))
+                .with_ctx("change owner of", dst_path)?;
             let sfd: OwnedFd = sf.into();
             for (xn, xv) in xattr::read_all_fd(&sfd, &src_path(), xattr::is_layer_xattr)? {
                 xattr::set_fd(&d, &xn, &xv, &dst_path())?;
             }
-            rustix::fs::fchmod(&d, Mode::from_raw_mode(perm)).with_ctx("change mode of", dst_path)?;
+            rustix::fs::fchmod(&d, Mode::from_raw_mode(perm))
+                .with_ctx("change mode of", dst_path)?;
             rustix::fs::futimens(&d, &times_of(st)).with_ctx("set times of", dst_path)?;
             return Ok(());
         }
         FileType::Symlink => {
-            let target = rustix::fs::readlinkat(src, name, Vec::new()).with_ctx("read link", src_path)?;
-            rustix::fs::symlinkat(target.as_c_str(), dst, name).with_ctx("create symlink", dst_path)?;
+            let target =
+                rustix::fs::readlinkat(src, name, Vec::new()).with_ctx("read link", src_path)?;
+            rustix::fs::symlinkat(target.as_c_str(), dst, name)
+                .with_ctx("create symlink", dst_path)?;
         }
         FileType::CharacterDevice | FileType::BlockDevice if ctx.opts.skip_devices => return Ok(()),
         FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice => {
             rustix::fs::mknodat(dst, name, ft, Mode::from_raw_mode(perm & 0o777), st.st_rdev)
                 .with_ctx("create node", dst_path)?;
         }
-        _ => return Err(FsError::io("copy (unknown file type)", src_path(), Errno::INVAL)),
+        _ => {
+            return Err(FsError::io(
+                "copy (unknown file type)",
+                src_path(),
+                Errno::INVAL,
+            ))
+        }
     }
     // Symlinks and nodes: owner, xattrs, mode (not for symlinks), times, all without following.
-    rustix::fs::chownat(dst, name, Some(uid(st)), Some(gid(st)), AtFlags::SYMLINK_NOFOLLOW)
-        .with_ctx("change owner of", dst_path)?;
+    rustix::fs::chownat(
+        dst,
+        name,
+        Some(uid(st)),
+        Some(gid(st)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .with_ctx("change owner of", dst_path)?;
     let sp = crate::at::proc_path(src, name);
     let dp = crate::at::proc_path(dst, name);
     for (xn, xv) in xattr::read_all(&sp, xattr::is_layer_xattr)? {
@@ -330,7 +371,8 @@ fn recreate(
         rustix::fs::chmodat(dst, name, Mode::from_raw_mode(perm), AtFlags::empty())
             .with_ctx("change mode of", dst_path)?;
     }
-    rustix::fs::utimensat(dst, name, &times_of(st), AtFlags::SYMLINK_NOFOLLOW).with_ctx("set times of", dst_path)?;
+    rustix::fs::utimensat(dst, name, &times_of(st), AtFlags::SYMLINK_NOFOLLOW)
+        .with_ctx("set times of", dst_path)?;
     Ok(())
 }
 

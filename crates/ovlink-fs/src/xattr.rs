@@ -36,7 +36,8 @@ pub fn list(path: &Path) -> Result<Vec<OsString>> {
                     .collect())
             }
             Err(Errno::RANGE) => {
-                let need = rustix::fs::llistxattr(path, &mut [0u8; 0][..]).ctx("list xattrs of", path)?;
+                let need =
+                    rustix::fs::llistxattr(path, &mut [0u8; 0][..]).ctx("list xattrs of", path)?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
             Err(Errno::NOTSUP) | Err(Errno::PERM) => return Ok(Vec::new()),
@@ -55,7 +56,8 @@ pub fn get(path: &Path, name: &OsStr) -> Result<Option<Vec<u8>>> {
                 return Ok(Some(buf));
             }
             Err(Errno::RANGE) => {
-                let need = rustix::fs::lgetxattr(path, name, &mut [0u8; 0][..]).ctx("read xattr of", path)?;
+                let need = rustix::fs::lgetxattr(path, name, &mut [0u8; 0][..])
+                    .ctx("read xattr of", path)?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
             Err(Errno::NODATA) | Err(Errno::NOTSUP) => return Ok(None),
@@ -104,7 +106,8 @@ pub fn list_fd<Fd: rustix::fd::AsFd>(fd: Fd, shown: &Path) -> Result<Vec<OsStrin
                     .collect())
             }
             Err(Errno::RANGE) => {
-                let need = rustix::fs::flistxattr(fd, &mut [0u8; 0][..]).ctx("list xattrs of", shown)?;
+                let need =
+                    rustix::fs::flistxattr(fd, &mut [0u8; 0][..]).ctx("list xattrs of", shown)?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
             Err(Errno::NOTSUP) | Err(Errno::PERM) => return Ok(Vec::new()),
@@ -124,7 +127,8 @@ pub fn get_fd<Fd: rustix::fd::AsFd>(fd: Fd, name: &OsStr, shown: &Path) -> Resul
                 return Ok(Some(buf));
             }
             Err(Errno::RANGE) => {
-                let need = rustix::fs::fgetxattr(fd, name, &mut [0u8; 0][..]).ctx("read xattr of", shown)?;
+                let need = rustix::fs::fgetxattr(fd, name, &mut [0u8; 0][..])
+                    .ctx("read xattr of", shown)?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
             Err(Errno::NODATA) | Err(Errno::NOTSUP) => return Ok(None),
@@ -134,7 +138,12 @@ pub fn get_fd<Fd: rustix::fd::AsFd>(fd: Fd, name: &OsStr, shown: &Path) -> Resul
 }
 
 /// Sets xattr `name` on an open file or directory.
-pub fn set_fd<Fd: rustix::fd::AsFd>(fd: Fd, name: &OsStr, value: &[u8], shown: &Path) -> Result<()> {
+pub fn set_fd<Fd: rustix::fd::AsFd>(
+    fd: Fd,
+    name: &OsStr,
+    value: &[u8],
+    shown: &Path,
+) -> Result<()> {
     rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).ctx("set xattr on", shown)
 }
 

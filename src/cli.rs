@@ -1,0 +1,172 @@
+//! The command-line contract: every subcommand, flag and help text. Scripts and tests rely on
+//! these names; change them only with the docs.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Docker's legacy `overlay` storage driver, re-implemented: image layers are full trees of
+/// hardlinks into their parent, containers are overlayfs mounts with a single lowerdir.
+#[derive(Debug, Parser)]
+#[command(name = "ovlink", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// State directory; the driver home is DIR/overlay, images are recorded in DIR/images.
+    #[arg(
+        long,
+        global = true,
+        env = "OVLINK_ROOT",
+        default_value = "/var/lib/ovlink",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Quick start (as root):
+  ovlink demo                               # the whole story on a generated image, in a throw-away root
+  ovlink image import image.tar --name app  # a `docker save` or OCI tarball
+  ovlink container create web --image app   # prints the container's layer id
+  ovlink mount <layer-id>                   # prints the merged dir
+  ovlink umount <layer-id>
+See docs/ for the layout, the inode story and the benchmarks.";
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that this host can run the driver (kernel, overlay, backing filesystem, d_type).
+    Check(JsonFlag),
+    /// Low-level layer operations (Docker's graphdriver calls).
+    #[command(subcommand)]
+    Layer(LayerCmd),
+    /// Mount a container layer (overlay at <id>/merged) and print the path to use; for an
+    /// image layer, print its root/. Reference-counted: every mount needs an umount.
+    Mount {
+        /// Layer id.
+        id: String,
+        /// SELinux label for the mount (passed as context=).
+        #[arg(long)]
+        mount_label: Option<String>,
+    },
+    /// Release one mount of a layer; the last one unmounts merged/.
+    Umount {
+        /// Layer id.
+        id: String,
+    },
+    /// What `docker info` shows for the storage driver.
+    Status(JsonFlag),
+    /// Images: import `docker save`/OCI tarballs, list them.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Containers: a read-write layer (plus its `-init` layer) on an image's top layer.
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Walk through the legacy overlay driver on a generated image (or --image FILE) in a
+    /// throw-away root: import, mount a container, write/overwrite/delete, show upper/.
+    Demo(DemoArgs),
+}
+
+/// `--json` for read commands.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ovlink layer …`
+#[derive(Debug, Subcommand)]
+pub enum LayerCmd {
+    /// Create an image layer: an empty root/ without parent; on an image layer: lower-id,
+    /// upper/, work/ until a diff is applied.
+    Create {
+        /// New layer id (a single directory name).
+        id: String,
+        /// Parent layer id.
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// Create a container layer (lower-id, upper/, work/); on a container parent, its upper/
+    /// is copied (Docker's `-init` pattern).
+    CreateRw {
+        /// New layer id.
+        id: String,
+        /// Parent layer id.
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// Apply a layer tar (plain, gzip or zstd; '-' for stdin) to a layer, creating it on
+    /// --parent first if it does not exist. Prints the size of the files applied.
+    Apply {
+        /// Layer id.
+        id: String,
+        /// Parent layer id (for a new layer).
+        #[arg(long)]
+        parent: Option<String>,
+        /// The tar file, or '-' for standard input.
+        file: PathBuf,
+    },
+    /// Remove a layer (unmounting it first).
+    Rm {
+        /// Layer id.
+        id: String,
+    },
+    /// List layers.
+    Ls(JsonFlag),
+    /// Show a layer: kind, parent, mount state, and what `docker inspect` shows.
+    Inspect {
+        /// Layer id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ovlink image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Import a `docker save` or OCI image-layout tarball; prints the layer ids bottom-first.
+    Import {
+        /// The tarball.
+        file: PathBuf,
+        /// Name to record the image under (default: its first repo tag).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images.
+    Ls(JsonFlag),
+}
+
+/// `ovlink container …`
+#[derive(Debug, Subcommand)]
+pub enum ContainerCmd {
+    /// Create a container layer on the image's top layer; prints its layer id.
+    Create {
+        /// Container name.
+        name: String,
+        /// Image name.
+        #[arg(long)]
+        image: String,
+    },
+    /// List containers.
+    Ls(JsonFlag),
+    /// Remove a container's layers (unmounting them).
+    Rm {
+        /// Container name.
+        name: String,
+    },
+}
+
+/// `ovlink demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// A `docker save` tarball to use instead of the generated image.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Keep the throw-away root (and print where it is) instead of removing it.
+    #[arg(long)]
+    pub keep: bool,
+}

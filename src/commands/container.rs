@@ -1,0 +1,4 @@
+//! (being written)
+pub fn run(_root: &std::path::Path, _c: crate::cli::ContainerCmd) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

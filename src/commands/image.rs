@@ -1,0 +1,4 @@
+//! (being written)
+pub fn run(_root: &std::path::Path, _c: crate::cli::ImageCmd) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

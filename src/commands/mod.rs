@@ -1,0 +1,55 @@
+//! Dispatch of the subcommands; each group lives in its own module.
+
+mod check;
+mod container;
+mod demo;
+mod image;
+mod layer;
+
+use crate::cli::{Cli, Command};
+use anyhow::Context as _;
+use ovlink_driver::{Driver, InitConfig, OverlayDriver};
+use std::path::Path;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = cli.root.as_path();
+    match cli.command {
+        Command::Check(j) => check::run(root, j.json),
+        Command::Layer(c) => layer::run(root, c),
+        Command::Mount { id, mount_label } => {
+            let d = open_driver(root)?;
+            let p = d.get(&id, mount_label.as_deref())?;
+            println!("{}", p.display());
+            Ok(())
+        }
+        Command::Umount { id } => Ok(open_driver(root)?.put(&id)?),
+        Command::Status(j) => {
+            let d = open_driver(root)?;
+            let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
+            st.push(("Home".to_string(), d.home().display().to_string()));
+            st.extend(d.status());
+            if j.json {
+                crate::output::json(&st)
+            } else {
+                for (k, v) in st {
+                    println!("{k}: {v}");
+                }
+                Ok(())
+            }
+        }
+        Command::Image(c) => image::run(root, c),
+        Command::Container(c) => container::run(root, c),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+/// Initializes the overlay driver on `<root>/overlay`.
+pub fn open_driver(root: &Path) -> anyhow::Result<OverlayDriver> {
+    let home = root.join("overlay");
+    OverlayDriver::init(&InitConfig {
+        home: home.clone(),
+        ..Default::default()
+    })
+    .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
+}
