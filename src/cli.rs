@@ -19,9 +19,33 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
+    /// Layer layout: the legacy `overlay` (hardlinked image layers) or `overlay2` (one diff
+    /// dir per layer, several lowerdirs), so both can be compared on the same work.
+    #[arg(long, global = true, value_enum, default_value_t = DriverKind::Overlay)]
+    pub driver: DriverKind,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The two layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverKind {
+    /// Docker's legacy `overlay`: `<id>/root` hardlink trees, one lowerdir.
+    Overlay,
+    /// Docker's `overlay2`: `<id>/diff`, `l/` short links, up to 128 lowerdirs.
+    Overlay2,
+}
+
+impl DriverKind {
+    /// The driver home's name under `--root`.
+    pub fn home_name(self) -> &'static str {
+        match self {
+            DriverKind::Overlay => "overlay",
+            DriverKind::Overlay2 => "overlay2",
+        }
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -63,6 +87,13 @@ pub enum Command {
     /// Containers: a read-write layer (plus its `-init` layer) on an image's top layer.
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Inodes each layer costs the backing filesystem, what is left, and when it runs out.
+    Report(crate::commands::report::ReportArgs),
+    /// Benchmarks: overlay vs overlay2 side by side on a generated image or a tarball.
+    Bench(crate::commands::bench::BenchArgs),
+    /// Guided, self-cleaning demonstrations (inode exhaustion, the hardlink limit).
+    #[command(subcommand)]
+    Lab(crate::commands::lab::LabCmd),
     /// Walk through the legacy overlay driver on a generated image (or --image FILE) in a
     /// throw-away root: import, mount a container, write/overwrite/delete, show upper/.
     Demo(DemoArgs),

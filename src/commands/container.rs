@@ -1,4 +1,8 @@
 //! (being written)
-pub fn run(_root: &std::path::Path, _c: crate::cli::ContainerCmd) -> anyhow::Result<()> {
+pub fn run(
+    _root: &std::path::Path,
+    _k: crate::cli::DriverKind,
+    _c: crate::cli::ContainerCmd,
+) -> anyhow::Result<()> {
     anyhow::bail!("not yet")
 }

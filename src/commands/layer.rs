@@ -1,14 +1,14 @@
 //! `ovlink layer …`: the graphdriver calls, one by one.
 
-use super::open_driver;
-use crate::cli::LayerCmd;
+use super::open_any_driver;
+use crate::cli::{DriverKind, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
-use ovlink_driver::{CreateOpts, Driver, LayerKind};
+use ovlink_driver::{CreateOpts, LayerKind};
 use std::path::Path;
 
-pub fn run(root: &Path, cmd: LayerCmd) -> anyhow::Result<()> {
-    let d = open_driver(root)?;
+pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
+    let d = open_any_driver(root, kind)?;
     match cmd {
         LayerCmd::Create { id, parent } => {
             d.create(&id, parent.as_deref(), &CreateOpts::default())?

@@ -1,12 +1,15 @@
 //! Dispatch of the subcommands; each group lives in its own module.
 
+pub mod bench;
 mod check;
 mod container;
 mod demo;
 mod image;
+pub mod lab;
 mod layer;
+pub mod report;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DriverKind};
 use anyhow::Context as _;
 use ovlink_driver::{Driver, InitConfig, OverlayDriver};
 use std::path::Path;
@@ -14,18 +17,19 @@ use std::path::Path;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let root = cli.root.as_path();
+    let kind = cli.driver;
     match cli.command {
         Command::Check(j) => check::run(root, j.json),
-        Command::Layer(c) => layer::run(root, c),
+        Command::Layer(c) => layer::run(root, kind, c),
         Command::Mount { id, mount_label } => {
-            let d = open_driver(root)?;
+            let d = open_any_driver(root, kind)?;
             let p = d.get(&id, mount_label.as_deref())?;
             println!("{}", p.display());
             Ok(())
         }
-        Command::Umount { id } => Ok(open_driver(root)?.put(&id)?),
+        Command::Umount { id } => Ok(open_any_driver(root, kind)?.put(&id)?),
         Command::Status(j) => {
-            let d = open_driver(root)?;
+            let d = open_any_driver(root, kind)?;
             let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
             st.push(("Home".to_string(), d.home().display().to_string()));
             st.extend(d.status());
@@ -38,8 +42,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Command::Image(c) => image::run(root, c),
-        Command::Container(c) => container::run(root, c),
+        Command::Image(c) => image::run(root, kind, c),
+        Command::Container(c) => container::run(root, kind, c),
+        Command::Report(a) => report::run(root, kind, a),
+        Command::Bench(a) => bench::run(a),
+        Command::Lab(c) => lab::run(c),
         Command::Demo(a) => demo::run(a),
     }
 }
@@ -52,4 +59,12 @@ pub fn open_driver(root: &Path) -> anyhow::Result<OverlayDriver> {
         ..Default::default()
     })
     .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
+}
+
+/// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>`.
+pub fn open_any_driver(root: &Path, kind: DriverKind) -> anyhow::Result<Box<dyn Driver>> {
+    match kind {
+        DriverKind::Overlay => Ok(Box::new(open_driver(root)?)),
+        DriverKind::Overlay2 => anyhow::bail!("the overlay2 layout is not built yet"),
+    }
 }
