@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# ovlink's one test command: installs what the tests need (system packages included), then
+# runs every test of the workspace for real, as root, with real overlay and loop mounts.
+#
+#   sudo scripts/test.sh            # everything
+#   sudo scripts/test.sh container  # only tests whose name contains "container"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the tests mount overlayfs and loop devices: run as root (sudo)" >&2
+  exit 1
+fi
+
+# System packages: mkfs.ext4 (e2fsprogs), losetup/mount (mount, util-linux), modprobe (kmod).
+need=()
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need+=(mount)
+command -v modprobe >/dev/null 2>&1 || need+=(kmod)
+command -v strace >/dev/null 2>&1 || need+=(strace)
+if ((${#need[@]})); then
+  echo "scripts/test.sh: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+modprobe overlay 2>/dev/null || true
+grep -qw overlay /proc/filesystems || { echo "scripts/test.sh: this kernel has no overlayfs" >&2; exit 1; }
+
+# Loop devices for the inode tests (a fresh VM may have none created yet).
+[ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
+
+export RUST_BACKTRACE=1
+cargo test --workspace --all-targets -- "$@"
