@@ -5,14 +5,37 @@
 //!   `input` and applies it into the directory open as `root` (`root_shown` is its path for
 //!   messages). It returns [`ApplyStats`] whose `size` is the sum of the sizes of the regular
 //!   files in the tar (what Docker's ApplyDiff returns).
+//! - `input` is always read to its end on success (the decompressed stream to its end, then
+//!   whatever follows the compressed stream), so a wrapping reader that checks a digest at EOF
+//!   always gets to check it; any read error fails the apply ([`TarError::Read`]). Bytes after
+//!   a plain tar's end blocks are ignored; after a gzip or zstd stream they must be further
+//!   members/frames (like any decoder read to its end, containerd's included).
+//! - Hardlink entries share their target's inode; their own owner/mode/times are not applied
+//!   (the target may be a lower layer's file).
+//! - [`TarError::raw_os_error`] finds the errno (e.g. `ENOSPC`) whichever variant carries it.
 //! - On error the tree may be partly modified: the driver applies into a temporary copy and
 //!   throws it away on error.
-//! - Nothing outside `root` is ever created, changed or removed.
+//! - Nothing outside `root` is ever created, changed or removed, and no inode that existed in
+//!   the tree before the apply is modified in place, except directories (their metadata is set
+//!   from the tar's directory entries). Replacing an entry unlinks it and creates a new inode.
+//!
+//! Modules: `apply` (the entry loop and per-type creation), `decompress` (magic-byte
+//! detection, decoding, draining), `path` (entry-name normalization), `tree` (fd-relative
+//! walks below the root), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
+//! names, opaque directories and what this apply created).
+#![forbid(unsafe_code)]
 
-use std::io::Read;
+mod apply;
+mod decompress;
+mod meta;
+mod path;
+mod tree;
+mod whiteout;
+
+use std::io;
 use std::path::{Path, PathBuf};
 
-use rustix::fd::BorrowedFd;
+pub use apply::apply_layer;
 
 /// Options of [`apply_layer`].
 #[derive(Debug, Clone, Default)]
@@ -45,15 +68,73 @@ pub enum TarError {
         /// Why it was refused.
         reason: String,
     },
+    /// Reading the layer stream failed: a truncated or corrupt archive, a decompression
+    /// error, or an error of the input reader itself (such as a digest mismatch at EOF).
+    #[error("cannot read the layer tar stream{}", match entry {
+        Some(e) => format!(" (at or after entry {e:?})"),
+        None => String::new(),
+    })]
+    Read {
+        /// The entry being read, or the last entry read before the failure; `None` when the
+        /// stream failed before its first entry.
+        entry: Option<PathBuf>,
+        /// The read or decode error.
+        #[source]
+        source: io::Error,
+    },
+    /// The tar has an entry of a type a layer cannot hold.
+    #[error("tar entry {entry:?} has an unsupported type: {kind}")]
+    Unsupported {
+        /// The entry's name as it appears in the tar.
+        entry: PathBuf,
+        /// The entry type.
+        kind: String,
+    },
+    /// An entry's header holds a value that cannot be applied (an out-of-range owner, a
+    /// malformed PAX record, a hardlink without a target, ...).
+    #[error("tar entry {entry:?} is invalid: {reason}")]
+    Invalid {
+        /// The entry's name as it appears in the tar.
+        entry: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A filesystem operation failed while applying an entry (the source names the
+    /// operation and the path).
+    #[error("cannot apply tar entry {entry:?}")]
+    Entry {
+        /// The entry's name as it appears in the tar.
+        entry: PathBuf,
+        /// The failed operation.
+        #[source]
+        source: ovlink_fs::FsError,
+    },
 }
 
-/// Applies a layer tar into `root`. See the crate docs for the contract.
-pub fn apply_layer(
-    root: BorrowedFd<'_>,
-    root_shown: &Path,
-    input: &mut dyn Read,
-    opts: &ApplyOptions,
-) -> Result<ApplyStats, TarError> {
-    let _ = (root, root_shown, input, opts);
-    unimplemented!("being written")
+impl TarError {
+    /// The OS errno at the root of this error, if any (for `ENOSPC` detection and the like).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            TarError::Fs(e) | TarError::Entry { source: e, .. } => e.raw_os_error(),
+            TarError::Read { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// True when the cause is "no space left on device".
+    pub fn is_no_space(&self) -> bool {
+        self.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+    }
+
+    /// The tar entry the error is about, when there is one.
+    pub fn entry(&self) -> Option<&Path> {
+        match self {
+            TarError::EscapeAttempt { entry, .. }
+            | TarError::Unsupported { entry, .. }
+            | TarError::Invalid { entry, .. }
+            | TarError::Entry { entry, .. } => Some(entry),
+            TarError::Read { entry, .. } => entry.as_deref(),
+            TarError::Fs(_) => None,
+        }
+    }
 }

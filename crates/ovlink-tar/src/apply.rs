@@ -1,0 +1,550 @@
+//! The applier: reads the entries of a layer tar in order and makes the tree below the root
+//! match them: creates files, directories, symlinks, hardlinks, fifos and device nodes with
+//! their owner, mode, xattrs and times, and processes whiteouts; directory times are set at
+//! the very end, deepest first.
+//!
+//! Rules this module keeps: everything is fd-relative to the root (parents are opened by
+//! `tree`, never following a symlink; the final component is never followed either); an
+//! existing non-directory is never opened for writing nor has its metadata changed — it is
+//! unlinked and a fresh inode created (the tree is a hardlink copy of the parent layer, so
+//! every non-directory may be shared with other layers); an existing directory is kept when
+//! the tar has a directory at the same path, and only then has its metadata set. It never
+//! uses the tar crate's path-based `unpack`.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use ovlink_fs::at::{open_dir_at, proc_path, stat_at, DIR_FLAGS};
+use ovlink_fs::error::Context;
+use ovlink_fs::{xattr, FsError};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid, XattrFlags};
+use rustix::io::Errno;
+
+use crate::decompress;
+use crate::meta::{self, DirTimes, Meta};
+use crate::path::{self, Comps};
+use crate::tree::{Missing, Tree};
+use crate::whiteout::{self, Created, Whiteout};
+use crate::{ApplyOptions, ApplyStats, TarError};
+
+/// Size of the copy buffer for regular-file contents.
+const COPY_BUF: usize = 128 * 1024;
+
+/// Applies a layer tar into `root`. See the crate docs for the contract.
+///
+/// `input` is a plain, gzip or zstd layer tar (detected by its first bytes). It is read to
+/// its end on success. `root_shown` is the path of `root`, used only in messages.
+pub fn apply_layer(
+    root: BorrowedFd<'_>,
+    root_shown: &Path,
+    input: &mut dyn Read,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats, TarError> {
+    let read_err =
+        |entry: Option<PathBuf>| move |source: io::Error| TarError::Read { entry, source };
+    let (kind, mut raw) = decompress::sniff(input).map_err(read_err(None))?;
+    let mut last: Option<PathBuf> = None;
+    let mut ap = Applier {
+        tree: Tree::new(root, root_shown)?,
+        opts,
+        created: Created::default(),
+        dir_times: DirTimes::default(),
+        buf: vec![0u8; COPY_BUF],
+        stats: ApplyStats::default(),
+    };
+    {
+        let dec = decompress::decoder(kind, &mut raw).map_err(read_err(None))?;
+        let mut archive = tar::Archive::new(dec);
+        for entry in archive.entries().map_err(read_err(None))? {
+            let mut entry = entry.map_err(read_err(last.clone()))?;
+            ap.stats.entries += 1;
+            let name = PathBuf::from(OsStr::from_bytes(&entry.path_bytes()));
+            ap.entry(&mut entry, &name)?;
+            last = Some(name);
+        }
+        // After the end-of-archive blocks: read the decoded stream to its end (a gzip CRC or
+        // a truncated frame shows up here) ...
+        let mut dec = archive.into_inner();
+        decompress::drain(&mut dec).map_err(read_err(last.clone()))?;
+    }
+    // ... and the raw input to its end, so a wrapping reader always sees EOF.
+    decompress::drain(&mut raw).map_err(read_err(last))?;
+    ap.finish()
+}
+
+/// The kind of a tar entry, as the applier handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    Fifo,
+    Char,
+    Block,
+    /// A PAX global header: ignored, as Docker does.
+    Global,
+}
+
+fn kind_of(h: &tar::Header, raw_name: &[u8], name: &Path) -> Result<Kind, TarError> {
+    Ok(match h.entry_type().as_byte() {
+        // Contiguous files ('7') are regular files; GNU sparse files ('S') are expanded by the
+        // parser.
+        b'0' | b'7' | b'S' => Kind::File,
+        // Old (V7) regular-file type: a trailing slash makes it a directory (as Go's reader).
+        b'\0' if raw_name.ends_with(b"/") => Kind::Dir,
+        b'\0' => Kind::File,
+        b'1' => Kind::Hardlink,
+        b'2' => Kind::Symlink,
+        b'3' => Kind::Char,
+        b'4' => Kind::Block,
+        b'5' => Kind::Dir,
+        b'6' => Kind::Fifo,
+        b'g' => Kind::Global,
+        b => {
+            let what = match b {
+                b'V' => "GNU volume header".to_string(),
+                b'M' => "GNU multi-volume continuation".to_string(),
+                b'D' => "GNU dump directory".to_string(),
+                b'N' => "GNU old long name".to_string(),
+                b'x' | b'L' | b'K' => format!("stray extension header {:?}", b as char),
+                b => format!("entry type {:?}", b as char),
+            };
+            return Err(TarError::Unsupported {
+                entry: name.to_path_buf(),
+                kind: what,
+            });
+        }
+    })
+}
+
+fn escape(name: &Path, reason: impl Into<String>) -> TarError {
+    TarError::EscapeAttempt {
+        entry: name.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn invalid(name: &Path, reason: impl Into<String>) -> TarError {
+    TarError::Invalid {
+        entry: name.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Wraps a filesystem failure with the entry's name.
+fn fe(name: &Path) -> impl Fn(FsError) -> TarError + '_ {
+    move |source| TarError::Entry {
+        entry: name.to_path_buf(),
+        source,
+    }
+}
+
+struct Applier<'r> {
+    tree: Tree<'r>,
+    opts: &'r ApplyOptions,
+    created: Created,
+    dir_times: DirTimes,
+    buf: Vec<u8>,
+    stats: ApplyStats,
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &Path,
+    ) -> Result<(), TarError> {
+        let raw = entry.path_bytes().into_owned();
+        let kind = kind_of(entry.header(), &raw, name)?;
+        if kind == Kind::Global {
+            return Ok(());
+        }
+        let comps = path::normalize(&raw).map_err(|r| escape(name, r))?;
+        let Some((base, parent)) = comps.split_last() else {
+            return self.root_entry(entry, kind, name);
+        };
+        // AUFS metadata directories at the top of the layer (`.wh..wh.plnk/...`): skipped.
+        if parent
+            .first()
+            .is_some_and(|c| c.as_bytes().starts_with(whiteout::META_PREFIX))
+        {
+            return Ok(());
+        }
+        match whiteout::classify(base).map_err(|r| escape(name, r))? {
+            Whiteout::Meta => Ok(()),
+            Whiteout::Opaque => self.opaque(parent, name),
+            Whiteout::Remove(target) => self.whiteout(parent, target, name),
+            Whiteout::No => self.create(entry, kind, &comps, name),
+        }
+    }
+
+    /// `.` / `./`: the root's own metadata, like a directory entry.
+    fn root_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: Kind,
+        name: &Path,
+    ) -> Result<(), TarError> {
+        if kind != Kind::Dir {
+            return Err(invalid(name, "a non-directory entry names the layer root"));
+        }
+        let meta = meta::read(entry, name)?;
+        let shown = self.tree.shown(&[]);
+        set_fd_meta(self.tree.root(), &shown, &meta).map_err(fe(name))?;
+        self.dir_times.insert(&[], &meta);
+        Ok(())
+    }
+
+    /// `.wh..wh..opq` in `dir`: removes what this apply did not create there.
+    fn opaque(&mut self, dir: &[OsString], name: &Path) -> Result<(), TarError> {
+        let Applier {
+            tree,
+            created,
+            dir_times,
+            ..
+        } = self;
+        let shown = tree.shown(dir);
+        let Some(fd) = tree.dir(dir, name, Missing::Absent, created)? else {
+            return Ok(());
+        };
+        let mut rel = dir.to_vec();
+        whiteout::clear_lower(fd, &mut rel, &shown, created, dir_times).map_err(fe(name))
+    }
+
+    /// `.wh.TARGET` in `dir`: removes TARGET, whatever it is.
+    fn whiteout(&mut self, dir: &[OsString], target: &OsStr, name: &Path) -> Result<(), TarError> {
+        let Applier {
+            tree,
+            created,
+            dir_times,
+            ..
+        } = self;
+        let mut comps = dir.to_vec();
+        comps.push(target.to_os_string());
+        let shown = tree.shown(&comps);
+        let Some(fd) = tree.dir(dir, name, Missing::Absent, created)? else {
+            return Ok(());
+        };
+        match stat_at(fd, target, &shown).map_err(fe(name))? {
+            None => Ok(()),
+            Some(st) => {
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    dir_times.forget_under(&comps);
+                }
+                ovlink_fs::remove_all_at(fd, target, &shown).map_err(fe(name))
+            }
+        }
+    }
+
+    /// Any entry that creates something at `comps`.
+    fn create<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: Kind,
+        comps: &Comps,
+        name: &Path,
+    ) -> Result<(), TarError> {
+        if self.opts.skip_devices && matches!(kind, Kind::Char | Kind::Block) {
+            return Ok(());
+        }
+        let meta = meta::read(entry, name)?;
+        let dev = match kind {
+            Kind::Char | Kind::Block => {
+                let h = entry.header();
+                let major = h
+                    .device_major()
+                    .map_err(|e| invalid(name, format!("device major: {e}")))?;
+                let minor = h
+                    .device_minor()
+                    .map_err(|e| invalid(name, format!("device minor: {e}")))?;
+                match (major, minor) {
+                    (Some(ma), Some(mi)) => rustix::fs::makedev(ma, mi),
+                    _ => return Err(invalid(name, "a device entry without device numbers")),
+                }
+            }
+            _ => 0,
+        };
+        let link_name = match kind {
+            Kind::Symlink | Kind::Hardlink => match entry.link_name_bytes() {
+                Some(l) if !l.is_empty() => l.into_owned(),
+                _ => return Err(invalid(name, "a link entry without a target")),
+            },
+            _ => Vec::new(),
+        };
+        // A hardlink target is resolved first, on its own fds (the cache holds our parent).
+        let link_target = if kind == Kind::Hardlink {
+            let t = path::normalize(&link_name)
+                .map_err(|r| escape(name, format!("hardlink target: {r}")))?;
+            let Some((tbase, tdir)) = t.split_last() else {
+                return Err(invalid(name, "a hardlink to the layer root"));
+            };
+            Some((
+                self.tree.dir_uncached(tdir, name)?,
+                tbase.clone(),
+                self.tree.shown(&t),
+            ))
+        } else {
+            None
+        };
+
+        let Applier {
+            tree,
+            created,
+            dir_times,
+            buf,
+            stats,
+            ..
+        } = self;
+        let (base, dir) = comps
+            .split_last()
+            .ok_or_else(|| invalid(name, "names the layer root"))?;
+        let shown = tree.shown(comps);
+        let parent = tree
+            .dir(dir, name, Missing::Create, created)?
+            .ok_or_else(|| {
+                fe(name)(FsError::io(
+                    "open directory",
+                    tree_parent(&shown),
+                    Errno::NOENT,
+                ))
+            })?;
+
+        // Whatever is there now goes, except a directory the tar also has as a directory.
+        let mut merge_dir = false;
+        if let Some(st) = stat_at(parent, base, &shown).map_err(fe(name))? {
+            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            if is_dir && kind == Kind::Dir {
+                merge_dir = true;
+            } else if is_dir {
+                dir_times.forget_under(comps);
+                ovlink_fs::remove_all_at(parent, base, &shown).map_err(fe(name))?;
+            } else {
+                rustix::fs::unlinkat(parent, base, AtFlags::empty())
+                    .ctx("remove", &shown)
+                    .map_err(fe(name))?;
+            }
+        }
+
+        match kind {
+            Kind::File => {
+                stats.size += write_file(parent, base, &shown, entry, &meta, buf, name)?;
+            }
+            Kind::Dir => {
+                if !merge_dir {
+                    rustix::fs::mkdirat(parent, base, Mode::from_raw_mode(0o700))
+                        .ctx("create directory", &shown)
+                        .map_err(fe(name))?;
+                }
+                let fd = open_dir_at(parent, base, &shown).map_err(fe(name))?;
+                set_fd_meta(fd.as_fd(), &shown, &meta).map_err(fe(name))?;
+                dir_times.insert(comps, &meta);
+            }
+            Kind::Symlink => {
+                rustix::fs::symlinkat(OsStr::from_bytes(&link_name), parent, base)
+                    .ctx("create symlink", &shown)
+                    .map_err(fe(name))?;
+                set_at_meta(parent, base, &shown, &meta, false).map_err(fe(name))?;
+            }
+            Kind::Hardlink => {
+                // The new name shares the target's inode: its metadata is the target's and is
+                // not changed (the target may be a lower layer's file).
+                if let Some((tdir, tbase, tshown)) = &link_target {
+                    match rustix::fs::linkat(
+                        tdir,
+                        tbase.as_os_str(),
+                        parent,
+                        base,
+                        AtFlags::empty(),
+                    ) {
+                        Ok(()) => {}
+                        Err(e @ Errno::NOENT) => {
+                            return Err(fe(name)(FsError::io(
+                                "hardlink to missing target",
+                                tshown,
+                                e,
+                            )))
+                        }
+                        Err(e) => return Err(fe(name)(FsError::io("hardlink to", &shown, e))),
+                    }
+                }
+            }
+            Kind::Fifo | Kind::Char | Kind::Block => {
+                let ft = match kind {
+                    Kind::Fifo => FileType::Fifo,
+                    Kind::Char => FileType::CharacterDevice,
+                    _ => FileType::BlockDevice,
+                };
+                rustix::fs::mknodat(
+                    parent,
+                    base,
+                    ft,
+                    Mode::from_raw_mode(meta.mode & 0o777),
+                    dev,
+                )
+                .ctx("create node", &shown)
+                .map_err(fe(name))?;
+                set_at_meta(parent, base, &shown, &meta, true).map_err(fe(name))?;
+            }
+            Kind::Global => {}
+        }
+        created.insert(comps);
+        Ok(())
+    }
+
+    /// Sets the directory times, deepest first, on the directories that are still there.
+    fn finish(mut self) -> Result<ApplyStats, TarError> {
+        let times = std::mem::take(&mut self.dir_times).into_deepest_first();
+        for (comps, ts) in times {
+            let shown = self.tree.shown(&comps);
+            let entry: PathBuf = if comps.is_empty() {
+                PathBuf::from(".")
+            } else {
+                comps.iter().collect()
+            };
+            let fd: OwnedFd = match comps.split_last() {
+                None => rustix::fs::openat(self.tree.root(), ".", DIR_FLAGS, Mode::empty())
+                    .ctx("open directory", &shown)
+                    .map_err(fe(&entry))?,
+                Some((base, dir)) => {
+                    let Some(parent) =
+                        self.tree
+                            .dir(dir, &entry, Missing::Lenient, &mut self.created)?
+                    else {
+                        continue;
+                    };
+                    match rustix::fs::openat(parent, base.as_os_str(), DIR_FLAGS, Mode::empty()) {
+                        Ok(fd) => fd,
+                        Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => continue,
+                        Err(e) => return Err(fe(&entry)(FsError::io("open directory", &shown, e))),
+                    }
+                }
+            };
+            rustix::fs::futimens(&fd, &ts)
+                .ctx("set times of", &shown)
+                .map_err(fe(&entry))?;
+        }
+        Ok(self.stats)
+    }
+}
+
+fn tree_parent(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Creates the regular file `base` in `parent` with the entry's content and metadata;
+/// returns the number of bytes written.
+fn write_file<R: Read>(
+    parent: BorrowedFd<'_>,
+    base: &OsStr,
+    shown: &Path,
+    entry: &mut tar::Entry<'_, R>,
+    meta: &Meta,
+    buf: &mut [u8],
+    name: &Path,
+) -> Result<u64, TarError> {
+    let fd = rustix::fs::openat(
+        parent,
+        base,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ctx("create", shown)
+    .map_err(fe(name))?;
+    let mut file = File::from(fd);
+    let want = entry.size();
+    let mut written: u64 = 0;
+    loop {
+        let n = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(TarError::Read {
+                    entry: Some(name.to_path_buf()),
+                    source,
+                })
+            }
+        };
+        file.write_all(&buf[..n])
+            .ctx("write", shown)
+            .map_err(fe(name))?;
+        written += n as u64;
+    }
+    if written != want {
+        return Err(TarError::Read {
+            entry: Some(name.to_path_buf()),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the archive ends inside this entry ({written} of {want} bytes)"),
+            ),
+        });
+    }
+    let fd = OwnedFd::from(file);
+    set_fd_meta(fd.as_fd(), shown, meta).map_err(fe(name))?;
+    rustix::fs::futimens(&fd, &meta.timestamps())
+        .ctx("set times of", shown)
+        .map_err(fe(name))?;
+    Ok(written)
+}
+
+/// Owner, xattrs, then mode (chown clears setuid/setgid) on an open file or directory this
+/// apply created (or a directory the tar names). Times are set by the caller.
+fn set_fd_meta(fd: BorrowedFd<'_>, shown: &Path, meta: &Meta) -> Result<(), FsError> {
+    rustix::fs::fchown(
+        fd,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+    )
+    .ctx("change owner of", shown)?;
+    for (k, v) in &meta.xattrs {
+        xattr::set_fd(fd, k, v, shown)?;
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).ctx("change mode of", shown)
+}
+
+/// Owner, xattrs, mode (unless a symlink) and times of the symlink or node `base` in
+/// `parent`, just created by this apply; no call follows the final component, except
+/// `chmod` on a node (never a symlink; there is no portable `lchmod`).
+fn set_at_meta(
+    parent: BorrowedFd<'_>,
+    base: &OsStr,
+    shown: &Path,
+    meta: &Meta,
+    chmod: bool,
+) -> Result<(), FsError> {
+    rustix::fs::chownat(
+        parent,
+        base,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .ctx("change owner of", shown)?;
+    if !meta.xattrs.is_empty() {
+        let p = proc_path(parent, base);
+        for (k, v) in &meta.xattrs {
+            match rustix::fs::lsetxattr(&p, k.as_os_str(), v, XattrFlags::empty()) {
+                Ok(()) => {}
+                // The kernel refuses user.* xattrs on symlinks and device nodes.
+                Err(Errno::PERM) | Err(Errno::NOTSUP) if k.as_bytes().starts_with(b"user.") => {}
+                Err(e) => return Err(FsError::io("set xattr on", shown, e)),
+            }
+        }
+    }
+    if chmod {
+        rustix::fs::chmodat(
+            parent,
+            base,
+            Mode::from_raw_mode(meta.mode),
+            AtFlags::empty(),
+        )
+        .ctx("change mode of", shown)?;
+    }
+    rustix::fs::utimensat(parent, base, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
+        .ctx("set times of", shown)
+}
