@@ -140,9 +140,9 @@ pub fn supports_dtype(dir: &Path) -> Result<bool> {
         )
         .ctx("create", &f)?;
         let fd = ovlink_fs::at::open_dir(&probe)?;
-        let mut it = rustix::fs::Dir::read_from(&fd).ctx("read directory", &probe)?;
+        let it = rustix::fs::Dir::read_from(&fd).ctx("read directory", &probe)?;
         let mut ok = true;
-        while let Some(ent) = it.next() {
+        for ent in it {
             let ent = ent.ctx("read directory", &probe)?;
             if ent.file_name().to_bytes() == b"f" {
                 ok = ent.file_type() != rustix::fs::FileType::Unknown;

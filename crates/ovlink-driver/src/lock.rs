@@ -139,8 +139,8 @@ pub fn reap_temp_dirs(dir: &OwnedFd, dir_path: &Path, prefixes: &[&str]) -> Resu
     use std::os::unix::ffi::OsStrExt;
     let mut names = Vec::new();
     {
-        let mut it = rustix::fs::Dir::read_from(dir).ctx("read directory", dir_path)?;
-        while let Some(ent) = it.next() {
+        let it = rustix::fs::Dir::read_from(dir).ctx("read directory", dir_path)?;
+        for ent in it {
             let ent = ent.ctx("read directory", dir_path)?;
             let n = ent.file_name().to_bytes();
             if prefixes.iter().any(|p| n.starts_with(p.as_bytes())) {

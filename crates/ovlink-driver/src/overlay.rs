@@ -234,8 +234,8 @@ impl OverlayDriver {
 
     fn layer_ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
-        let mut it = rustix::fs::Dir::read_from(&self.home_fd).ctx("read directory", &self.home)?;
-        while let Some(ent) = it.next() {
+        let it = rustix::fs::Dir::read_from(&self.home_fd).ctx("read directory", &self.home)?;
+        for ent in it {
             let ent = ent.ctx("read directory", &self.home)?;
             let n = ent.file_name().to_bytes();
             if n.starts_with(b".") {

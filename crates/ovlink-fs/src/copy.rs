@@ -148,8 +148,8 @@ fn copy_dir(
 ) -> Result<()> {
     let mut subdirs: Vec<OsString> = Vec::new();
     {
-        let mut it = Dir::read_from(src).with_ctx("read directory", || ctx.src_root.join(rel))?;
-        while let Some(ent) = it.next() {
+        let it = Dir::read_from(src).with_ctx("read directory", || ctx.src_root.join(rel))?;
+        for ent in it {
             let ent = ent.with_ctx("read directory", || ctx.src_root.join(rel))?;
             let raw = ent.file_name().to_bytes();
             if raw == b"." || raw == b".." {

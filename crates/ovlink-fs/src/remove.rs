@@ -37,8 +37,8 @@ pub fn empty_dir<Fd: AsFd>(dir: Fd, shown: &Path) -> Result<()> {
     let dir = dir.as_fd();
     let mut subdirs = Vec::new();
     {
-        let mut it = Dir::read_from(dir).ctx("read directory", shown)?;
-        while let Some(ent) = it.next() {
+        let it = Dir::read_from(dir).ctx("read directory", shown)?;
+        for ent in it {
             let ent = ent.ctx("read directory", shown)?;
             let name = ent.file_name().to_bytes();
             if name == b"." || name == b".." {
