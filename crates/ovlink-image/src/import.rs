@@ -1,0 +1,290 @@
+//! Importing an image archive into a [`Driver`] and recording it in the [`Store`].
+//!
+//! Layers are created bottom-up under their chain ids; a layer that is already complete (an
+//! image layer in the driver **and** a matching [`LayerRecord`] in the store) is reused; a
+//! layer that exists without that record is the remainder of a crashed import and is
+//! removed and redone. A layer whose apply or verification fails is removed again, so the
+//! driver never keeps a layer whose content was not verified; the layers below it stay
+//! (they are complete and reusable). The image record is written only after all its layers
+//! are in place. This module never parses archives itself (see [`crate::archive`]) and never
+//! removes a layer it did not find unfinished or create itself.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ovlink_driver::{CreateOpts, Driver, DriverError, LayerKind};
+
+use crate::archive::{Archive, ArchiveImage};
+use crate::digest::{chain_ids, parse_sha256};
+use crate::error::{ImageError, Result};
+use crate::progress::Progress;
+use crate::store::{unix_now, validate_image_name, ImageRecord, LayerRecord, Store};
+
+/// What happened to one layer of an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerReport {
+    /// The layer id: the chain id, hex without `sha256:`.
+    pub chain_id: String,
+    /// The diff id of its layer tar (`sha256:<hex>`).
+    pub diff_id: String,
+    /// What `apply_diff` returned (bytes of regular files); for a reused layer, what it
+    /// returned when the layer was imported.
+    pub size: u64,
+    /// True when the layer existed already and was not read.
+    pub reused: bool,
+    /// Time spent on this layer.
+    pub duration: Duration,
+}
+
+/// One imported image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageReport {
+    /// The name it was recorded under first (the given name, the first RepoTag, or the
+    /// first 12 hex digits of its id).
+    pub name: String,
+    /// Every name it was recorded under (all its RepoTags).
+    pub names: Vec<String>,
+    /// The image id, `sha256:<hex>` of its config.
+    pub image_id: String,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerReport>,
+}
+
+/// What [`import`] did. `name`, `image_id` and `layers` describe the first image of the
+/// archive; `images` lists every image it held (a docker-save tarball may hold several),
+/// the first included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// The first image's name.
+    pub name: String,
+    /// The first image's id (`sha256:<hex>`).
+    pub image_id: String,
+    /// The first image's layers, bottom first.
+    pub layers: Vec<LayerReport>,
+    /// Every image imported, in archive order.
+    pub images: Vec<ImageReport>,
+}
+
+/// Imports the docker-save or OCI archive (tarball or directory) at `path`: verifies and
+/// creates its layers in `driver` and records the image in `store` under `name` (default:
+/// every RepoTag, or the first 12 hex digits of the image id when it has none). A `name` is
+/// refused for an archive holding several images.
+pub fn import(
+    driver: &dyn Driver,
+    store: &Store,
+    path: &Path,
+    name: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    let archive = Archive::open(path)?;
+    import_archive(driver, store, &archive, name, progress)
+}
+
+/// [`import`] for an archive opened already.
+pub fn import_archive(
+    driver: &dyn Driver,
+    store: &Store,
+    archive: &Archive,
+    name: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    let images = archive.images();
+    if let (Some(n), true) = (name, images.len() > 1) {
+        return Err(ImageError::InvalidName {
+            name: n.to_string(),
+            reason: "the archive holds several images; a name can only be given to one",
+        });
+    }
+    // Decide and check every name before touching the driver.
+    let mut all_names = Vec::with_capacity(images.len());
+    for image in images {
+        let names = image_names(image, name);
+        for n in &names {
+            validate_image_name(n)?;
+        }
+        all_names.push(names);
+    }
+    let mut reports = Vec::with_capacity(images.len());
+    for (index, (image, names)) in images.iter().zip(all_names).enumerate() {
+        let layers = import_layers(driver, store, archive, index, image, progress)?;
+        let config =
+            String::from_utf8(image.config.clone()).map_err(|_| ImageError::InvalidImage {
+                path: archive.path().display().to_string(),
+                reason: "the image config is not UTF-8".to_string(),
+            })?;
+        let record = ImageRecord {
+            name: String::new(),
+            id: image.config_digest.clone(),
+            config,
+            diff_ids: image.diff_ids.clone(),
+            layers: layers.iter().map(|l| l.chain_id.clone()).collect(),
+            created: unix_now(),
+        };
+        for n in &names {
+            store.put_image(&ImageRecord {
+                name: n.clone(),
+                ..record.clone()
+            })?;
+        }
+        reports.push(ImageReport {
+            name: names[0].clone(),
+            names,
+            image_id: image.config_digest.clone(),
+            layers,
+        });
+    }
+    let first = reports[0].clone();
+    Ok(ImportReport {
+        name: first.name,
+        image_id: first.image_id,
+        layers: first.layers,
+        images: reports,
+    })
+}
+
+/// The names an image gets: the given one, its RepoTags, or its short id. Never empty.
+fn image_names(image: &ArchiveImage, name: Option<&str>) -> Vec<String> {
+    if let Some(n) = name {
+        return vec![n.to_string()];
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for t in &image.repo_tags {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    if tags.is_empty() {
+        let hex = parse_sha256(&image.config_digest).unwrap_or(&image.config_digest);
+        tags.push(hex.chars().take(12).collect());
+    }
+    tags
+}
+
+fn driver_err<'a>(layer: &'a str, op: &'static str) -> impl FnOnce(DriverError) -> ImageError + 'a {
+    move |source| ImageError::Driver {
+        layer: layer.to_string(),
+        op,
+        source: Box::new(source),
+    }
+}
+
+/// Removes layer `id`; a layer that is not there is fine.
+fn remove_layer(driver: &dyn Driver, id: &str) -> Result<()> {
+    match driver.remove(id) {
+        Ok(()) | Err(DriverError::LayerNotFound { .. }) => Ok(()),
+        Err(e) => Err(driver_err(id, "remove")(e)),
+    }
+}
+
+fn import_layers(
+    driver: &dyn Driver,
+    store: &Store,
+    archive: &Archive,
+    image_index: usize,
+    image: &ArchiveImage,
+    progress: &dyn Progress,
+) -> Result<Vec<LayerReport>> {
+    let chain = chain_ids(&image.diff_ids);
+    let total = chain.len();
+    let mut reports = Vec::with_capacity(total);
+    for (i, id) in chain.iter().enumerate() {
+        let parent = i.checked_sub(1).map(|p| chain[p].as_str());
+        let diff_id = &image.diff_ids[i];
+        let start = Instant::now();
+        progress.layer_started(i, total, id, image.layers[i].size);
+
+        if let Some(size) = reusable(driver, store, id, diff_id, parent)? {
+            reports.push(LayerReport {
+                chain_id: id.clone(),
+                diff_id: diff_id.clone(),
+                size,
+                reused: true,
+                duration: start.elapsed(),
+            });
+            progress.layer_done(i, true);
+            continue;
+        }
+
+        // Open the member before creating anything, so an unreadable archive leaves nothing.
+        let mut stream = archive.layer_stream(image_index, i, id, progress)?;
+        driver
+            .create(id, parent, &CreateOpts::default())
+            .map_err(driver_err(id, "create"))?;
+        let applied = (|| {
+            let size = match driver.apply_diff(id, parent, &mut stream) {
+                Ok(size) => size,
+                Err(source) => {
+                    return Err(match stream.diagnose() {
+                        Some(m) => m.into_error(),
+                        None => driver_err(id, "apply_diff")(source),
+                    })
+                }
+            };
+            stream.finish()?;
+            store.put_layer(&LayerRecord {
+                chain_id: id.clone(),
+                diff_id: diff_id.clone(),
+                parent: parent.map(str::to_string),
+                size,
+                created: unix_now(),
+            })?;
+            Ok(size)
+        })();
+        let size = match applied {
+            Ok(size) => size,
+            Err(e) => {
+                // The original error is what matters; a failed cleanup leaves a layer without
+                // a record, which the next import removes and redoes.
+                let _ = remove_layer(driver, id);
+                return Err(e);
+            }
+        };
+        reports.push(LayerReport {
+            chain_id: id.clone(),
+            diff_id: diff_id.clone(),
+            size,
+            reused: false,
+            duration: start.elapsed(),
+        });
+        progress.layer_done(i, false);
+    }
+    Ok(reports)
+}
+
+/// `Some(size)` when layer `id` is complete and can be reused; otherwise clears whatever is
+/// left of it (an unfinished layer, a stale record) and returns `None`.
+fn reusable(
+    driver: &dyn Driver,
+    store: &Store,
+    id: &str,
+    diff_id: &str,
+    parent: Option<&str>,
+) -> Result<Option<u64>> {
+    let record = store.layer(id)?;
+    if driver.exists(id) {
+        match driver
+            .layer_kind(id)
+            .map_err(driver_err(id, "layer_kind"))?
+        {
+            LayerKind::Image => {
+                if let Some(rec) = &record {
+                    if rec.diff_id == diff_id && rec.parent.as_deref() == parent {
+                        return Ok(Some(rec.size));
+                    }
+                }
+            }
+            LayerKind::Container { .. } => {
+                return Err(ImageError::LayerConflict {
+                    layer: id.to_string(),
+                    kind: "container",
+                })
+            }
+            LayerKind::Incomplete => {}
+        }
+        remove_layer(driver, id)?;
+    }
+    if record.is_some() {
+        store.remove_layer(id)?;
+    }
+    Ok(None)
+}
