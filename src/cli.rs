@@ -38,16 +38,6 @@ pub enum DriverKind {
     Overlay2,
 }
 
-impl DriverKind {
-    /// The driver home's name under `--root`.
-    pub fn home_name(self) -> &'static str {
-        match self {
-            DriverKind::Overlay => "overlay",
-            DriverKind::Overlay2 => "overlay2",
-        }
-    }
-}
-
 const AFTER_HELP: &str = "\
 Quick start (as root):
   ovlink demo                               # the whole story on a generated image, in a throw-away root

@@ -4,4 +4,6 @@
 
 mod util;
 
+mod conformance;
 mod container;
+mod overlay2;

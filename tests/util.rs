@@ -249,6 +249,16 @@ impl TarBuilder {
         self.b.append_data(&mut h, path, data).unwrap();
         self
     }
+    /// A regular file whose name is written as is (the tar crate refuses to write `..`).
+    pub fn raw_file(mut self, path: &str, data: &[u8]) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, 0o644, data.len() as u64);
+        let name = &mut h.as_old_mut().name;
+        name.fill(0);
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        self.b.append(&h, data).unwrap();
+        self
+    }
     pub fn owned_file(mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Self {
         let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
         h.set_uid(uid);

@@ -1,8 +1,102 @@
-//! (being written)
-pub fn run(
-    _root: &std::path::Path,
-    _k: crate::cli::DriverKind,
-    _c: crate::cli::ImageCmd,
-) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! `ovlink image …`: import `docker save` / OCI tarballs through the driver, list images.
+
+use super::open_any_driver;
+use crate::cli::{DriverKind, ImageCmd};
+use crate::output;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Shows a progress bar per layer on a terminal; silent otherwise.
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Bar {
+            bar: std::io::stderr().is_terminal().then(ProgressBar::hidden),
+        }
+    }
+}
+
+impl ovlink_image::Progress for Bar {
+    fn layer_started(&self, index: usize, total: usize, id: &str, size: u64) {
+        if let Some(b) = &self.bar {
+            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            b.reset();
+            b.set_length(size);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_message(format!(
+                "layer {}/{} {}",
+                index + 1,
+                total,
+                &id[..id.len().min(12)]
+            ));
+        }
+    }
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    fn layer_done(&self, _index: usize, _reused: bool) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn run(root: &Path, kind: DriverKind, cmd: ImageCmd) -> anyhow::Result<()> {
+    match cmd {
+        ImageCmd::Import { file, name } => {
+            let d = open_any_driver(root, kind)?;
+            let store = ovlink_image::Store::open(root)?;
+            let report =
+                ovlink_image::import(d.as_ref(), &store, &file, name.as_deref(), &Bar::new())?;
+            for l in &report.layers {
+                println!("{}", l.chain_id);
+            }
+            let reused = report.layers.iter().filter(|l| l.reused).count();
+            eprintln!(
+                "imported {} as {} ({} layers, {} already present)",
+                file.display(),
+                report.name,
+                report.layers.len(),
+                reused
+            );
+            Ok(())
+        }
+        ImageCmd::Ls(j) => {
+            let store = ovlink_image::Store::open(root)?;
+            let images = store.images()?;
+            if j.json {
+                return output::json(&images);
+            }
+            let rows = images
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.name.clone(),
+                        i.id.trim_start_matches("sha256:")
+                            .chars()
+                            .take(12)
+                            .collect(),
+                        i.layers.len().to_string(),
+                        i.layers
+                            .last()
+                            .map(|l| l[..l.len().min(12)].to_string())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            output::table(&["NAME", "IMAGE ID", "LAYERS", "TOP LAYER"], &rows)
+        }
+    }
 }

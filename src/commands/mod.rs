@@ -65,6 +65,20 @@ pub fn open_driver(root: &Path) -> anyhow::Result<OverlayDriver> {
 pub fn open_any_driver(root: &Path, kind: DriverKind) -> anyhow::Result<Box<dyn Driver>> {
     match kind {
         DriverKind::Overlay => Ok(Box::new(open_driver(root)?)),
-        DriverKind::Overlay2 => anyhow::bail!("the overlay2 layout is not built yet"),
+        DriverKind::Overlay2 => {
+            let home = root.join("overlay2");
+            Ok(Box::new(
+                ovlink_overlay2::Overlay2Driver::init(&InitConfig {
+                    home: home.clone(),
+                    ..Default::default()
+                })
+                .with_context(|| {
+                    format!(
+                        "cannot initialize the overlay2 driver in {}",
+                        home.display()
+                    )
+                })?,
+            ))
+        }
     }
 }
