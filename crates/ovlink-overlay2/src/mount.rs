@@ -1,0 +1,240 @@
+//! Building overlay2's mount option string and mounting it.
+//!
+//! Docker first builds `lowerdir=<home>/l/A:<home>/l/B,upperdir=<home>/<id>/diff,
+//! workdir=<home>/<id>/work`. When that is longer than one page (the kernel's limit for mount
+//! data; a deep chain under a long home gets there), it uses paths relative to the home
+//! (`lowerdir=l/A:l/B,upperdir=<id>/diff,workdir=<id>/work`) and mounts from a process whose
+//! working directory is the home. ovlink does the same in a short-lived thread that first
+//! unshares its filesystem context (`CLONE_FS`: working directory, root and umask only), so
+//! the `chdir` never affects the rest of the process.
+//!
+//! This module never builds an option string from an unchecked name: ids and short ids are
+//! validated by the caller so that no `,` or `:` can reach the string.
+
+use ovlink_driver::checks::OverlayFeatures;
+use ovlink_driver::error::{DriverError, Result};
+use ovlink_driver::mount::MAX_OPTIONS_LEN;
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::mount::MountFlags;
+use std::path::{Path, PathBuf};
+
+/// What to mount: the layer's short-link lowers (`l/XXX`, nearest first), its id, and the
+/// label.
+#[derive(Debug, Clone)]
+pub struct MountSpec<'a> {
+    /// The driver home.
+    pub home: &'a Path,
+    /// The layer id.
+    pub id: &'a str,
+    /// The `lower` file's entries (`l/XXX`), nearest first.
+    pub lowers: &'a [String],
+    /// Feature-off options of this kernel.
+    pub features: &'a OverlayFeatures,
+    /// SELinux mount label.
+    pub mount_label: Option<&'a str>,
+}
+
+/// How a layer will be mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountPlan {
+    /// Absolute paths fit in a page: an ordinary mount at the absolute target.
+    Absolute {
+        /// The option string.
+        options: String,
+    },
+    /// Relative paths, mounted with the home as working directory.
+    Relative {
+        /// The option string (paths relative to the home).
+        options: String,
+    },
+}
+
+impl MountPlan {
+    /// The option string of either kind.
+    pub fn options(&self) -> &str {
+        match self {
+            MountPlan::Absolute { options } | MountPlan::Relative { options } => options,
+        }
+    }
+}
+
+fn tail(s: &mut String, spec: &MountSpec<'_>) {
+    for o in spec.features.off_options() {
+        s.push(',');
+        s.push_str(o);
+    }
+    if let Some(label) = spec.mount_label.filter(|l| !l.is_empty()) {
+        s.push_str(&format!(",context=\"{label}\""));
+    }
+}
+
+/// Chooses absolute or relative options as Docker does; an error when even the relative form
+/// exceeds a page.
+pub fn plan(spec: &MountSpec<'_>) -> Result<MountPlan> {
+    let home = spec.home.display();
+    let lowers: Vec<String> = spec.lowers.iter().map(|l| format!("{home}/{l}")).collect();
+    let mut abs = format!(
+        "lowerdir={},upperdir={home}/{id}/diff,workdir={home}/{id}/work",
+        lowers.join(":"),
+        id = spec.id
+    );
+    tail(&mut abs, spec);
+    if abs.len() <= MAX_OPTIONS_LEN {
+        return Ok(MountPlan::Absolute { options: abs });
+    }
+    let mut rel = format!(
+        "lowerdir={},upperdir={id}/diff,workdir={id}/work",
+        spec.lowers.join(":"),
+        id = spec.id
+    );
+    tail(&mut rel, spec);
+    if rel.len() > MAX_OPTIONS_LEN {
+        return Err(DriverError::Mount {
+            target: spec.home.join(spec.id).join("merged"),
+            options: rel.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot mount layer, mount options are {} bytes even with paths relative \
+                     to the home (one page is {} bytes)",
+                    rel.len(),
+                    MAX_OPTIONS_LEN + 1
+                ),
+            ),
+        });
+    }
+    Ok(MountPlan::Relative { options: rel })
+}
+
+fn mount_err(target: PathBuf, options: &str, source: std::io::Error) -> DriverError {
+    DriverError::Mount {
+        target,
+        options: options.to_string(),
+        source,
+    }
+}
+
+/// Mounts layer `spec.id` at `<home>/<id>/merged` by `plan`. `home_fd` is the open home.
+pub fn mount(spec: &MountSpec<'_>, home_fd: BorrowedFd<'_>, plan: &MountPlan) -> Result<()> {
+    let target = spec.home.join(spec.id).join("merged");
+    let options = plan.options();
+    let data = std::ffi::CString::new(options).map_err(|_| {
+        mount_err(
+            target.clone(),
+            options,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "mount options contain a NUL byte",
+            ),
+        )
+    })?;
+    match plan {
+        MountPlan::Absolute { .. } => rustix::mount::mount(
+            "overlay",
+            &target,
+            "overlay",
+            MountFlags::empty(),
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| mount_err(target.clone(), options, e.into())),
+        MountPlan::Relative { .. } => {
+            let rel_target = PathBuf::from(spec.id).join("merged");
+            let home = rustix::io::dup(home_fd)
+                .map_err(|e| mount_err(target.clone(), options, e.into()))?;
+            let res = std::thread::scope(|s| {
+                s.spawn(move || -> std::io::Result<()> {
+                    unshare_fs()?;
+                    rustix::process::fchdir(home.as_fd())?;
+                    rustix::mount::mount(
+                        "overlay",
+                        &rel_target,
+                        "overlay",
+                        MountFlags::empty(),
+                        Some(data.as_c_str()),
+                    )?;
+                    Ok(())
+                })
+                .join()
+            });
+            match res {
+                Ok(r) => r.map_err(|e| mount_err(target.clone(), options, e)),
+                Err(_) => Err(mount_err(
+                    target.clone(),
+                    options,
+                    std::io::Error::other("the mount thread panicked"),
+                )),
+            }
+        }
+    }
+}
+
+/// Gives the calling thread its own working directory, root and umask (`unshare(CLONE_FS)`).
+///
+/// rustix deprecates its safe `unshare` because `CLONE_FILES` can invalidate file descriptors
+/// other threads rely on; `CLONE_FS` alone changes none of that, so this use is sound.
+#[allow(deprecated)]
+fn unshare_fs() -> std::io::Result<()> {
+    rustix::thread::unshare(rustix::thread::UnshareFlags::FS)?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn lowers(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("l/{:A>26}", i)).collect()
+    }
+
+    #[test]
+    fn absolute_when_it_fits() {
+        let f = OverlayFeatures::default();
+        let l = lowers(2);
+        let spec = MountSpec {
+            home: Path::new("/h"),
+            id: "c",
+            lowers: &l,
+            features: &f,
+            mount_label: None,
+        };
+        assert_eq!(
+            plan(&spec).unwrap(),
+            MountPlan::Absolute {
+                options: format!(
+                    "lowerdir=/h/{}:/h/{},upperdir=/h/c/diff,workdir=/h/c/work",
+                    l[0], l[1]
+                )
+            }
+        );
+    }
+
+    #[test]
+    fn relative_for_a_deep_chain_and_error_beyond() {
+        let f = OverlayFeatures::default();
+        let l = lowers(128);
+        let home = PathBuf::from(format!("/{}", "x".repeat(60)));
+        let id = "a".repeat(64);
+        let spec = MountSpec {
+            home: &home,
+            id: &id,
+            lowers: &l,
+            features: &f,
+            mount_label: None,
+        };
+        match plan(&spec).unwrap() {
+            MountPlan::Relative { options } => {
+                assert!(options.starts_with("lowerdir=l/"));
+                assert!(options.ends_with(&format!("upperdir={id}/diff,workdir={id}/work")));
+                assert!(options.len() <= MAX_OPTIONS_LEN);
+            }
+            p => panic!("expected a relative plan, got {p:?}"),
+        }
+        let label = "y".repeat(500);
+        let spec = MountSpec {
+            mount_label: Some(&label),
+            ..spec
+        };
+        assert!(plan(&spec).is_err());
+    }
+}
