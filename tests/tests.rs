@@ -1,7 +1,7 @@
 //! ovlink's integration tests: one test binary (ripgrep's shape), one module per area.
 //! They run as root on real files and real overlay mounts; every test works in its own
 //! temporary root, and [`util::TestRoot`] unmounts anything left under it on drop.
-#![allow(missing_docs)] // test helpers, not an API
+#![allow(missing_docs, clippy::unwrap_used, clippy::new_without_default)] // test code
 
 mod util;
 
