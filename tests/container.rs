@@ -175,7 +175,7 @@ fn copy_up_delete_opaque_rename_on_a_real_mount() {
     std::fs::write(m.join("data/fresh"), b"f\n").unwrap();
     let mut v = [0u8; 8];
     let n =
-        rustix::fs::lgetxattr(&upper.join("data"), "trusted.overlay.opaque", &mut v[..]).unwrap();
+        rustix::fs::lgetxattr(upper.join("data"), "trusted.overlay.opaque", &mut v[..]).unwrap();
     assert_eq!(&v[..n], b"y");
     let listed: Vec<_> = std::fs::read_dir(m.join("data"))
         .unwrap()

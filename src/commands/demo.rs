@@ -309,10 +309,10 @@ fn walk(args: &DemoArgs, base: &Path, root: &Path) -> anyhow::Result<()> {
         .filter(|d| !touched.iter().any(|t| t.starts_with(d)))
         .collect();
     if let Some(dir) = untouched.first() {
-        std::fs::remove_dir_all(merged.join(&dir))?;
-        std::fs::create_dir(merged.join(&dir))?;
+        std::fs::remove_dir_all(merged.join(dir))?;
+        std::fs::create_dir(merged.join(dir))?;
         let mut v = [0u8; 4];
-        let opaque = rustix::fs::lgetxattr(&upper.join(&dir), "trusted.overlay.opaque", &mut v[..])
+        let opaque = rustix::fs::lgetxattr(upper.join(dir), "trusted.overlay.opaque", &mut v[..])
             .map(|n| String::from_utf8_lossy(&v[..n]).into_owned())
             .unwrap_or_default();
         say(&format!(
