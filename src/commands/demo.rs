@@ -317,7 +317,7 @@ fn walk(args: &DemoArgs, base: &Path, root: &Path) -> anyhow::Result<()> {
             .unwrap_or_default();
         say(&format!(
             "rm -rf /{d} && mkdir /{d}: upper/{d} has trusted.overlay.opaque={opaque:?}; merged/{d} is empty ({} entries)",
-            count(&merged.join(&dir)),
+            count(&merged.join(dir)),
             d = dir.display()
         ));
     }
@@ -327,7 +327,7 @@ fn walk(args: &DemoArgs, base: &Path, root: &Path) -> anyhow::Result<()> {
         "rename a directory of the lower layer: EXDEV, tools must copy and delete",
     );
     if let Some(dir) = untouched.get(1) {
-        match std::fs::rename(merged.join(&dir), merged.join("renamed-dir")) {
+        match std::fs::rename(merged.join(dir), merged.join("renamed-dir")) {
             Err(e) => say(&format!("mv /{} /renamed-dir: {e}", dir.display())),
             Ok(()) => say("rename succeeded (this kernel follows redirects for this mount)"),
         }
