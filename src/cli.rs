@@ -84,6 +84,10 @@ pub enum Command {
     /// Guided, self-cleaning demonstrations (inode exhaustion, the hardlink limit).
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCmd),
+    /// Docker's graphdriver plugin protocol, so a real dockerd (20.10, --experimental) stores
+    /// its images and containers with ovlink.
+    #[command(subcommand)]
+    Plugin(crate::commands::plugin::PluginCmd),
     /// Walk through the legacy overlay driver on a generated image (or --image FILE) in a
     /// throw-away root: import, mount a container, write/overwrite/delete, show upper/.
     Demo(DemoArgs),

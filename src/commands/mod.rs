@@ -7,6 +7,7 @@ mod demo;
 mod image;
 pub mod lab;
 mod layer;
+pub mod plugin;
 pub mod report;
 
 use crate::cli::{Cli, Command, DriverKind};
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => report::run(root, kind, a),
         Command::Bench(a) => bench::run(a),
         Command::Lab(c) => lab::run(c),
+        Command::Plugin(c) => plugin::run(c),
         Command::Demo(a) => demo::run(a),
     }
 }
