@@ -69,6 +69,41 @@ pub enum Command {
         /// Layer id.
         id: String,
     },
+    /// Write a Docker layer tar of what a layer changed against its parent (`docker save`'s
+    /// layer.tar, `docker commit`'s input): to stdout, or to -o FILE.
+    Diff {
+        /// Layer id.
+        id: String,
+        /// Parent to diff against (default: a container's init layer, a container layer's
+        /// lower-id, an image layer's recorded parent).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Write the tar to FILE instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// List what a layer changed, as `docker diff` prints it (A added, C changed, D deleted).
+    Changes {
+        /// Layer id.
+        id: String,
+        /// Parent to compare with (same default as `diff`).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Print JSON (the plugin protocol's Kind numbers: 0 changed, 1 added, 2 deleted).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bytes of the regular files a layer changed.
+    DiffSize {
+        /// Layer id.
+        id: String,
+        /// Parent to compare with (same default as `diff`).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What `docker info` shows for the storage driver.
     Status(JsonFlag),
     /// Images: import `docker save`/OCI tarballs, list them.
@@ -163,6 +198,16 @@ pub enum ImageCmd {
     },
     /// List images.
     Ls(JsonFlag),
+    /// Write images as a `docker save` tarball that `docker load` accepts (each layer tar
+    /// regenerated from disk against its parent; the imported config and history kept).
+    Save {
+        /// Image names.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Output file.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// `ovlink container …`
@@ -178,6 +223,15 @@ pub enum ContainerCmd {
     },
     /// List containers.
     Ls(JsonFlag),
+    /// Turn a container's changes into a new image layer on top of its image (applied like
+    /// any image layer: a hardlinked root/), recorded as image --name.
+    Commit {
+        /// Container name.
+        name: String,
+        /// Name of the new image.
+        #[arg(long = "name", id = "image_name", value_name = "IMAGE")]
+        image: String,
+    },
     /// Remove a container's layers (unmounting them).
     Rm {
         /// Container name.

@@ -119,6 +119,16 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<(
                 .collect::<Vec<_>>();
             output::table(&["NAME", "IMAGE", "LAYER ID"], &rows)
         }
+        ContainerCmd::Commit { name, image } => {
+            let d = open_any_driver(root, kind)?;
+            let r = ovlink_image::commit(d.as_ref(), &store, &name, &image)?;
+            println!("{}", r.image_id);
+            eprintln!(
+                "committed {name} as {} (new layer {}, {} bytes of files)",
+                r.name, r.layer_id, r.size
+            );
+            Ok(())
+        }
         ContainerCmd::Rm { name } => {
             let c = store.container(&name)?;
             let d = open_any_driver(root, kind)?;

@@ -98,5 +98,19 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ImageCmd) -> anyhow::Result<()> {
                 .collect::<Vec<_>>();
             output::table(&["NAME", "IMAGE ID", "LAYERS", "TOP LAYER"], &rows)
         }
+        ImageCmd::Save { images, output } => {
+            let d = open_any_driver(root, kind)?;
+            let store = ovlink_image::Store::open(root)?;
+            let names: Vec<&str> = images.iter().map(String::as_str).collect();
+            let report = ovlink_image::save(d.as_ref(), &store, &names, &output)?;
+            for (name, id, layers) in &report.images {
+                eprintln!(
+                    "saved {name} ({id}, {} layers) to {}",
+                    layers.len(),
+                    output.display()
+                );
+            }
+            Ok(())
+        }
     }
 }

@@ -97,3 +97,115 @@ pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The parent a layer is compared with when `--parent` is not given: a container's init
+/// layer, an image layer's recorded parent, or (`None`) the driver's default (lower-id).
+fn default_parent(root: &Path, id: &str, parent: Option<String>) -> anyhow::Result<Option<String>> {
+    if parent.is_some() {
+        return Ok(parent);
+    }
+    let store = ovlink_image::Store::open(root)?;
+    if let Some(c) = store.containers()?.into_iter().find(|c| c.layer_id == id) {
+        return Ok(Some(c.init_layer_id));
+    }
+    if let Some(l) = store.layer(id)? {
+        return Ok(l.parent);
+    }
+    Ok(None)
+}
+
+/// `ovlink diff`
+pub fn diff(
+    root: &Path,
+    kind: DriverKind,
+    id: &str,
+    parent: Option<String>,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let d = open_any_driver(root, kind)?;
+    let parent = default_parent(root, id, parent)?;
+    match output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = tempfile::Builder::new()
+                .prefix(".ovlink-diff-")
+                .tempfile_in(dir)
+                .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+            let mut w = std::io::BufWriter::new(tmp.as_file());
+            d.diff(id, parent.as_deref(), &mut w)?;
+            w.flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            drop(w);
+            tmp.persist(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                anyhow::bail!("refusing to write a tar to a terminal: use -o FILE or a pipe");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            d.diff(id, parent.as_deref(), &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `ovlink changes`
+pub fn changes(
+    root: &Path,
+    kind: DriverKind,
+    id: &str,
+    parent: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let d = open_any_driver(root, kind)?;
+    let parent = default_parent(root, id, parent)?;
+    let changes = d.changes(id, parent.as_deref())?;
+    if json {
+        let v: Vec<_> = changes
+            .iter()
+            .map(|c| {
+                let k = match c.kind {
+                    ovlink_driver::ChangeKind::Modify => 0,
+                    ovlink_driver::ChangeKind::Add => 1,
+                    ovlink_driver::ChangeKind::Delete => 2,
+                };
+                serde_json::json!({ "Path": c.path, "Kind": k })
+            })
+            .collect();
+        return output::json(&v);
+    }
+    let mut out = std::io::stdout().lock();
+    for c in changes {
+        let k = match c.kind {
+            ovlink_driver::ChangeKind::Modify => 'C',
+            ovlink_driver::ChangeKind::Add => 'A',
+            ovlink_driver::ChangeKind::Delete => 'D',
+        };
+        std::io::Write::write_all(&mut out, format!("{k} {}\n", c.path).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `ovlink diff-size`
+pub fn diff_size(
+    root: &Path,
+    kind: DriverKind,
+    id: &str,
+    parent: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let d = open_any_driver(root, kind)?;
+    let parent = default_parent(root, id, parent)?;
+    let size = d.diff_size(id, parent.as_deref())?;
+    if json {
+        return output::json(&serde_json::json!({ "Size": size }));
+    }
+    println!("{size}");
+    Ok(())
+}

@@ -28,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", p.display());
             Ok(())
         }
+        Command::Diff { id, parent, output } => layer::diff(root, kind, &id, parent, output),
+        Command::Changes { id, parent, json } => layer::changes(root, kind, &id, parent, json),
+        Command::DiffSize { id, parent, json } => layer::diff_size(root, kind, &id, parent, json),
         Command::Umount { id } => Ok(open_any_driver(root, kind)?.put(&id)?),
         Command::Status(j) => {
             let d = open_any_driver(root, kind)?;

@@ -18,6 +18,7 @@ pub mod error;
 pub mod generate;
 pub mod import;
 pub mod progress;
+pub mod save;
 pub mod store;
 
 pub use archive::{Archive, ArchiveImage, ArchiveLayer, Compression, Format, LayerStream};
@@ -27,4 +28,5 @@ pub use generate::{
 };
 pub use import::{import, import_archive, ImageReport, ImportReport, LayerReport};
 pub use progress::{NoProgress, Progress};
+pub use save::{commit, save, CommitReport, SaveReport};
 pub use store::{ContainerRecord, ImageRecord, LayerRecord, Store};

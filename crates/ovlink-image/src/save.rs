@@ -1,0 +1,387 @@
+//! Writing images back out: `docker save` tarballs ([`save`]) and new image layers from a
+//! container's changes ([`commit`]).
+//!
+//! Layer tars are regenerated from the driver (`Driver::diff` of each layer against its
+//! parent), so a saved image carries exactly what is on disk. Each tar is streamed through a
+//! SHA-256 hasher into a temporary file next to the output (memory stays flat), because the
+//! config's `rootfs.diff_ids` and the manifest must name the digests before the archive is
+//! assembled. The config recorded at import is kept, history and all; only its `diff_ids`
+//! are replaced when the regenerated tars differ from the imported ones (and then its digest,
+//! the image id, changes too). This module never writes into a layer.
+
+use crate::digest::{chain_ids, sha256_hex};
+use crate::error::{ImageError, Result};
+use crate::store::{unix_now, ImageRecord, LayerRecord, Store};
+use ovlink_driver::{CreateOpts, Driver, DriverError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{self, Seek, Write};
+use std::path::Path;
+
+/// A `Write` that hashes what passes through it and counts bytes.
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A layer tar written to a temporary file, with its digest.
+struct LayerTar {
+    file: std::fs::File,
+    diff_id: String,
+    bytes: u64,
+}
+
+fn driver_err<'a>(layer: &'a str, op: &'static str) -> impl FnOnce(DriverError) -> ImageError + 'a {
+    move |e| ImageError::Driver {
+        layer: layer.to_string(),
+        op,
+        source: Box::new(e),
+    }
+}
+
+/// Streams `driver.diff(id, parent)` into a temporary file in `dir`, hashing it.
+fn diff_to_temp(
+    driver: &dyn Driver,
+    id: &str,
+    parent: Option<&str>,
+    dir: &Path,
+) -> Result<LayerTar> {
+    let file = tempfile::tempfile_in(dir)
+        .map_err(|e| ImageError::io("create a temporary file in", dir, e))?;
+    let mut w = HashingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    driver
+        .diff(id, parent, &mut w)
+        .map_err(driver_err(id, "diff"))?;
+    w.flush().map_err(|e| ImageError::io("write", dir, e))?;
+    let diff_id = format!("sha256:{}", hex::encode(w.hash.finalize()));
+    let mut file = w
+        .inner
+        .into_inner()
+        .map_err(|e| ImageError::io("write", dir, e.into_error()))?;
+    file.rewind()
+        .map_err(|e| ImageError::io("rewind", dir, e))?;
+    Ok(LayerTar {
+        file,
+        diff_id,
+        bytes: w.bytes,
+    })
+}
+
+/// Replaces `rootfs.diff_ids` in a config (keeping its bytes when nothing changes).
+fn config_with_diff_ids(config: &str, old: &[String], new: &[String]) -> Result<String> {
+    if old == new {
+        return Ok(config.to_string());
+    }
+    let mut v: Value = serde_json::from_str(config).map_err(|e| ImageError::InvalidImage {
+        path: "config".to_string(),
+        reason: format!("the recorded config is not JSON: {e}"),
+    })?;
+    v["rootfs"] = json!({ "type": "layers", "diff_ids": new });
+    Ok(v.to_string())
+}
+
+/// RFC 3339 UTC time for `secs` since the epoch (what Docker writes in configs).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// What [`save`] wrote.
+#[derive(Debug, Clone)]
+pub struct SaveReport {
+    /// Per image: name, image id, diff ids (bottom first).
+    pub images: Vec<(String, String, Vec<String>)>,
+    /// Bytes of layer tars written.
+    pub layer_bytes: u64,
+}
+
+/// Writes the images `names` as a `docker save` tarball to `out` (written to a temporary
+/// name next to it and renamed into place when complete).
+pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> Result<SaveReport> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".ovlink-save-")
+        .tempfile_in(dir)
+        .map_err(|e| ImageError::io("create a temporary file in", dir, e))?;
+    let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    let mut manifest = Vec::new();
+    let mut repositories = serde_json::Map::new();
+    let mut written = std::collections::BTreeSet::new();
+    let mut report = SaveReport {
+        images: Vec::new(),
+        layer_bytes: 0,
+    };
+    let append =
+        |b: &mut tar::Builder<_>, path: &str, data: &mut dyn io::Read, size: u64| -> Result<()> {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, path, data)
+                .map_err(|e| ImageError::io("write", out, e))
+        };
+    let dir_entry = |b: &mut tar::Builder<_>, path: &str| -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        b.append_data(&mut h, path, io::empty())
+            .map_err(|e| ImageError::io("write", out, e))
+    };
+    for name in names {
+        let img = store.image(name)?;
+        let mut diff_ids = Vec::new();
+        let mut layer_paths = Vec::new();
+        let mut parent: Option<&str> = None;
+        for (i, layer) in img.layers.iter().enumerate() {
+            let mut t = diff_to_temp(driver, layer, parent, dir)?;
+            let hexid = t.diff_id.trim_start_matches("sha256:").to_string();
+            if written.insert(hexid.clone()) {
+                dir_entry(&mut builder, &format!("{hexid}/"))?;
+                append(
+                    &mut builder,
+                    &format!("{hexid}/VERSION"),
+                    &mut &b"1.0"[..],
+                    3,
+                )?;
+                let mut v1 = json!({ "id": hexid });
+                if let Some(prev) = layer_paths
+                    .last()
+                    .and_then(|p: &String| p.split('/').next())
+                {
+                    v1["parent"] = json!(prev);
+                }
+                let v1 = v1.to_string();
+                append(
+                    &mut builder,
+                    &format!("{hexid}/json"),
+                    &mut v1.as_bytes(),
+                    v1.len() as u64,
+                )?;
+                let bytes = t.bytes;
+                append(
+                    &mut builder,
+                    &format!("{hexid}/layer.tar"),
+                    &mut t.file,
+                    bytes,
+                )?;
+                report.layer_bytes += bytes;
+            }
+            layer_paths.push(format!("{hexid}/layer.tar"));
+            diff_ids.push(t.diff_id);
+            parent = Some(img.layers[i].as_str());
+        }
+        let config = config_with_diff_ids(&img.config, &img.diff_ids, &diff_ids)?;
+        let config_hex = sha256_hex(config.as_bytes());
+        append(
+            &mut builder,
+            &format!("{config_hex}.json"),
+            &mut config.as_bytes(),
+            config.len() as u64,
+        )?;
+        let tag = if img
+            .name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+        {
+            img.name.clone()
+        } else {
+            format!("{}:latest", img.name)
+        };
+        if let (Some((repo, t)), Some(top)) = (tag.rsplit_once(':'), layer_paths.last()) {
+            let top = top.split('/').next().unwrap_or_default();
+            repositories
+                .entry(repo.to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|m| m.insert(t.to_string(), json!(top)));
+        }
+        manifest.push(json!({ "Config": format!("{config_hex}.json"), "RepoTags": [tag], "Layers": layer_paths }));
+        report
+            .images
+            .push((img.name.clone(), format!("sha256:{config_hex}"), diff_ids));
+    }
+    let manifest = Value::Array(manifest).to_string();
+    append(
+        &mut builder,
+        "manifest.json",
+        &mut manifest.as_bytes(),
+        manifest.len() as u64,
+    )?;
+    let repositories = Value::Object(repositories).to_string();
+    append(
+        &mut builder,
+        "repositories",
+        &mut repositories.as_bytes(),
+        repositories.len() as u64,
+    )?;
+    let mut w = builder
+        .into_inner()
+        .map_err(|e| ImageError::io("write", out, e))?;
+    w.flush().map_err(|e| ImageError::io("write", out, e))?;
+    drop(w);
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ImageError::io("fsync", out, e))?;
+    tmp.persist(out)
+        .map_err(|e| ImageError::io("rename into place", out, e.error))?;
+    Ok(report)
+}
+
+/// What [`commit`] made.
+#[derive(Debug, Clone)]
+pub struct CommitReport {
+    /// The new image's name.
+    pub name: String,
+    /// Its id (`sha256:` of the new config).
+    pub image_id: String,
+    /// The new top layer's chain id (its layer id).
+    pub layer_id: String,
+    /// The diff id of the committed changes.
+    pub diff_id: String,
+    /// Bytes of the files in the committed layer.
+    pub size: u64,
+}
+
+/// Turns container `container`'s changes (against its init layer) into a new image layer on
+/// top of its image — applied through the normal apply path, so it is a hardlinked `root/` —
+/// and records the image as `new_name`.
+pub fn commit(
+    driver: &dyn Driver,
+    store: &Store,
+    container: &str,
+    new_name: &str,
+) -> Result<CommitReport> {
+    crate::store::validate_image_name(new_name)?;
+    let c = store.container(container)?;
+    let img = store.image(&c.image)?;
+    let top = img
+        .top_layer()
+        .map(str::to_string)
+        .ok_or_else(|| ImageError::InvalidImage {
+            path: c.image.clone(),
+            reason: "the image has no layers".into(),
+        })?;
+    let dir = store.root().to_path_buf();
+    let mut t = diff_to_temp(driver, &c.layer_id, Some(&c.init_layer_id), &dir)?;
+    let mut diff_ids = img.diff_ids.clone();
+    diff_ids.push(t.diff_id.clone());
+    let layer_id = chain_ids(&diff_ids).pop().unwrap_or_default();
+    let size = if driver.exists(&layer_id) {
+        driver.diff_size(&layer_id, Some(&top)).unwrap_or(0)
+    } else {
+        driver
+            .create(&layer_id, Some(&top), &CreateOpts::default())
+            .map_err(driver_err(&layer_id, "create"))?;
+        match driver.apply_diff(&layer_id, Some(&top), &mut t.file) {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = driver.remove(&layer_id);
+                return Err(driver_err(&layer_id, "apply_diff")(e));
+            }
+        }
+    };
+    let mut config: Value =
+        serde_json::from_str(&img.config).map_err(|e| ImageError::InvalidImage {
+            path: c.image.clone(),
+            reason: format!("the recorded config is not JSON: {e}"),
+        })?;
+    let now = rfc3339(unix_now());
+    config["rootfs"] = json!({ "type": "layers", "diff_ids": diff_ids });
+    config["created"] = json!(now);
+    let entry = json!({ "created": now, "created_by": format!("ovlink container commit {container}"), "comment": "ovlink" });
+    match config.get_mut("history").and_then(Value::as_array_mut) {
+        Some(h) => h.push(entry),
+        None => config["history"] = json!([entry]),
+    }
+    let config = config.to_string();
+    let image_id = format!("sha256:{}", sha256_hex(config.as_bytes()));
+    let mut layers = img.layers.clone();
+    layers.push(layer_id.clone());
+    store.put_layer(&LayerRecord {
+        chain_id: layer_id.clone(),
+        diff_id: t.diff_id.clone(),
+        parent: Some(top),
+        size,
+        created: unix_now(),
+    })?;
+    store.put_image(&ImageRecord {
+        name: new_name.to_string(),
+        id: image_id.clone(),
+        config,
+        diff_ids,
+        layers,
+        created: unix_now(),
+    })?;
+    Ok(CommitReport {
+        name: new_name.to_string(),
+        image_id,
+        layer_id,
+        diff_id: t.diff_id,
+        size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_435_200), "2026-11-23T12:00:00Z");
+    }
+
+    #[test]
+    fn config_kept_byte_exact_when_diff_ids_match() {
+        let cfg = r#"{"b":1,  "rootfs":{"type":"layers","diff_ids":["sha256:a"]}}"#;
+        let ids = vec!["sha256:a".to_string()];
+        assert_eq!(config_with_diff_ids(cfg, &ids, &ids).unwrap(), cfg);
+        let new = vec!["sha256:b".to_string()];
+        let v: Value =
+            serde_json::from_str(&config_with_diff_ids(cfg, &ids, &new).unwrap()).unwrap();
+        assert_eq!(v["rootfs"]["diff_ids"][0], "sha256:b");
+        assert_eq!(v["b"], 1);
+    }
+}
