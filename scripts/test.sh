@@ -12,12 +12,14 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# System packages: mkfs.ext4 (e2fsprogs), losetup/mount (mount, util-linux), modprobe (kmod).
+# System packages: mkfs.ext4 (e2fsprogs), mkfs.btrfs (btrfs-progs: a backing filesystem the
+# driver refuses), losetup/mount (mount, util-linux), modprobe (kmod), strace.
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 command -v strace >/dev/null 2>&1 || need+=(strace)
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

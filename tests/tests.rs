@@ -7,3 +7,4 @@ mod util;
 
 mod conformance;
 mod container;
+mod init;

@@ -53,8 +53,8 @@ pub fn check_backing_fs(path: &Path) -> Result<String> {
         return Err(DriverError::HostCheck {
             check: "backing filesystem",
             detail: format!(
-                "{} is on {name}, which overlayfs cannot use as its upper layer; \
-                 put the ovlink root on ext4 or xfs (ftype=1) with --root",
+                "{} is on {name}, which Docker's legacy overlay driver refuses as backing \
+                 filesystem; put the ovlink root on ext4 or xfs (ftype=1) with --root",
                 path.display()
             ),
         });

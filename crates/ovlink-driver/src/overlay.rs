@@ -93,6 +93,23 @@ impl OverlayDriver {
             Ok(mut it) => it.next().is_none(),
             Err(_) => true,
         };
+        // Check where the home is (or will be) before creating anything, as Docker does:
+        // a refused init leaves no directory behind.
+        let probe = home.ancestors().find(|p| p.is_dir()).unwrap_or(Path::new("/")).to_path_buf();
+        let backing_fs = checks::check_backing_fs(&probe).map_err(|e| relabel(e, &probe, &home))?;
+        let d_type = checks::supports_dtype(&probe)?;
+        let mut warnings = Vec::new();
+        if !d_type {
+            let fix = "reformat the backing filesystem with d_type support \
+                       (xfs: mkfs.xfs -n ftype=1; ext4: mkfs.ext4 -O filetype)";
+            if fresh {
+                return Err(DriverError::HostCheck {
+                    check: "d_type",
+                    detail: format!("{} is on {backing_fs} without d_type support; {fix}", home.display()),
+                });
+            }
+            warnings.push(format!("the backing filesystem has no d_type support; {fix}"));
+        }
         if let Some(parent) = home.parent() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -103,35 +120,14 @@ impl OverlayDriver {
         }
         match rustix::fs::mkdir(&home, Mode::from_raw_mode(0o710)) {
             Ok(()) => {
-                rustix::fs::chmod(&home, Mode::from_raw_mode(0o710))
-                    .ctx("change mode of", &home)?;
+                rustix::fs::chmod(&home, Mode::from_raw_mode(0o710)).ctx("change mode of", &home)?;
             }
             Err(Errno::EXIST) => {}
             Err(e) => return Err(FsError::io("create directory", &home, e).into()),
         }
         let home_fd = open_dir(&home)?;
         if let Some((u, g)) = root_ids {
-            rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g)))
-                .ctx("change owner of", &home)?;
-        }
-        let backing_fs = checks::check_backing_fs(&home)?;
-        let d_type = checks::supports_dtype(&home)?;
-        let mut warnings = Vec::new();
-        if !d_type {
-            let fix = "reformat the backing filesystem with d_type support \
-                       (xfs: mkfs.xfs -n ftype=1; ext4: mkfs.ext4 -O filetype)";
-            if fresh {
-                return Err(DriverError::HostCheck {
-                    check: "d_type",
-                    detail: format!(
-                        "{} is on {backing_fs} without d_type support; {fix}",
-                        home.display()
-                    ),
-                });
-            }
-            warnings.push(format!(
-                "the backing filesystem has no d_type support; {fix}"
-            ));
+            rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g))).ctx("change owner of", &home)?;
         }
         let driver = OverlayDriver {
             home,
@@ -810,6 +806,17 @@ fn uid(u: u32) -> rustix::fs::Uid {
 }
 fn gid(g: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(g)
+}
+
+/// Names the home (not the ancestor that was probed) in a host-check error.
+fn relabel(e: DriverError, probe: &Path, home: &Path) -> DriverError {
+    match e {
+        DriverError::HostCheck { check, detail } => DriverError::HostCheck {
+            check,
+            detail: detail.replacen(&probe.display().to_string(), &home.display().to_string(), 1),
+        },
+        e => e,
+    }
 }
 
 /// The host ids of container root under the given maps, if any maps are set.

@@ -1,0 +1,102 @@
+//! Init checks on real filesystems: a backing filesystem the legacy driver refuses (btrfs, an
+//! overlay mount), a filesystem without d_type (ext4 made with `-O ^filetype`), and unknown
+//! options. Each refusal names the cause and the fix, and leaves nothing behind.
+
+use crate::util::*;
+use ovlink_driver::{InitConfig, OverlayDriver};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A loop-mounted filesystem image, unmounted on drop.
+pub struct LoopFs {
+    pub mnt: PathBuf,
+}
+
+impl LoopFs {
+    /// Makes `size_mb` of `mkfs_args` (e.g. `["mkfs.ext4", "-q", "-F"]`) in `dir` and mounts it.
+    pub fn new(dir: &Path, size_mb: u64, mkfs: &[&str]) -> Option<LoopFs> {
+        if Command::new(mkfs[0]).arg("-V").output().is_err() {
+            eprintln!("skipping: {} is not installed", mkfs[0]);
+            return None;
+        }
+        let img = dir.join(format!("{}.img", mkfs[0]));
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        let st = Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img).output().unwrap();
+        assert!(st.status.success(), "{mkfs:?}: {}", String::from_utf8_lossy(&st.stderr));
+        let mnt = dir.join(format!("{}.mnt", mkfs[0]));
+        std::fs::create_dir(&mnt).unwrap();
+        let st = Command::new("mount").arg("-o").arg("loop").arg(&img).arg(&mnt).output().unwrap();
+        assert!(st.status.success(), "mount {}: {}", img.display(), String::from_utf8_lossy(&st.stderr));
+        Some(LoopFs { mnt })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-d").arg(&self.mnt).status();
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn refuses_btrfs_and_leaves_nothing() {
+    let t = TestRoot::new();
+    let Some(fs) = LoopFs::new(t.path(), 200, &["mkfs.btrfs", "-q", "-f"]) else { return };
+    let before = entries(&fs.mnt);
+    let err = ovlink_cmd(&fs.mnt.join("root"), &["status"]).output().unwrap();
+    assert!(!err.status.success());
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(msg.contains("btrfs") && msg.contains("--root"), "{msg}");
+    assert!(msg.contains(fs.mnt.join("root/overlay").to_str().unwrap()), "names the home: {msg}");
+    assert_eq!(entries(&fs.mnt), before, "nothing created");
+}
+
+#[test]
+fn refuses_a_home_inside_an_overlay_mount() {
+    let t = TestRoot::new();
+    let p = t.path();
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir(p.join(d)).unwrap();
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", p.join("l").display(), p.join("u").display(), p.join("w").display());
+    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(p.join("m")).status().unwrap();
+    assert!(st.success());
+    let out = ovlink_cmd(&p.join("m/root"), &["status"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlayfs"));
+    assert!(entries(&p.join("m")).is_empty());
+}
+
+#[test]
+fn refuses_a_new_home_without_d_type() {
+    let t = TestRoot::new();
+    let Some(fs) = LoopFs::new(t.path(), 32, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]) else { return };
+    let before = entries(&fs.mnt);
+    let out = ovlink_cmd(&fs.mnt.join("root"), &["layer", "ls"]).output().unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("d_type") && msg.contains("mkfs.ext4 -O filetype"), "{msg}");
+    assert_eq!(entries(&fs.mnt), before, "nothing created");
+    let check = ovlink_cmd(&fs.mnt.join("root"), &["check"]).output().unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stdout).contains("FAIL"));
+}
+
+#[test]
+fn refuses_unknown_options() {
+    let t = TestRoot::new();
+    let err = OverlayDriver::init(&InitConfig {
+        home: t.home(),
+        options: vec!["overlay.size=10G".into()],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown option \"overlay.size=10G\""), "{err}");
+    assert!(!t.home().exists());
+}
