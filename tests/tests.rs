@@ -7,4 +7,5 @@ mod util;
 
 mod conformance;
 mod container;
+mod demo;
 mod init;

@@ -228,8 +228,12 @@ fn walk(args: &DemoArgs, base: &Path, root: &Path) -> anyhow::Result<()> {
         "read: a file only in the lower layer is read from there; upper/ stays empty",
     );
     let upper = cdir.join("upper");
-    let target = find_first(&lower_root, |m| m.file_type().is_file() && m.len() > 0)
-        .context("no file to read")?;
+    // A file the layers share (several links), else any non-empty file.
+    let target = find_first(&lower_root, |m| {
+        m.file_type().is_file() && m.len() > 0 && m.nlink() > 1
+    })
+    .or_else(|| find_first(&lower_root, |m| m.file_type().is_file() && m.len() > 0))
+    .context("no file to read")?;
     let data = std::fs::read(merged.join(&target))?;
     say(&format!(
         "read /{} through merged/: {} bytes; upper/ has {} entries",
@@ -247,7 +251,7 @@ fn walk(args: &DemoArgs, base: &Path, root: &Path) -> anyhow::Result<()> {
         6,
         "write: the first write copies the WHOLE file up into upper/ (copy_up)",
     );
-    let big = find_largest(&lower_root).unwrap_or(target.clone());
+    let big = find_largest(&lower_root, &[&target]).unwrap_or(target.clone());
     let size = std::fs::metadata(lower_root.join(&big))?.len();
     {
         use std::io::Write;
@@ -279,8 +283,18 @@ fn walk(args: &DemoArgs, base: &Path, root: &Path) -> anyhow::Result<()> {
         7,
         "delete: a whiteout (character device 0/0) in upper/ hides the lower file",
     );
-    let victim = find_first(&lower_root, |m| m.file_type().is_file())
-        .filter(|p| *p != big)
+    let victim = walkdir::WalkDir::new(&lower_root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(&lower_root)
+                .ok()
+                .map(|p| p.to_path_buf())
+        })
+        .find(|p| *p != target && *p != big)
         .unwrap_or(target.clone());
     std::fs::remove_file(merged.join(&victim))?;
     let wh = std::fs::symlink_metadata(upper.join(&victim))?;
@@ -410,11 +424,14 @@ fn top_level_dirs(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn find_largest(root: &Path) -> Option<PathBuf> {
+/// The largest regular file below `root` other than those in `not`.
+fn find_largest(root: &Path, not: &[&PathBuf]) -> Option<PathBuf> {
     walkdir::WalkDir::new(root)
+        .sort_by_file_name()
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
+        .filter(|e| !not.iter().any(|n| root.join(n) == e.path()))
         .max_by_key(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
         .and_then(|e| e.path().strip_prefix(root).ok().map(|p| p.to_path_buf()))
 }
