@@ -9,3 +9,4 @@ mod conformance;
 mod container;
 mod demo;
 mod init;
+mod overlay2;

@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => report::run(root, kind, a),
         Command::Bench(a) => bench::run(a),
         Command::Lab(c) => lab::run(c),
-        Command::Plugin(c) => plugin::run(c),
+        Command::Plugin(c) => plugin::run(kind, c),
         Command::Demo(a) => demo::run(a),
     }
 }

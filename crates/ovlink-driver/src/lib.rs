@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod diff;
 pub mod error;
 pub mod id;
 pub mod lock;

@@ -507,8 +507,19 @@ impl OverlayDriver {
     }
 
     fn tar_options(&self) -> ovlink_tar::ApplyOptions {
+        let ranges = |maps: &[IdMap]| {
+            maps.iter()
+                .map(|m| ovlink_tar::IdRange {
+                    container_id: m.container_id,
+                    host_id: m.host_id,
+                    size: m.size,
+                })
+                .collect()
+        };
         ovlink_tar::ApplyOptions {
             skip_devices: !self.uid_maps.is_empty(),
+            uid_maps: ranges(&self.uid_maps),
+            gid_maps: ranges(&self.gid_maps),
         }
     }
 }
@@ -737,6 +748,7 @@ impl Driver for OverlayDriver {
         if !off.is_empty() {
             v.push(("Mount options added".to_string(), off.join(",")));
         }
+        v.push(crate::diff::status_line());
         for w in &self.warnings {
             v.push(("Warning".to_string(), w.clone()));
         }
@@ -798,6 +810,18 @@ impl Driver for OverlayDriver {
     fn layer_kind(&self, id: &str) -> Result<LayerKind> {
         let fd = self.open_layer(id)?;
         self.kind_of(&fd, &self.home.join(id))
+    }
+
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
+        crate::diff::diff(self, id, parent, out)
+    }
+
+    fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<crate::Change>> {
+        crate::diff::changes(self, id, parent)
+    }
+
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> Result<u64> {
+        crate::diff::diff_size(self, id, parent)
     }
 }
 

@@ -154,6 +154,21 @@ struct Applier<'r> {
 }
 
 impl Applier<'_> {
+    /// Turns the entry's container owner into the host owner (`--userns-remap`).
+    fn map_owner(&self, mut meta: Meta, name: &Path) -> Result<Meta, TarError> {
+        let unmapped = |what: &str, id: u32| {
+            invalid(
+                name,
+                format!("{what} {id} has no mapping in the user namespace's {what} map"),
+            )
+        };
+        meta.uid = crate::map_id(&self.opts.uid_maps, meta.uid)
+            .ok_or_else(|| unmapped("uid", meta.uid))?;
+        meta.gid = crate::map_id(&self.opts.gid_maps, meta.gid)
+            .ok_or_else(|| unmapped("gid", meta.gid))?;
+        Ok(meta)
+    }
+
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -193,7 +208,7 @@ impl Applier<'_> {
         if kind != Kind::Dir {
             return Err(invalid(name, "a non-directory entry names the layer root"));
         }
-        let meta = meta::read(entry, name)?;
+        let meta = self.map_owner(meta::read(entry, name)?, name)?;
         let shown = self.tree.shown(&[]);
         set_fd_meta(self.tree.root(), &shown, &meta).map_err(fe(name))?;
         self.dir_times.insert(&[], &meta);
@@ -252,7 +267,7 @@ impl Applier<'_> {
         if self.opts.skip_devices && matches!(kind, Kind::Char | Kind::Block) {
             return Ok(());
         }
-        let meta = meta::read(entry, name)?;
+        let meta = self.map_owner(meta::read(entry, name)?, name)?;
         let dev = match kind {
             Kind::Char | Kind::Block => {
                 let h = entry.header();

@@ -42,6 +42,35 @@ pub use apply::apply_layer;
 pub struct ApplyOptions {
     /// Skip device nodes instead of failing (inside a user namespace `mknod` is refused).
     pub skip_devices: bool,
+    /// UID map of `--userns-remap`: the tar's owners are container ids, written as the host
+    /// ids they map to. Empty: ids are written as they are.
+    pub uid_maps: Vec<IdRange>,
+    /// GID map, as [`ApplyOptions::uid_maps`].
+    pub gid_maps: Vec<IdRange>,
+}
+
+/// One range of a user-namespace id map: container ids `container_id..container_id + size`
+/// are host ids `host_id..host_id + size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    /// First id inside the container.
+    pub container_id: u32,
+    /// First id on the host.
+    pub host_id: u32,
+    /// Number of ids in the range.
+    pub size: u32,
+}
+
+/// The host id of container id `id` under `maps` (`id` itself when `maps` is empty; `None`
+/// when no range holds it).
+pub fn map_id(maps: &[IdRange], id: u32) -> Option<u32> {
+    if maps.is_empty() {
+        return Some(id);
+    }
+    maps.iter().find_map(|m| {
+        let off = id.checked_sub(m.container_id)?;
+        (off < m.size).then(|| m.host_id.checked_add(off)).flatten()
+    })
 }
 
 /// What an apply did.

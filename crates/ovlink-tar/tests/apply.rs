@@ -115,7 +115,10 @@ fn skip_devices_option() {
         h.set_device_minor(3).unwrap();
     })
     .file("after", b"x");
-    let opts = ApplyOptions { skip_devices: true };
+    let opts = ApplyOptions {
+        skip_devices: true,
+        ..Default::default()
+    };
     env.apply_opts(&l.bytes(), &opts).unwrap();
     assert!(fs::symlink_metadata(env.p("null")).is_err());
     assert!(env.p("after").is_file());
@@ -731,4 +734,47 @@ fn the_root_entry_must_be_a_directory() {
     l.file("./", b"");
     let err = env.apply(&l.bytes()).unwrap_err();
     assert!(matches!(err, TarError::Invalid { .. }), "{err:?}");
+}
+
+#[test]
+fn id_maps_remap_owners() {
+    use ovlink_tar::IdRange;
+    let env = Env::new();
+    let mut l = Layer::new();
+    l.dir_with("d/", |h| {
+        h.set_uid(0);
+        h.set_gid(0);
+    })
+    .file_with("d/f", b"x", |h| {
+        h.set_uid(1000);
+        h.set_gid(50);
+    })
+    .raw(EntryType::Symlink, b"d/s", Some(b"f"), b"", |h| {
+        h.set_uid(7);
+        h.set_gid(8);
+    });
+    let range = IdRange {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65_536,
+    };
+    let opts = ApplyOptions {
+        uid_maps: vec![range],
+        gid_maps: vec![range],
+        ..Default::default()
+    };
+    env.apply_opts(&l.bytes(), &opts).unwrap();
+    assert_eq!((md(env.p("d")).uid(), md(env.p("d")).gid()), (100_000, 100_000));
+    assert_eq!((md(env.p("d/f")).uid(), md(env.p("d/f")).gid()), (101_000, 100_050));
+    assert_eq!((md(env.p("d/s")).uid(), md(env.p("d/s")).gid()), (100_007, 100_008));
+
+    // An owner outside every range is refused, naming the entry.
+    let env = Env::new();
+    let mut l = Layer::new();
+    l.file_with("big", b"x", |h| h.set_uid(70_000));
+    let err = env.apply_opts(&l.bytes(), &opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("big") && msg.contains("70000"), "{msg}");
+    assert_eq!(ovlink_tar::map_id(&[], 5), Some(5));
+    assert_eq!(ovlink_tar::map_id(&[range], 65_536), None);
 }

@@ -1,0 +1,23 @@
+//! Docker's graphdriver plugin protocol (v1 plugins, as dockerd 20.10 speaks it), served over a
+//! unix socket for any ovlink [`ovlink_driver::Driver`].
+//!
+//! - [`protocol`]: the JSON shapes on the wire (every field optional, Go's `omitempty` both ways).
+//! - [`server`]: binding the socket (0600), the HTTP/1.1 server (hyper on tokio), one handler per
+//!   method, blocking driver work on tokio's blocking pool, SIGTERM/SIGINT graceful shutdown
+//!   followed by `Driver::cleanup`.
+//! - [`stream`]: the bridges that let layer tars stream both ways without being held in memory
+//!   (an async request body read as a blocking `Read`; a blocking `Write` feeding a response body).
+//! - [`client`]: a small blocking client over the same socket (for tests and diagnostics).
+//!
+//! This crate owns the protocol and the process lifecycle; it never touches layer directories
+//! itself — every filesystem change goes through the driver.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
+pub mod protocol;
+pub mod server;
+pub mod stream;
+
+pub use error::PluginError;
+pub use server::{bind_socket, default_socket, DriverFactory, Server};

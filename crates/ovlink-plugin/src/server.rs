@@ -1,0 +1,591 @@
+//! The plugin server: the listening socket, one HTTP/1.1 connection task per client (hyper on
+//! tokio), one handler per protocol method, and the process lifecycle.
+//!
+//! - Every driver call runs on tokio's blocking pool; the async threads only move bytes.
+//! - The server holds one driver (made by `/GraphDriver.Init` through the [`DriverFactory`]); its
+//!   reference counts of mounts therefore live as long as the server does. A second Init
+//!   replaces it (dockerd restarted).
+//! - Init recovers the home: the driver's own init reaps temporary dirs of dead processes, and
+//!   `cleanup` unmounts what a crashed server or daemon left mounted.
+//! - On SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
+//!   [`Server::with_shutdown_timeout`]), remove the socket, then `Driver::cleanup` (unmounts).
+//!
+//! A failing call never stops the server: it answers `{"Err": "..."}` with status 500 and the
+//! whole cause chain. This module never touches the home itself.
+
+use crate::error::PluginError;
+use crate::protocol::{
+    self, non_empty, Activate, Capabilities, InitRequest, LayerRequest, Response, WireChange,
+    JSON_CONTENT_TYPE,
+};
+use crate::stream::{self, BodyReader, ChannelBody, ChannelWriter, Chunk};
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use ovlink_driver::overlay::error_chain;
+use ovlink_driver::{CreateOpts, Driver, DriverError, InitConfig};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Makes the driver at `/GraphDriver.Init` (the binary chooses overlay or overlay2).
+pub type DriverFactory =
+    Arc<dyn Fn(&InitConfig) -> Result<Box<dyn Driver>, DriverError> + Send + Sync>;
+
+/// The body of every answer.
+pub type RespBody = BoxBody<Bytes, std::io::Error>;
+
+/// Largest JSON request accepted (they are tiny; layer tars never come as JSON).
+const MAX_JSON: usize = 1 << 20;
+
+/// `/run/docker/plugins/NAME.sock`, where dockerd looks for a v1 plugin named NAME.
+pub fn default_socket(name: &str) -> PathBuf {
+    PathBuf::from("/run/docker/plugins").join(format!("{name}.sock"))
+}
+
+/// Binds the unix socket at `path` (mode 0600, its directory created 0755). A leftover
+/// socket nobody answers on is replaced; a live one is refused, as is a non-socket file.
+pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, PluginError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|source| PluginError::SocketDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(PluginError::AlreadyServing {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::fs::remove_file(path).map_err(|source| PluginError::StaleSocket {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(_) => {
+            return Err(PluginError::StaleSocket {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("it exists and is not a socket"),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(PluginError::StaleSocket {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let sock_err = |op: &'static str| {
+        move |source| PluginError::Socket {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(sock_err("bind"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(sock_err("change mode of"))?;
+    l.set_nonblocking(true)
+        .map_err(sock_err("make non-blocking"))?;
+    Ok(l)
+}
+
+/// The graphdriver plugin server. See the module docs.
+pub struct Server {
+    factory: DriverFactory,
+    driver: RwLock<Option<Arc<dyn Driver>>>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("home", &self.driver().map(|d| d.home().to_path_buf()))
+            .finish()
+    }
+}
+
+/// A call's failure: the message for `{"Err": ...}` and the status.
+struct CallError(StatusCode, String);
+
+impl From<String> for CallError {
+    fn from(s: String) -> Self {
+        CallError(StatusCode::INTERNAL_SERVER_ERROR, s)
+    }
+}
+
+impl From<DriverError> for CallError {
+    fn from(e: DriverError) -> Self {
+        CallError(StatusCode::INTERNAL_SERVER_ERROR, error_chain(&e))
+    }
+}
+
+type CallResult = Result<Response, CallError>;
+
+impl Server {
+    /// A server that makes its driver with `factory` at Init.
+    pub fn new(factory: DriverFactory) -> Arc<Self> {
+        Arc::new(Server {
+            factory,
+            driver: RwLock::new(None),
+            shutdown_timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// How long shutdown waits for in-flight requests (default 60 s).
+    pub fn with_shutdown_timeout(factory: DriverFactory, t: Duration) -> Arc<Self> {
+        Arc::new(Server {
+            factory,
+            driver: RwLock::new(None),
+            shutdown_timeout: t,
+        })
+    }
+
+    /// The driver, once Init made it.
+    pub fn driver(&self) -> Option<Arc<dyn Driver>> {
+        self.driver
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn need_driver(&self) -> Result<Arc<dyn Driver>, CallError> {
+        self.driver().ok_or_else(|| {
+            CallError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ovlink plugin is not initialized: /GraphDriver.Init must come first".to_string(),
+            )
+        })
+    }
+
+    /// Binds `socket`, serves until SIGTERM or SIGINT, then shuts down gracefully: in-flight
+    /// requests finish, the socket is removed, and the driver unmounts what it mounted.
+    pub fn run(self: Arc<Self>, socket: &Path) -> Result<(), PluginError> {
+        let std_listener = bind_socket(socket)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| PluginError::Setup {
+                what: "the async runtime",
+                source,
+            })?;
+        let srv = self.clone();
+        let served = rt.block_on(async move {
+            let listener = tokio::net::UnixListener::from_std(std_listener).map_err(|source| {
+                PluginError::Socket {
+                    op: "listen on",
+                    path: socket.to_path_buf(),
+                    source,
+                }
+            })?;
+            let setup = |what: &'static str| move |source| PluginError::Setup { what, source };
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).map_err(setup("the SIGTERM handler"))?;
+            let mut int = signal(SignalKind::interrupt()).map_err(setup("the SIGINT handler"))?;
+            let shutdown = async move {
+                let sig = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                log(format_args!(
+                    "{sig}: finishing in-flight requests, then unmounting"
+                ));
+            };
+            srv.serve(listener, shutdown).await;
+            Ok::<(), PluginError>(())
+        });
+        let _ = std::fs::remove_file(socket);
+        rt.shutdown_timeout(Duration::from_secs(5));
+        let cleaned = self.shutdown_cleanup();
+        served.and(cleaned)
+    }
+
+    /// Unmounts everything the driver mounted (the end of [`Server::run`]).
+    pub fn shutdown_cleanup(&self) -> Result<(), PluginError> {
+        if let Some(d) = self.driver() {
+            d.cleanup().map_err(|source| PluginError::Cleanup {
+                home: d.home().to_path_buf(),
+                source,
+            })?;
+            log(format_args!("unmounted everything under {}", d.home().display()));
+        }
+        Ok(())
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then waits (bounded) for
+    /// the requests in flight.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::UnixListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, _)) => {
+                        let srv = self.clone();
+                        let svc = hyper::service::service_fn(move |req| srv.clone().handle(req));
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc);
+                        let fut = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = fut.await {
+                                log(format_args!("connection: {}", error_chain(&e)));
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        log(format_args!("accept: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            log(format_args!(
+                "requests still running after {:?}; stopping anyway",
+                self.shutdown_timeout
+            ));
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<hyper::Response<RespBody>, Infallible> {
+        let path = req.uri().path().trim_start_matches('/').to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let resp = match path.as_str() {
+            "Plugin.Activate" => {
+                let _ = read_json_body(req.into_body()).await;
+                json(
+                    StatusCode::OK,
+                    &Activate {
+                        implements: vec!["GraphDriver".to_string()],
+                    },
+                )
+            }
+            "GraphDriver.ApplyDiff" => self.apply_diff(&query, req.into_body()).await,
+            "GraphDriver.Diff" => self.diff(req.into_body()).await,
+            m => match m.strip_prefix("GraphDriver.") {
+                Some(method) => {
+                    let method = method.to_string();
+                    let r = self.json_call(&method, req.into_body()).await;
+                    answer(&method, r)
+                }
+                None => answer(
+                    &path,
+                    Err(CallError(
+                        StatusCode::NOT_FOUND,
+                        format!("unknown method /{path}"),
+                    )),
+                ),
+            },
+        };
+        Ok(resp)
+    }
+
+    async fn json_call(self: &Arc<Self>, method: &str, body: Incoming) -> CallResult {
+        let bytes = read_json_body(body).await?;
+        if method == "Init" {
+            return self.init(&bytes).await;
+        }
+        if method == "Capabilities" {
+            return Ok(Response {
+                capabilities: Some(Capabilities::default()),
+                ..Default::default()
+            });
+        }
+        let req: LayerRequest = protocol::parse(&bytes)?;
+        if method == "Exists" {
+            // Any error counts as false.
+            let Some(d) = self.driver() else {
+                return Ok(Response::default());
+            };
+            let id = req.id().to_string();
+            let exists = blocking(move || Ok(d.exists(&id))).await.unwrap_or(false);
+            return Ok(Response {
+                exists,
+                ..Default::default()
+            });
+        }
+        let d = self.need_driver()?;
+        let method = method.to_string();
+        blocking(move || call_driver(d.as_ref(), &method, &req)).await
+    }
+
+    async fn init(self: &Arc<Self>, body: &[u8]) -> CallResult {
+        let req: InitRequest = protocol::parse(body)?;
+        let home = non_empty(req.home.as_deref())
+            .ok_or_else(|| "Init: Home is required".to_string())?;
+        if !Path::new(home).is_absolute() {
+            return Err(format!("Init: Home {home:?} is not an absolute path").into());
+        }
+        let cfg = InitConfig {
+            home: PathBuf::from(home),
+            options: req.opts.unwrap_or_default(),
+            uid_maps: req.uid_maps.unwrap_or_default(),
+            gid_maps: req.gid_maps.unwrap_or_default(),
+        };
+        let factory = self.factory.clone();
+        let d = blocking(move || {
+            let d = factory(&cfg)?;
+            // Recovery: unmount what a crashed server or daemon left mounted under the home.
+            d.cleanup()?;
+            Ok(d)
+        })
+        .await?;
+        log(format_args!(
+            "Init: {} driver in {}",
+            d.name(),
+            d.home().display()
+        ));
+        *self.driver.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(d));
+        Ok(Response::default())
+    }
+
+    async fn apply_diff(self: &Arc<Self>, query: &str, body: Incoming) -> hyper::Response<RespBody> {
+        let (tx, rx) = mpsc::channel(stream::CHANNEL_DEPTH);
+        let pump = tokio::spawn(stream::pump_body(body, tx));
+        let id = query_param(query, "id").unwrap_or_default();
+        let parent = query_param(query, "parent").filter(|p| !p.is_empty());
+        let r: CallResult = match self.need_driver() {
+            Ok(d) => {
+                let id = id.clone();
+                blocking(move || {
+                    let mut reader = BodyReader::new(rx);
+                    let size = d.apply_diff(&id, parent.as_deref(), &mut reader)?;
+                    Ok(Response {
+                        size,
+                        ..Default::default()
+                    })
+                })
+                .await
+            }
+            Err(e) => {
+                drop(rx);
+                Err(e)
+            }
+        };
+        // Read (and drop) what the applier did not: the connection stays in sync.
+        let _ = pump.await;
+        answer(&format!("ApplyDiff {id}"), r)
+    }
+
+    async fn diff(self: &Arc<Self>, body: Incoming) -> hyper::Response<RespBody> {
+        let start = async {
+            let bytes = read_json_body(body).await?;
+            let req: LayerRequest = protocol::parse(&bytes)?;
+            let d = self.need_driver()?;
+            Ok::<_, CallError>((d, req))
+        };
+        let (d, req) = match start.await {
+            Ok(x) => x,
+            Err(e) => return answer("Diff", Err(e)),
+        };
+        let id = req.id().to_string();
+        let (tx, mut rx) = mpsc::channel(stream::CHANNEL_DEPTH);
+        tokio::task::spawn_blocking(move || {
+            let mut w = ChannelWriter::new(tx);
+            let r = d
+                .diff(req.id(), req.parent(), &mut w)
+                .map_err(|e| error_chain(&e))
+                .and_then(|()| w.flush().map_err(|e| e.to_string()));
+            match r {
+                Ok(()) => {
+                    let _ = w.finish();
+                }
+                Err(m) => {
+                    log(format_args!("Diff {}: {m}", req.id()));
+                    w.fail(m);
+                }
+            }
+        });
+        match rx.recv().await {
+            Some(Chunk::Failed(m)) => answer(&format!("Diff {id}"), Err(m.into())),
+            Some(Chunk::Data(first)) => tar_response(ChannelBody::new(Some(first), rx)),
+            None => tar_response(ChannelBody::new(None, rx)),
+        }
+    }
+}
+
+/// One JSON call on the driver (everything but Init, Capabilities, Exists, ApplyDiff, Diff).
+fn call_driver(d: &dyn Driver, method: &str, req: &LayerRequest) -> CallResult {
+    let opts = || CreateOpts {
+        mount_label: req.mount_label().map(str::to_string),
+        storage_opt: req.storage_opt.clone().unwrap_or_default(),
+    };
+    let mut r = Response::default();
+    match method {
+        "Create" => d.create(req.id(), req.parent(), &opts())?,
+        "CreateReadWrite" => d.create_read_write(req.id(), req.parent(), &opts())?,
+        "Remove" => d.remove(req.id())?,
+        "Get" => {
+            r.dir = Some(
+                d.get(req.id(), req.mount_label())?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
+        "Put" => d.put(req.id())?,
+        "Status" => {
+            r.status = Some(d.status().into_iter().map(|(k, v)| [k, v]).collect());
+        }
+        "GetMetadata" => r.metadata = Some(d.metadata(req.id())?),
+        "Cleanup" => d.cleanup()?,
+        "Changes" => {
+            r.changes = Some(
+                d.changes(req.id(), req.parent())?
+                    .iter()
+                    .map(WireChange::from)
+                    .collect(),
+            )
+        }
+        "DiffSize" => r.size = d.diff_size(req.id(), req.parent())?,
+        other => {
+            return Err(CallError(
+                StatusCode::NOT_FOUND,
+                format!("unknown method /GraphDriver.{other}"),
+            ))
+        }
+    }
+    Ok(r)
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, CallError>
+where
+    F: FnOnce() -> Result<T, CallError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CallError::from(format!("the driver call failed: {e}")))?
+}
+
+async fn read_json_body(body: Incoming) -> Result<Bytes, CallError> {
+    match Limited::new(body, MAX_JSON).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(CallError(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+fn answer(what: &str, r: CallResult) -> hyper::Response<RespBody> {
+    match r {
+        Ok(resp) => json(StatusCode::OK, &resp),
+        Err(CallError(status, msg)) => {
+            log(format_args!("{what}: {msg}"));
+            json(status, &Response::error(msg))
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> hyper::Response<RespBody> {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = hyper::Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(JSON_CONTENT_TYPE),
+    );
+    resp
+}
+
+fn tar_response(body: ChannelBody) -> hyper::Response<RespBody> {
+    let mut resp = hyper::Response::new(body.boxed());
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-tar"),
+    );
+    resp
+}
+
+/// The value of `key` in a URL query (`id=…&parent=…`), percent-decoded.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One line on stderr (journald keeps it under the unit).
+fn log(args: std::fmt::Arguments<'_>) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "ovlink plugin: {args}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param("id=abc&parent=def", "id").as_deref(), Some("abc"));
+        assert_eq!(query_param("id=abc&parent=", "parent").as_deref(), Some(""));
+        assert_eq!(query_param("id=a%2Db", "id").as_deref(), Some("a-b"));
+        assert_eq!(query_param("id=a%", "id").as_deref(), Some("a%"));
+        assert_eq!(query_param("x=1", "id"), None);
+    }
+}
