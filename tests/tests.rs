@@ -10,3 +10,4 @@ mod container;
 mod demo;
 mod init;
 mod overlay2;
+mod plugin;

@@ -49,10 +49,18 @@ pub struct LayerRequest {
     #[serde(rename = "Parent", default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// SELinux mount label.
-    #[serde(rename = "MountLabel", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MountLabel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_label: Option<String>,
     /// `--storage-opt` of `docker run`/`create`.
-    #[serde(rename = "StorageOpt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StorageOpt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_opt: Option<BTreeMap<String, String>>,
 }
 
@@ -143,7 +151,11 @@ pub struct Response {
     #[serde(rename = "Metadata", default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
     /// `Capabilities`.
-    #[serde(rename = "Capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<Capabilities>,
 }
 

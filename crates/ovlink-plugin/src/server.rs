@@ -222,7 +222,10 @@ impl Server {
                 home: d.home().to_path_buf(),
                 source,
             })?;
-            log(format_args!("unmounted everything under {}", d.home().display()));
+            log(format_args!(
+                "unmounted everything under {}",
+                d.home().display()
+            ));
         }
         Ok(())
     }
@@ -339,8 +342,8 @@ impl Server {
 
     async fn init(self: &Arc<Self>, body: &[u8]) -> CallResult {
         let req: InitRequest = protocol::parse(body)?;
-        let home = non_empty(req.home.as_deref())
-            .ok_or_else(|| "Init: Home is required".to_string())?;
+        let home =
+            non_empty(req.home.as_deref()).ok_or_else(|| "Init: Home is required".to_string())?;
         if !Path::new(home).is_absolute() {
             return Err(format!("Init: Home {home:?} is not an absolute path").into());
         }
@@ -367,7 +370,11 @@ impl Server {
         Ok(Response::default())
     }
 
-    async fn apply_diff(self: &Arc<Self>, query: &str, body: Incoming) -> hyper::Response<RespBody> {
+    async fn apply_diff(
+        self: &Arc<Self>,
+        query: &str,
+        body: Incoming,
+    ) -> hyper::Response<RespBody> {
         let (tx, rx) = mpsc::channel(stream::CHANNEL_DEPTH);
         let pump = tokio::spawn(stream::pump_body(body, tx));
         let id = query_param(query, "id").unwrap_or_default();
@@ -582,7 +589,10 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(query_param("id=abc&parent=def", "id").as_deref(), Some("abc"));
+        assert_eq!(
+            query_param("id=abc&parent=def", "id").as_deref(),
+            Some("abc")
+        );
         assert_eq!(query_param("id=abc&parent=", "parent").as_deref(), Some(""));
         assert_eq!(query_param("id=a%2Db", "id").as_deref(), Some("a-b"));
         assert_eq!(query_param("id=a%", "id").as_deref(), Some("a%"));

@@ -127,7 +127,10 @@ impl ChannelWriter {
             self.sent = true;
         }
         self.tx.blocking_send(c).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the client closed the connection")
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client closed the connection",
+            )
         })
     }
 

@@ -1,0 +1,520 @@
+//! The graphdriver plugin protocol without dockerd: `ovlink plugin serve --socket …` runs as a
+//! child process on a socket in the test's temporary root, and `ovlink_plugin::client::Client`
+//! speaks HTTP/1.1 to it. Shapes (empty `{}` requests, omitted and null fields), Init's option
+//! and id-map handling, ApplyDiff/Diff streaming (a Diff piped into an ApplyDiff on a second
+//! connection at the same time), concurrent Get/Put, SIGTERM unmounting, and recovery of a
+//! home whose server was killed.
+
+use crate::util::{TarBuilder, TestRoot};
+use ovlink_plugin::client::Client;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `ovlink plugin serve`; killed on drop if still running.
+struct Plugin {
+    child: Child,
+    socket: PathBuf,
+    client: Client,
+}
+
+impl Plugin {
+    fn start(tr: &TestRoot) -> Plugin {
+        Self::start_at(tr.path().join("plugin.sock"))
+    }
+
+    fn start_at(socket: PathBuf) -> Plugin {
+        let child = Command::new(env!("CARGO_BIN_EXE_ovlink"))
+            .args(["plugin", "serve", "--shutdown-timeout", "20", "--socket"])
+            .arg(&socket)
+            .env("OVLINK_NO_FSYNC", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the plugin did not listen on {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let client = Client::new(&socket).unwrap();
+        Plugin {
+            child,
+            socket,
+            client,
+        }
+    }
+
+    fn call(&self, method: &str, body: Value) -> (u16, Value) {
+        self.client.call_json(method, &body).unwrap()
+    }
+
+    /// Calls and asserts HTTP 200 without `Err`; returns the answer.
+    fn ok(&self, method: &str, body: Value) -> Value {
+        let (status, v) = self.call(method, body.clone());
+        assert_eq!(status, 200, "{method} {body} -> {v}");
+        assert!(v.get("Err").is_none(), "{method} {body} -> {v}");
+        v
+    }
+
+    /// Calls and asserts a failure; returns the `Err` message.
+    fn err(&self, method: &str, body: Value) -> String {
+        let (status, v) = self.call(method, body.clone());
+        assert_ne!(status, 200, "{method} {body} should fail, got {v}");
+        v["Err"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method}: no Err in {v}"))
+            .to_string()
+    }
+
+    fn init(&self, home: &Path) {
+        self.ok(
+            "GraphDriver.Init",
+            json!({"Home": home, "Opts": null, "UIDMaps": null, "GIDMaps": null}),
+        );
+    }
+
+    fn apply(&self, id: &str, parent: &str, tar: impl Read + Send + 'static) -> u64 {
+        let (status, out) = self
+            .client
+            .send_reader(
+                &format!("GraphDriver.ApplyDiff?id={id}&parent={parent}"),
+                tar,
+            )
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(status, 200, "ApplyDiff {id}: {v}");
+        v["Size"].as_u64().unwrap_or(0)
+    }
+
+    fn sigterm(&mut self) -> String {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut log = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut log).unwrap();
+        }
+        assert!(status.success(), "plugin exited with {status}: {log}");
+        log
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_mounted(p: &Path) -> bool {
+    crate::util::mounts_under(p).iter().any(|m| m == p)
+}
+
+#[test]
+fn plugin_activate_init_and_call_shapes() {
+    let tr = TestRoot::new();
+    let p = Plugin::start(&tr);
+    let mode = std::fs::metadata(&p.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+
+    assert_eq!(
+        p.ok("Plugin.Activate", json!({})),
+        json!({"Implements": ["GraphDriver"]})
+    );
+    assert_eq!(
+        p.ok("GraphDriver.Capabilities", json!({})),
+        json!({"Capabilities": {"ReproducesExactDiffs": false}})
+    );
+    // Before Init: Exists is false, everything else says what is missing.
+    assert_eq!(p.ok("GraphDriver.Exists", json!({"ID": "x"})), json!({}));
+    assert!(p
+        .err("GraphDriver.Get", json!({"ID": "x"}))
+        .contains("Init"));
+
+    let home = tr.path().join("data").join("ovlink");
+    let e = p.err(
+        "GraphDriver.Init",
+        json!({"Home": home, "Opts": ["overlay.size=1G"]}),
+    );
+    assert!(
+        e.contains("unknown option") && e.contains("overlay.size=1G"),
+        "{e}"
+    );
+    assert!(p.err("GraphDriver.Init", json!({})).contains("Home"));
+    p.init(&home);
+    let st = std::fs::metadata(&home).unwrap();
+    assert_eq!(st.mode() & 0o7777, 0o710);
+
+    // Create with every field omitted but the id; a layer without parent: root/ 0755, 0:0.
+    assert_eq!(p.ok("GraphDriver.Create", json!({"ID": "base"})), json!({}));
+    let (status, raw) = p
+        .client
+        .call(
+            "GraphDriver.Create",
+            br#"{"ID":"base2","Parent":"","MountLabel":"","StorageOpt":null}"#,
+        )
+        .unwrap();
+    assert_eq!((status, raw.as_slice()), (200, &b"{}"[..]));
+    let e = p.err("GraphDriver.Create", json!({"ID": "base"}));
+    assert!(e.contains("already exists"), "{e}");
+    let e = p.err(
+        "GraphDriver.Create",
+        json!({"ID": "so", "StorageOpt": {"size": "1G"}}),
+    );
+    assert!(e.contains("storage options"), "{e}");
+    assert!(p
+        .err("GraphDriver.Create", json!({"ID": "../x"}))
+        .contains("invalid layer id"));
+    assert!(p
+        .err("GraphDriver.Create", json!({"ID": "y", "Parent": "nope"}))
+        .contains("nope"));
+
+    let dir = p.ok("GraphDriver.Get", json!({"ID": "base"}))["Dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(PathBuf::from(&dir), home.join("base/root"));
+    let m = std::fs::metadata(&dir).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0));
+    p.ok("GraphDriver.Put", json!({"ID": "base"}));
+
+    assert_eq!(
+        p.ok("GraphDriver.Exists", json!({"ID": "base"})),
+        json!({"Exists": true})
+    );
+    assert_eq!(
+        p.ok("GraphDriver.Exists", json!({"ID": "missing"})),
+        json!({})
+    );
+    assert_eq!(p.ok("GraphDriver.Exists", json!({})), json!({}));
+
+    // Container layer and its -init layer; Get mounts once, the last Put unmounts.
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c-init", "Parent": "base"}),
+    );
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c", "Parent": "c-init", "MountLabel": ""}),
+    );
+    let merged = home.join("c/merged");
+    let d1 = p.ok("GraphDriver.Get", json!({"ID": "c"}));
+    assert_eq!(d1, json!({"Dir": merged}));
+    assert!(is_mounted(&merged));
+    assert_eq!(
+        p.ok("GraphDriver.Get", json!({"ID": "c", "MountLabel": ""})),
+        d1
+    );
+    p.ok("GraphDriver.Put", json!({"ID": "c"}));
+    assert!(is_mounted(&merged), "one Get is still open");
+    p.ok("GraphDriver.Put", json!({"ID": "c"}));
+    assert!(!is_mounted(&merged));
+
+    let md = p.ok("GraphDriver.GetMetadata", json!({"ID": "c"}));
+    assert_eq!(md["Metadata"]["UpperDir"], json!(home.join("c/upper")));
+    assert_eq!(md["Metadata"]["LowerDir"], json!(home.join("base/root")));
+    assert_eq!(md["Metadata"]["MergedDir"], json!(merged));
+    let md = p.ok("GraphDriver.GetMetadata", json!({"ID": "base"}));
+    assert_eq!(md, json!({"Metadata": {"RootDir": home.join("base/root")}}));
+    assert!(p
+        .err("GraphDriver.GetMetadata", json!({"ID": "zz"}))
+        .contains("zz"));
+
+    // Status: an empty body counts as {}; pairs of strings.
+    let (status, raw) = p.client.call("GraphDriver.Status", b"").unwrap();
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&raw).unwrap();
+    let pairs = v["Status"].as_array().unwrap();
+    assert!(pairs.iter().any(|kv| kv[0] == "Backing Filesystem"), "{v}");
+    assert!(pairs.iter().all(|kv| kv.as_array().unwrap().len() == 2));
+
+    let (status, v) = p.call("GraphDriver.Frobnicate", json!({}));
+    assert_eq!(status, 404);
+    assert!(v["Err"].as_str().unwrap().contains("Frobnicate"));
+    let (status, _) = p.client.call("GraphDriver.Get", b"{not json").unwrap();
+    assert_eq!(status, 500);
+
+    p.ok("GraphDriver.Remove", json!({"ID": "c"}));
+    assert_eq!(p.ok("GraphDriver.Exists", json!({"ID": "c"})), json!({}));
+    assert!(p
+        .err("GraphDriver.Remove", json!({"ID": "c"}))
+        .contains("does not exist"));
+    p.ok("GraphDriver.Cleanup", json!({}));
+}
+
+/// Yields `len` bytes of a deterministic pattern without holding them.
+struct Pattern {
+    left: u64,
+    n: u8,
+}
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        for b in &mut buf[..n] {
+            self.n = self.n.wrapping_mul(31).wrapping_add(7);
+            *b = self.n;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A tar with one big file streamed from `Pattern` (written by a thread into a pipe).
+fn big_tar_stream(size: u64) -> impl Read + Send + 'static {
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::thread::spawn(move || {
+        let mut b = tar::Builder::new(&mut w);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(1_600_000_000);
+        b.append_data(&mut h, "big.bin", Pattern { left: size, n: 1 })
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o600);
+        h.set_size(5);
+        b.append_data(&mut h, "etc/small", &b"hello"[..]).unwrap();
+        b.finish().unwrap();
+        drop(b);
+        w.flush().unwrap();
+    });
+    r
+}
+
+#[test]
+fn plugin_apply_diff_streams_and_diff_pipes_into_apply() {
+    let tr = TestRoot::new();
+    let p = Plugin::start(&tr);
+    let home = tr.path().join("home");
+    p.init(&home);
+
+    // A 48 MiB layer streamed in chunks (the server never needs it whole).
+    const BIG: u64 = 48 << 20;
+    p.ok("GraphDriver.Create", json!({"ID": "l1"}));
+    let size = p.apply("l1", "", big_tar_stream(BIG));
+    assert_eq!(size, BIG + 5);
+    let m = std::fs::metadata(home.join("l1/root/big.bin")).unwrap();
+    assert_eq!(m.len(), BIG);
+    assert_eq!(
+        std::fs::read(home.join("l1/root/etc/small")).unwrap(),
+        b"hello"
+    );
+
+    // A second layer from a small tar with a whiteout.
+    let tar = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/new", 0o644, b"new!")
+        .whiteout("etc", "small")
+        .build();
+    p.ok("GraphDriver.Create", json!({"ID": "l2", "Parent": "l1"}));
+    assert_eq!(p.apply("l2", "l1", std::io::Cursor::new(tar)), 4);
+    assert!(!home.join("l2/root/etc/small").exists());
+    assert_eq!(
+        p.ok("GraphDriver.DiffSize", json!({"ID": "l2", "Parent": "l1"})),
+        json!({"Size": 4})
+    );
+
+    // Diff of l1 (whole layer) read on one connection while it streams straight into an
+    // ApplyDiff on a second connection: a server that serves one request at a time deadlocks.
+    let mut s = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let body = br#"{"ID":"l1"}"#;
+    write!(
+        s,
+        "POST /GraphDriver.Diff HTTP/1.0\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains(" 200 "), "Diff status line: {line}");
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    p.ok("GraphDriver.Create", json!({"ID": "copy"}));
+    assert_eq!(p.apply("copy", "", r), BIG + 5);
+    let a = crate::util::sha256_file(&home.join("l1/root/big.bin"));
+    let b = crate::util::sha256_file(&home.join("copy/root/big.bin"));
+    assert_eq!(a, b);
+
+    // A broken tar: the error comes back as Err, the layer keeps its state.
+    p.ok("GraphDriver.Create", json!({"ID": "bad"}));
+    let (status, out) = p
+        .client
+        .send_reader(
+            "GraphDriver.ApplyDiff?id=bad",
+            std::io::Cursor::new(vec![7u8; 3000]),
+        )
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(status, 500, "{v}");
+    assert!(v["Err"].as_str().unwrap().contains("bad"), "{v}");
+    assert!(home.join("bad/root").is_dir());
+
+    // Diff of a missing layer is a JSON error, not a broken stream.
+    let (status, out) = p
+        .client
+        .call("GraphDriver.Diff", br#"{"ID":"nope"}"#)
+        .unwrap();
+    assert_eq!(status, 500);
+    assert!(String::from_utf8_lossy(&out).contains("nope"));
+}
+
+#[test]
+fn plugin_concurrent_get_put_then_sigterm_unmounts() {
+    let tr = TestRoot::new();
+    let mut p = Plugin::start(&tr);
+    let home = tr.path().join("home");
+    p.init(&home);
+    p.ok("GraphDriver.Create", json!({"ID": "img"}));
+    for c in ["c1", "c2", "c3"] {
+        p.ok(
+            "GraphDriver.CreateReadWrite",
+            json!({"ID": c, "Parent": "img"}),
+        );
+    }
+    let socket = p.socket.clone();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let c = Client::new(&socket).unwrap();
+                let id = ["c1", "c2", "c3"][t % 3];
+                for _ in 0..15 {
+                    let (s, v) = c.call_json("GraphDriver.Get", &json!({"ID": id})).unwrap();
+                    assert_eq!(s, 200, "{v}");
+                    let (s, v) = c.call_json("GraphDriver.Put", &json!({"ID": id})).unwrap();
+                    assert_eq!(s, 200, "{v}");
+                }
+                let (s, _) = c.call_json("GraphDriver.Get", &json!({"ID": id})).unwrap();
+                assert_eq!(s, 200);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Each thread kept one Get: every layer is mounted, with two references each.
+    for c in ["c1", "c2", "c3"] {
+        assert!(is_mounted(&home.join(c).join("merged")), "{c}");
+    }
+    p.ok("GraphDriver.Put", json!({"ID": "c1"}));
+    assert!(
+        is_mounted(&home.join("c1/merged")),
+        "c1 still has one reference"
+    );
+
+    let log = p.sigterm();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(
+        crate::util::mounts_under(&home).is_empty(),
+        "mounts left: {log}"
+    );
+    assert!(!p.socket.exists(), "the socket is removed at exit");
+}
+
+#[test]
+fn plugin_init_recovers_a_home_left_by_a_killed_server() {
+    let tr = TestRoot::new();
+    let home = tr.path().join("home");
+    let mut p = Plugin::start(&tr);
+    p.init(&home);
+    p.ok("GraphDriver.Create", json!({"ID": "img"}));
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c", "Parent": "img"}),
+    );
+    p.ok("GraphDriver.Get", json!({"ID": "c"}));
+    assert!(is_mounted(&home.join("c/merged")));
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    drop(p);
+    std::fs::create_dir(home.join(".tmp-create-crashed")).unwrap();
+
+    // The stale socket is replaced; Init unmounts the stale mount and reaps the temp dir.
+    let p = Plugin::start(&tr);
+    p.init(&home);
+    assert!(!is_mounted(&home.join("c/merged")));
+    assert!(!home.join(".tmp-create-crashed").exists());
+    // The layer still works.
+    p.ok("GraphDriver.Get", json!({"ID": "c"}));
+    assert!(is_mounted(&home.join("c/merged")));
+    p.ok("GraphDriver.Put", json!({"ID": "c"}));
+    assert!(!is_mounted(&home.join("c/merged")));
+
+    // A second server on a live socket is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_ovlink"))
+        .args(["plugin", "serve", "--socket"])
+        .arg(&p.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already listening"));
+}
+
+#[test]
+fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
+    let tr = TestRoot::new();
+    let p = Plugin::start(&tr);
+    let home = tr.path().join("home");
+    let map = json!([{"container_id": 0, "host_id": 100000, "size": 65536}]);
+    p.ok(
+        "GraphDriver.Init",
+        json!({"Home": home, "UIDMaps": map, "GIDMaps": map}),
+    );
+    let m = std::fs::metadata(&home).unwrap();
+    assert_eq!((m.uid(), m.gid()), (100000, 100000));
+    p.ok("GraphDriver.Create", json!({"ID": "l"}));
+    let tar = TarBuilder::new()
+        .dir("app", 0o755)
+        .owned_file("app/f", 0o640, 1000, 50, b"data")
+        .file("rootfile", 0o644, b"r")
+        .build();
+    assert_eq!(p.apply("l", "", std::io::Cursor::new(tar)), 5);
+    let md = |rel: &str| {
+        let m = std::fs::symlink_metadata(home.join("l/root").join(rel)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(md(""), (100000, 100000));
+    assert_eq!(md("app"), (100000, 100000));
+    assert_eq!(md("app/f"), (101000, 100050));
+    assert_eq!(md("rootfile"), (100000, 100000));
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c", "Parent": "l"}),
+    );
+    for d in ["c", "c/upper", "c/work"] {
+        let m = std::fs::metadata(home.join(d)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (100000, 100000), "{d}");
+    }
+    // An owner outside the map is refused with the entry named.
+    p.ok("GraphDriver.Create", json!({"ID": "l2", "Parent": "l"}));
+    let tar = TarBuilder::new()
+        .owned_file("huge", 0o644, 70000, 0, b"x")
+        .build();
+    let (status, out) = p
+        .client
+        .send_reader(
+            "GraphDriver.ApplyDiff?id=l2&parent=l",
+            std::io::Cursor::new(tar),
+        )
+        .unwrap();
+    assert_eq!(status, 500);
+    let msg = String::from_utf8_lossy(&out);
+    assert!(msg.contains("huge") && msg.contains("70000"), "{msg}");
+}
