@@ -10,4 +10,5 @@ mod container;
 mod demo;
 mod init;
 mod overlay2;
+mod report;
 mod plugin;

@@ -1,0 +1,268 @@
+//! The tree walk: every entry below a directory, fd-relative and without following symlinks,
+//! recording each inode of the walked device once with its bytes on disk, and (for a layer's
+//! content tree) counting entries by type, whiteouts, opaque directories and link counts.
+//!
+//! A directory on another device (a mounted `merged/`) is neither counted nor entered; it is
+//! listed in [`Walk::skipped_mounts`]. This module only reads.
+
+use ovlink_fs::at::open_dir_at;
+use ovlink_fs::error::Context;
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{AtFlags, Dir, FileType};
+use rustix::io::Errno;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Entries of a tree by type (hardlinked names count once each: these are names, not inodes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EntryCounts {
+    /// Directories.
+    pub dirs: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Character devices other than whiteouts.
+    pub char_devices: u64,
+    /// Block devices.
+    pub block_devices: u64,
+    /// Named pipes.
+    pub fifos: u64,
+    /// Sockets.
+    pub sockets: u64,
+    /// Overlay whiteouts (character devices 0/0).
+    pub whiteouts: u64,
+    /// Directories marked `trusted.overlay.opaque=y` (also counted in `dirs`).
+    pub opaque_dirs: u64,
+}
+
+impl EntryCounts {
+    /// All entries (opaque dirs are already among `dirs`).
+    pub fn total(&self) -> u64 {
+        self.dirs
+            + self.files
+            + self.symlinks
+            + self.char_devices
+            + self.block_devices
+            + self.fifos
+            + self.sockets
+            + self.whiteouts
+    }
+
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &EntryCounts) {
+        self.dirs += o.dirs;
+        self.files += o.files;
+        self.symlinks += o.symlinks;
+        self.char_devices += o.char_devices;
+        self.block_devices += o.block_devices;
+        self.fifos += o.fifos;
+        self.sockets += o.sockets;
+        self.whiteouts += o.whiteouts;
+        self.opaque_dirs += o.opaque_dirs;
+    }
+}
+
+/// Upper bounds of the link-count histogram buckets (the last is open-ended).
+pub const LINK_BUCKETS: [u64; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536];
+
+/// One bucket of the link-count histogram: non-directory entries with `min..=max` links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// Smallest link count of the bucket.
+    pub min: u64,
+    /// Largest link count of the bucket (`u64::MAX` for the last).
+    pub max: u64,
+    /// Entries in it.
+    pub count: u64,
+}
+
+/// What a walk found.
+#[derive(Debug, Default, Clone)]
+pub struct Walk {
+    /// Inode number -> bytes it occupies (`st_blocks * 512`), for the walked device.
+    pub inodes: HashMap<u64, u64>,
+    /// Entries by type (only in counted walks).
+    pub entries: EntryCounts,
+    /// Non-directory entries per histogram bucket (index into [`LINK_BUCKETS`], plus one).
+    pub link_buckets: [u64; LINK_BUCKETS.len() + 1],
+    /// The non-directory entry with the most links: (path, links).
+    pub max_links: Option<(PathBuf, u64)>,
+    /// Directories on another device that were not entered.
+    pub skipped_mounts: Vec<PathBuf>,
+}
+
+impl Walk {
+    /// Merges `o` into `self`.
+    pub fn merge(&mut self, o: Walk) {
+        self.inodes.extend(o.inodes);
+        self.entries.add(&o.entries);
+        for (a, b) in self.link_buckets.iter_mut().zip(o.link_buckets) {
+            *a += b;
+        }
+        if let Some((p, n)) = o.max_links {
+            if self.max_links.as_ref().is_none_or(|(_, m)| n > *m) {
+                self.max_links = Some((p, n));
+            }
+        }
+        self.skipped_mounts.extend(o.skipped_mounts);
+    }
+
+    /// The non-empty histogram buckets.
+    pub fn histogram(&self) -> Vec<Bucket> {
+        let mut out = Vec::new();
+        let mut lo = 1;
+        for (i, &count) in self.link_buckets.iter().enumerate() {
+            let hi = LINK_BUCKETS.get(i).copied().unwrap_or(u64::MAX);
+            if count > 0 {
+                out.push(Bucket {
+                    min: lo,
+                    max: hi,
+                    count,
+                });
+            }
+            lo = hi.saturating_add(1);
+        }
+        out
+    }
+
+    /// Total bytes of the inodes found.
+    pub fn bytes(&self) -> u64 {
+        self.inodes.values().sum()
+    }
+
+    fn bucket(nlink: u64) -> usize {
+        LINK_BUCKETS
+            .iter()
+            .position(|&b| nlink <= b)
+            .unwrap_or(LINK_BUCKETS.len())
+    }
+}
+
+/// Walks entry `name` of the open directory `parent` (and, if it is a directory, everything
+/// below it), recording inodes on device `dev`. With `count`, entries are counted by type
+/// and link counts collected. `shown` is the logical path of `name`.
+pub fn walk(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    dev: u64,
+    count: bool,
+) -> crate::Result<Walk> {
+    let mut w = Walk::default();
+    walk_into(parent, name, shown, dev, count, &mut w)?;
+    Ok(w)
+}
+
+fn walk_into(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    dev: u64,
+    count: bool,
+    w: &mut Walk,
+) -> crate::Result<()> {
+    let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        // Removed while we walk (a layer being deleted): nothing to count.
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(ovlink_fs::FsError::io("stat", shown, e).into()),
+    };
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if st.st_dev != dev {
+        w.skipped_mounts.push(shown.to_path_buf());
+        return Ok(());
+    }
+    w.inodes
+        .insert(st.st_ino, (st.st_blocks as u64).saturating_mul(512));
+    if count {
+        let e = &mut w.entries;
+        match ft {
+            FileType::Directory => e.dirs += 1,
+            FileType::RegularFile => e.files += 1,
+            FileType::Symlink => e.symlinks += 1,
+            FileType::CharacterDevice if st.st_rdev == 0 => e.whiteouts += 1,
+            FileType::CharacterDevice => e.char_devices += 1,
+            FileType::BlockDevice => e.block_devices += 1,
+            FileType::Fifo => e.fifos += 1,
+            FileType::Socket => e.sockets += 1,
+            FileType::Unknown => {}
+        }
+        if ft != FileType::Directory {
+            let n = st.st_nlink as u64;
+            w.link_buckets[Walk::bucket(n)] += 1;
+            if w.max_links.as_ref().is_none_or(|(_, m)| n > *m) {
+                w.max_links = Some((shown.to_path_buf(), n));
+            }
+        }
+    }
+    if ft != FileType::Directory {
+        return Ok(());
+    }
+    let fd = match open_dir_at(parent, name, shown) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if count {
+        let opaque =
+            ovlink_fs::xattr::get_fd(&fd, OsStr::new(ovlink_fs::xattr::OVERLAY_OPAQUE), shown)?;
+        if opaque.as_deref() == Some(b"y") {
+            w.entries.opaque_dirs += 1;
+        }
+    }
+    let mut names: Vec<OsString> = Vec::new();
+    for ent in Dir::read_from(&fd).ctx("read directory", shown)? {
+        let ent = ent.ctx("read directory", shown)?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    for n in names {
+        walk_into(fd.as_fd(), &n, &shown.join(&n), dev, count, w)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_names_and_inodes() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        std::fs::write(t.join("a/f"), b"x").unwrap();
+        std::fs::hard_link(t.join("a/f"), t.join("a/b/g")).unwrap();
+        std::os::unix::fs::symlink("f", t.join("a/l")).unwrap();
+        let fd = ovlink_fs::at::open_dir(d.path()).unwrap();
+        let dev = rustix::fs::fstat(&fd).unwrap().st_dev;
+        let w = walk(fd.as_fd(), OsStr::new("t"), &t, dev, true).unwrap();
+        assert_eq!(w.entries.dirs, 3);
+        assert_eq!(w.entries.files, 2);
+        assert_eq!(w.entries.symlinks, 1);
+        assert_eq!(w.inodes.len(), 5, "t, a, b, f=g, l");
+        assert_eq!(w.max_links.as_ref().unwrap().1, 2);
+        assert_eq!(
+            w.histogram(),
+            vec![
+                Bucket {
+                    min: 1,
+                    max: 1,
+                    count: 1
+                },
+                Bucket {
+                    min: 2,
+                    max: 2,
+                    count: 2
+                }
+            ]
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! `ovlink report`: the distinct-inode total equals an independent count
+//! (`find HOME -xdev -printf '%i\n' | sort -u | wc -l`) for both layouts on the imported
+//! fixture with a mounted container, layer costs add up, and the chart shows both layouts.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fx-layers.tar")
+}
+
+/// `find HOME -xdev -printf '%i\n' | sort -u | wc -l`, run by the shell.
+fn find_count(home: &Path) -> u64 {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find \"$1\" -xdev -printf '%i\\n' | sort -u | wc -l")
+        .arg("sh")
+        .arg(home)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn report(t: &TestRoot, driver: &str) -> serde_json::Value {
+    serde_json::from_str(&t.ok(&["--driver", driver, "report", "--json"])).unwrap()
+}
+
+/// Imports the fixture and creates a mounted container in the `driver` layout.
+fn import_and_mount(t: &TestRoot, driver: &str) -> (Vec<String>, String) {
+    let out = t.ok(&[
+        "--driver",
+        driver,
+        "image",
+        "import",
+        fixture().to_str().unwrap(),
+        "--name",
+        "fx",
+    ]);
+    let layers: Vec<String> = out.lines().map(str::to_string).collect();
+    let cid = t.ok(&[
+        "--driver",
+        driver,
+        "container",
+        "create",
+        "web",
+        "--image",
+        "fx",
+    ]);
+    let cid = cid.trim().to_string();
+    let merged = t.ok(&["--driver", driver, "mount", &cid]);
+    std::fs::write(
+        Path::new(merged.trim()).join("written-in-container"),
+        b"x\n",
+    )
+    .unwrap();
+    (layers, cid)
+}
+
+fn check_exact(t: &TestRoot, driver: &str) -> serde_json::Value {
+    let (layers, cid) = import_and_mount(t, driver);
+    let home = t.root().join(driver);
+    let r = report(t, driver);
+    let total = r["totals"]["distinct_inodes"].as_u64().unwrap();
+    assert_eq!(total, find_count(&home), "{driver}: report total vs find");
+    // Every inode is attributed exactly once: layers' additions plus the overhead.
+    let added: u64 = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["inodes_added"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        added + r["totals"]["overhead_inodes"].as_u64().unwrap(),
+        total
+    );
+    // The mounted merged/ was not walked into.
+    let merged = home.join(&cid).join("merged");
+    let skipped: Vec<&str> = r["skipped_mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(skipped.contains(&merged.to_str().unwrap()), "{skipped:?}");
+    // The image layers come bottom-up with their recorded parents.
+    let ids: Vec<&str> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "image")
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, layers.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == cid.as_str())
+        .unwrap();
+    assert_eq!(c["kind"], "container");
+    assert!(
+        c["upper_inodes"].as_u64().unwrap() >= 2,
+        "upper/ and the written file"
+    );
+    assert!(c["work_inodes"].as_u64().unwrap() >= 1);
+    eprintln!(
+        "{driver}: fixture home has {total} distinct inodes; per layer added: {:?}",
+        r["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (
+                l["kind"].as_str().unwrap().to_string(),
+                l["inodes_added"].as_u64().unwrap()
+            ))
+            .collect::<Vec<_>>()
+    );
+    t.ok(&["--driver", driver, "umount", &cid]);
+    r
+}
+
+#[test]
+fn overlay_total_equals_find_with_a_mounted_container() {
+    let t = TestRoot::new();
+    let r = check_exact(&t, "overlay");
+    // Legacy image layers share their files with the parent.
+    let layers = r["layers"].as_array().unwrap();
+    let second = layers
+        .iter()
+        .filter(|l| l["kind"] == "image")
+        .nth(1)
+        .unwrap();
+    assert!(second["inodes_shared_with_parent"].as_u64().unwrap() > 0);
+    assert_eq!(second["parent_source"], "recorded");
+}
+
+#[test]
+fn overlay2_total_equals_find_with_a_mounted_container() {
+    let t = TestRoot::new();
+    let r = check_exact(&t, "overlay2");
+    let layers = r["layers"].as_array().unwrap();
+    let second = layers
+        .iter()
+        .filter(|l| l["kind"] == "image")
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        second["inodes_shared_with_parent"], 0,
+        "overlay2 layers share nothing"
+    );
+    assert!(second["max_links"]["descendant_layers_left"].is_null());
+}
+
+#[test]
+fn text_view_and_chart_compare_both_layouts() {
+    let t = TestRoot::new();
+    for d in ["overlay", "overlay2"] {
+        t.ok(&[
+            "--driver",
+            d,
+            "image",
+            "import",
+            fixture().to_str().unwrap(),
+            "--name",
+            "fx",
+        ]);
+    }
+    let svg = t.path().join("chart.svg");
+    let text = t.ok(&["report", "--svg", svg.to_str().unwrap()]);
+    for needle in [
+        "+INODES",
+        "filesystem inodes:",
+        "projection:",
+        "most links:",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg"));
+    assert_eq!(s.matches("<polyline").count(), 2, "one line per layout");
+    assert!(s.contains(">overlay<") && s.contains(">overlay2<"));
+    let a = report(&t, "overlay");
+    let b = report(&t, "overlay2");
+    let top = |r: &serde_json::Value| {
+        r["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["kind"] == "image")
+            .map(|l| l["cumulative_inodes"].as_u64().unwrap())
+            .max()
+            .unwrap()
+    };
+    eprintln!(
+        "fixture image: overlay {} inodes, overlay2 {} inodes",
+        top(&a),
+        top(&b)
+    );
+    assert!(top(&a) > top(&b), "the legacy layout costs more inodes");
+}
+
+#[test]
+fn layers_made_without_records_get_inferred_parents() {
+    let t = TestRoot::new();
+    let base = TarBuilder::new()
+        .dir("d", 0o755)
+        .file("d/a", 0o644, b"a")
+        .file("d/b", 0o644, b"b")
+        .write_to(t.path(), "base.tar");
+    let l2 = TarBuilder::new()
+        .file("d/c", 0o644, b"c")
+        .write_to(t.path(), "l2.tar");
+    t.ok(&["layer", "apply", "zz-base", base.to_str().unwrap()]);
+    t.ok(&[
+        "layer",
+        "apply",
+        "aa-top",
+        "--parent",
+        "zz-base",
+        l2.to_str().unwrap(),
+    ]);
+    let r = report(&t, "overlay");
+    let layers = r["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["id"], "zz-base");
+    assert_eq!(layers[1]["id"], "aa-top");
+    assert_eq!(layers[1]["parent"], "zz-base");
+    assert_eq!(layers[1]["parent_source"], "inferred");
+    assert_eq!(layers[1]["inodes_shared_with_parent"], 2);
+    assert_eq!(
+        r["totals"]["distinct_inodes"].as_u64().unwrap(),
+        find_count(&t.home())
+    );
+}
