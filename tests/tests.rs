@@ -10,5 +10,6 @@ mod container;
 mod demo;
 mod init;
 mod overlay2;
+mod roundtrip;
 mod report;
 mod plugin;

@@ -180,14 +180,22 @@ pub fn changes(
             .collect();
         return output::json(&v);
     }
+    // One line per change, sorted as `docker diff | sort` prints them (A, C, D; by path).
+    let mut lines: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            let k = match c.kind {
+                ovlink_driver::ChangeKind::Modify => 'C',
+                ovlink_driver::ChangeKind::Add => 'A',
+                ovlink_driver::ChangeKind::Delete => 'D',
+            };
+            format!("{k} {}\n", c.path)
+        })
+        .collect();
+    lines.sort();
     let mut out = std::io::stdout().lock();
-    for c in changes {
-        let k = match c.kind {
-            ovlink_driver::ChangeKind::Modify => 'C',
-            ovlink_driver::ChangeKind::Add => 'A',
-            ovlink_driver::ChangeKind::Delete => 'D',
-        };
-        std::io::Write::write_all(&mut out, format!("{k} {}\n", c.path).as_bytes())?;
+    for l in lines {
+        std::io::Write::write_all(&mut out, l.as_bytes())?;
     }
     Ok(())
 }
