@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# A real Docker Engine (Debian's docker.io, 20.10) on ovlink's graphdriver plugin, checked with
+# Docker's own commands, next to a second private dockerd on the built-in legacy `overlay`
+# driver as the reference:
+#
+#   sudo scripts/docker-e2e.sh
+#
+# Installs docker.io if missing, builds ovlink (release), starts `ovlink plugin serve` under a
+# unique plugin name and two private daemons (own --data-root, --exec-root, --pidfile, -H socket
+# and containerd namespaces under one temp dir, --bridge none --iptables=false), then:
+# load fx-layers.tar, run, `docker diff` == tests/fixtures/fx-container.diff, commit, save, load
+# into the overlay daemon, compare `docker export` of a container from each, rm, rmi, and check
+# that the plugin's home is empty and nothing is mounted. Both daemons and the plugin are
+# stopped at the end whatever happened. Prints `docker-e2e: N passed, M failed` (and the
+# load/run timings plugin vs built-in overlay); exits non-zero on any failure.
+#
+# Environment: OVLINK_BIN (use this ovlink binary instead of building one), E2E_KEEP=1 (keep
+# the temp dir), E2E_TMP (parent of the temp dir, default /var/tmp; must not be overlay/tmpfs).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+if [ "$(id -u)" != 0 ]; then
+  echo "docker-e2e: must run as root (it starts dockerd and mounts overlayfs)" >&2
+  exit 1
+fi
+
+log() { printf '%s docker-e2e: %s\n' "$(date +%T)" "$*" >&2; }
+
+# --- prerequisites ----------------------------------------------------------------------------
+need=()
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The package may have started the system's docker; our daemons are private, but stop it so
+  # nothing else mounts or holds containerd's default namespace while we run.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl stop docker.service docker.socket >/dev/null 2>&1 || true
+  fi
+fi
+modprobe overlay 2>/dev/null || true
+DOCKER_BIN=/usr/bin/docker # not whatever `docker` comes first in PATH: the 20.10 client
+DOCKERD=/usr/sbin/dockerd
+log "$($DOCKERD --version)"
+
+if [ -n "${OVLINK_BIN:-}" ]; then
+  OVLINK=$OVLINK_BIN
+else
+  log "building ovlink (release)"
+  cargo build --release --quiet --bin ovlink || { echo "docker-e2e: 0 passed, 1 failed"; exit 1; }
+  OVLINK=$REPO/target/release/ovlink
+fi
+
+FIX=$REPO/tests/fixtures
+T=$(mktemp -d "${E2E_TMP:-/var/tmp}/ovlink-e2e.XXXXXX")
+chmod 711 "$T"
+NAME=ovlink-e2e-$$
+SOCK=/run/docker/plugins/$NAME.sock
+A=$T/a # dockerd on the plugin
+B=$T/b # dockerd on the built-in overlay driver
+HOME_A=$A/data/$NAME
+mkdir -p "$A" "$B"
+
+PASS=0
+FAIL=0
+FAILED=()
+pass() { PASS=$((PASS + 1)); log "PASS $1"; }
+fail() { FAIL=$((FAIL + 1)); FAILED+=("$1"); log "FAIL $1${2:+: $2}"; }
+# step NAME CMD...: runs CMD, output to $T/steps/NAME.log; pass/fail by exit status.
+mkdir -p "$T/steps"
+step() {
+  local name=$1
+  shift
+  if "$@" >"$T/steps/$name.log" 2>&1; then
+    pass "$name"
+  else
+    fail "$name" "$(tail -n 5 "$T/steps/$name.log" | tr '\n' ' ')"
+    return 1
+  fi
+}
+da() { "$DOCKER_BIN" -H "unix://$A/docker.sock" "$@"; }
+db() { "$DOCKER_BIN" -H "unix://$B/docker.sock" "$@"; }
+
+PLUGIN_PID=
+stop_pid() { # stop_pid PID WHAT: SIGTERM, wait up to 60 s, then SIGKILL
+  local pid=$1 what=$2 i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 1 600); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "$what (pid $pid) did not stop in 60 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null
+}
+daemon_pid() { cat "$1/docker.pid" 2>/dev/null; }
+cleanup() {
+  local rc=$?
+  set +e
+  stop_pid "$(daemon_pid "$A")" "dockerd (plugin)"
+  stop_pid "$(daemon_pid "$B")" "dockerd (overlay)"
+  stop_pid "$PLUGIN_PID" "ovlink plugin"
+  # Anything still mounted below the temp dir (a failed run) is detached, deepest first.
+  awk -v t="$T" '$5 == t || index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null; done
+  rm -f "$SOCK"
+  if [ "${E2E_KEEP:-0}" = 1 ] || [ "$FAIL" -gt 0 ]; then
+    log "logs and state kept in $T"
+  else
+    rm -rf "$T"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- start the plugin and the daemons ----------------------------------------------------------
+start_plugin() {
+  "$OVLINK" plugin serve --name "$NAME" >"$T/plugin.log" 2>&1 &
+  PLUGIN_PID=$!
+  for _ in $(seq 1 100); do
+    [ -S "$SOCK" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+start_dockerd() { # start_dockerd DIR DRIVER
+  local d=$1 drv=$2 ns
+  ns=e2e-$$-$(basename "$d")
+  mkdir -p "$d/data" "$d/exec"
+  "$DOCKERD" --experimental --storage-driver "$drv" \
+    --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/docker.pid" \
+    -H "unix://$d/docker.sock" --bridge none --iptables=false --ip6tables=false --ip-masq=false \
+    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" \
+    --log-level warn >"$d/dockerd.log" 2>&1 &
+  for _ in $(seq 1 600); do
+    "$DOCKER_BIN" -H "unix://$d/docker.sock" version >/dev/null 2>&1 && return 0
+    kill -0 $! 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 20 "$d/dockerd.log" >&2
+  return 1
+}
+driver_is() { [ "$("$DOCKER_BIN" -H "unix://$1/docker.sock" info --format '{{.Driver}}')" = "$2" ]; }
+
+step plugin-starts start_plugin || { log "$(cat "$T/plugin.log")"; }
+step socket-mode-0600 test "$(stat -c %a "$SOCK" 2>/dev/null)" = 600
+if ! step dockerd-on-plugin start_dockerd "$A" "$NAME" || ! step dockerd-on-overlay start_dockerd "$B" overlay; then
+  echo "docker-e2e: $PASS passed, $FAIL failed"
+  exit 1
+fi
+step info-driver-plugin driver_is "$A" "$NAME"
+step info-driver-overlay driver_is "$B" overlay
+da info --format '{{json .DriverStatus}}' >"$T/info-a.json" 2>&1
+
+# --- load and run, timed side by side ----------------------------------------------------------
+now() { date +%s.%N; }
+TIMES=$T/times.txt
+: >"$TIMES"
+timed() { # timed LABEL CMD...: appends "LABEL seconds" to $TIMES
+  local label=$1 t0 t1 rc
+  shift
+  t0=$(now)
+  "$@"
+  rc=$?
+  t1=$(now)
+  awk -v l="$label" -v a="$t0" -v b="$t1" 'BEGIN { printf "%s %.3f\n", l, b - a }' >>"$TIMES"
+  return $rc
+}
+step load-plugin timed load-plugin da load -i "$FIX/fx-layers.tar"
+step load-overlay timed load-overlay db load -i "$FIX/fx-layers.tar"
+check_hello() { # check_hello DOCKERFN
+  local out
+  out=$("$1" run --rm --network none fx:layers cat /app/hello.txt /app/keepme/n1 /etc/motd) || return 1
+  [ "$out" = "$(printf 'hello\nnew\nagain')" ] || { echo "unexpected output: $out"; return 1; }
+}
+step run-output-plugin check_hello da
+step run-output-overlay check_hello db
+for i in 1 2 3; do
+  timed run-plugin da run --rm --network none fx:layers true >>"$T/steps/run-timing.log" 2>&1
+  timed run-overlay db run --rm --network none fx:layers true >>"$T/steps/run-timing.log" 2>&1
+done
+
+# The image's files as the container sees them, on both daemons (stat of every path).
+STAT_CMD='find / -xdev \( -path /proc -o -path /sys -o -path /dev \) -prune -o -print0 | xargs -0 stat -c "%n|%f|%u|%g|%s|%h|%t,%T|%N" | sort'
+image_view() { "$1" run --rm --network none fx:layers sh -c "$STAT_CMD"; }
+# Path, raw mode (type and permissions), owner, size (not for directories), device, link
+# target; not the link count: ovlink also hardlinks symlinks and special files across layers.
+view_fields() { awk -F'|' -v OFS='|' '{ if ($2 ~ /^4/) $5 = "-"; $6 = ""; print }' "$1"; }
+same_image_view() {
+  image_view da >"$T/view-a.txt" && image_view db >"$T/view-b.txt" || return 1
+  diff <(view_fields "$T/view-a.txt") <(view_fields "$T/view-b.txt") && wc -l <"$T/view-a.txt"
+}
+step image-view-same same_image_view
+
+# --- docker diff of the fixture scenario --------------------------------------------------------
+SCENARIO='echo changed > /app/hello.txt; rm /app/big.bin; rm -rf /opt/moved; mkdir -p /opt/moved && echo fresh > /opt/moved/x; echo newfile > /root/new; rm /bin/ls; ln -s /etc/motd /root/motdlink; mkdir /app/empty/sub'
+step scenario-run-plugin da run --network none --name fxc fx:layers sh -c "$SCENARIO"
+step scenario-run-overlay db run --network none --name fxc fx:layers sh -c "$SCENARIO"
+diff_is_fixture() { # diff_is_fixture DOCKERFN
+  "$1" diff fxc >"$T/diff-$1.txt" || return 1
+  diff <(sort "$FIX/fx-container.diff") <(sort "$T/diff-$1.txt")
+}
+step docker-diff-plugin diff_is_fixture da
+step docker-diff-overlay diff_is_fixture db
+
+# --- commit, save, load into the overlay daemon, export both, compare ---------------------------
+step commit-plugin da commit fxc fx:committed
+check_committed() {
+  local out
+  out=$(da run --rm --network none fx:committed sh -c 'cat /app/hello.txt /opt/moved/x /root/new; readlink /root/motdlink; test ! -e /bin/ls && test ! -e /app/big.bin && test -d /app/empty/sub && echo ok') || return 1
+  [ "$out" = "$(printf 'changed\nfresh\nnewfile\n/etc/motd\nok')" ] || { echo "unexpected: $out"; return 1; }
+}
+step run-committed-plugin check_committed
+step save-plugin da save -o "$T/committed.tar" fx:committed
+step load-saved-into-overlay db load -i "$T/committed.tar"
+export_of() { # export_of DOCKERFN OUT
+  "$1" rm -f fxe >/dev/null 2>&1
+  "$1" create --name fxe fx:committed true >/dev/null && "$1" export -o "$2" fxe
+}
+compare_exports() {
+  export_of da "$T/export-plugin.tar" && export_of db "$T/export-overlay.tar" || return 1
+  python3 - "$T/export-plugin.tar" "$T/export-overlay.tar" <<'PY'
+import hashlib, sys, tarfile
+
+def manifest(path):
+    out = {}
+    with tarfile.open(path) as t:
+        for m in t:
+            kind = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
+                    tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.CHRTYPE: "char",
+                    tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}.get(m.type, repr(m.type))
+            e = {"type": kind, "mode": oct(m.mode), "uid": m.uid, "gid": m.gid}
+            if kind == "file":
+                h = hashlib.sha256()
+                f = t.extractfile(m)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+                e["size"], e["sha256"] = m.size, h.hexdigest()
+            elif kind in ("symlink", "hardlink"):
+                e["target"] = m.linkname
+            elif kind in ("char", "block"):
+                e["dev"] = (m.devmajor, m.devminor)
+            out[m.name.rstrip("/")] = e
+    return out
+
+a, b = manifest(sys.argv[1]), manifest(sys.argv[2])
+bad = 0
+for p in sorted(set(a) | set(b)):
+    if a.get(p) != b.get(p):
+        bad += 1
+        if bad <= 30:
+            print(f"{p}: plugin={a.get(p)} overlay={b.get(p)}")
+print(f"{len(a)} entries from the plugin's daemon, {len(b)} from the overlay daemon, {bad} differ")
+sys.exit(1 if bad else 0)
+PY
+}
+step export-same compare_exports
+
+# --- rm, rmi, and nothing left --------------------------------------------------------------------
+step rm-plugin da rm -f fxc fxe
+step rmi-plugin da rmi fx:committed fx:layers
+home_empty() {
+  local left
+  left=$(ls -A "$HOME_A")
+  [ -z "$left" ] || { echo "left in $HOME_A:"; echo "$left"; return 1; }
+}
+nothing_mounted_in_home() {
+  ! awk -v t="$HOME_A" 'index($5, t) == 1 {print $5; found=1} END {exit !found}' /proc/self/mountinfo
+}
+step home-empty home_empty
+step nothing-mounted nothing_mounted_in_home
+
+# --- stop everything ------------------------------------------------------------------------------
+stop_all() {
+  stop_pid "$(daemon_pid "$A")" "dockerd (plugin)"
+  stop_pid "$(daemon_pid "$B")" "dockerd (overlay)"
+  local pid=$PLUGIN_PID
+  kill -TERM "$pid" && wait "$pid"
+  local rc=$?
+  PLUGIN_PID=
+  [ $rc = 0 ] || { echo "plugin exited with $rc"; return 1; }
+  [ ! -e "$SOCK" ] || { echo "socket left behind"; return 1; }
+  ! awk -v t="$T" 'index($5, t) == 1 {print $5; found=1} END {exit !found}' /proc/self/mountinfo
+}
+step stop-clean stop_all
+
+# --- timings -----------------------------------------------------------------------------------
+report_times() {
+  python3 - "$TIMES" <<'PY'
+import sys, collections
+t = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    t[k].append(float(v))
+def show(k):
+    v = t.get(k, [])
+    return ", ".join(f"{x:.2f}" for x in v) + (f" (median {sorted(v)[len(v)//2]:.2f})" if len(v) > 1 else "") if v else "-"
+print("timings in seconds          plugin (ovlink)             built-in overlay")
+print(f"docker load fx-layers.tar   {show('load-plugin'):<27} {show('load-overlay')}")
+print(f"docker run --rm fx true     {show('run-plugin'):<27} {show('run-overlay')}")
+PY
+}
+report_times | tee "$T/timings.txt" >&2 || true
+
+if ((FAIL)); then
+  log "failed steps: ${FAILED[*]} (logs in $T/steps, $A/dockerd.log, $T/plugin.log)"
+fi
+echo "docker-e2e: $PASS passed, $FAIL failed"
+((FAIL == 0))
