@@ -34,3 +34,9 @@ grep -qw overlay /proc/filesystems || { echo "scripts/test.sh: this kernel has n
 
 export RUST_BACKTRACE=1
 cargo test --workspace --all-targets -- "$@"
+
+# End to end with a real Docker Engine (20.10) on the ovlink plugin, next to the built-in
+# overlay driver: only on full runs (no test filter); OVLINK_SKIP_DOCKER_E2E=1 skips it.
+if [ $# -eq 0 ] && [ "${OVLINK_SKIP_DOCKER_E2E:-0}" != 1 ]; then
+  scripts/docker-e2e.sh
+fi
