@@ -59,7 +59,7 @@ pub enum PluginError {
         home: PathBuf,
         /// Why.
         #[source]
-        source: ovlink_driver::DriverError,
+        source: Box<ovlink_driver::DriverError>,
     },
     /// The client could not connect to the socket.
     #[error("cannot connect to {}", path.display())]

@@ -220,7 +220,7 @@ impl Server {
         if let Some(d) = self.driver() {
             d.cleanup().map_err(|source| PluginError::Cleanup {
                 home: d.home().to_path_buf(),
-                source,
+                source: Box::new(source),
             })?;
             log(format_args!(
                 "unmounted everything under {}",

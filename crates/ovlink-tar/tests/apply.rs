@@ -764,9 +764,18 @@ fn id_maps_remap_owners() {
         ..Default::default()
     };
     env.apply_opts(&l.bytes(), &opts).unwrap();
-    assert_eq!((md(env.p("d")).uid(), md(env.p("d")).gid()), (100_000, 100_000));
-    assert_eq!((md(env.p("d/f")).uid(), md(env.p("d/f")).gid()), (101_000, 100_050));
-    assert_eq!((md(env.p("d/s")).uid(), md(env.p("d/s")).gid()), (100_007, 100_008));
+    assert_eq!(
+        (md(env.p("d")).uid(), md(env.p("d")).gid()),
+        (100_000, 100_000)
+    );
+    assert_eq!(
+        (md(env.p("d/f")).uid(), md(env.p("d/f")).gid()),
+        (101_000, 100_050)
+    );
+    assert_eq!(
+        (md(env.p("d/s")).uid(), md(env.p("d/s")).gid()),
+        (100_007, 100_008)
+    );
 
     // An owner outside every range is refused, naming the entry.
     let env = Env::new();
