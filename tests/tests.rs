@@ -9,6 +9,7 @@ mod conformance;
 mod container;
 mod demo;
 mod init;
+mod lab;
 mod overlay2;
 mod roundtrip;
 mod report;

@@ -548,7 +548,7 @@ impl Overlay2Driver {
     /// Turns ENOSPC into [`DriverError::NoSpace`] saying which resource ran out. Called while
     /// the failed work is still on disk, so the numbers show the moment of failure.
     fn classify(&self, e: DriverError) -> DriverError {
-        if e.raw_os_error() != Some(Errno::NOSPC.raw_os_error()) {
+        if errno_of(&e) != Some(Errno::NOSPC.raw_os_error()) {
             return e;
         }
         let Ok(st) = rustix::fs::statvfs(&self.home) else {
@@ -667,6 +667,14 @@ impl Overlay2Driver {
         .map_err(|e| self.classify(e));
         drop(tmp); // on success it holds the old diff/
         res
+    }
+}
+
+/// The OS errno at the root of `e`, looking inside every kind of tar error too.
+fn errno_of(e: &DriverError) -> Option<i32> {
+    match e {
+        DriverError::Apply { source, .. } => source.raw_os_error(),
+        e => e.raw_os_error(),
     }
 }
 

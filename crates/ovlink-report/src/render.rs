@@ -251,6 +251,8 @@ pub struct Series {
     pub name: String,
     /// Stroke colour (`#d62728`).
     pub color: String,
+    /// Value at x = 0 (before the first layer).
+    pub start: u64,
     /// Values at x = 1, 2, …
     pub values: Vec<u64>,
     /// Mark the point after the last value as a failure (the layer that did not fit).
@@ -301,7 +303,7 @@ fn nice_step(max: f64, ticks: f64) -> f64 {
 /// four times the highest value; otherwise a note says how far above the chart it is.
 pub fn svg(c: &Chart) -> String {
     let (w, h) = (820.0f64, 460.0f64);
-    let (ml, mr, mt, mb) = (80.0, 170.0, 70.0, 60.0);
+    let (ml, mr, mt, mb) = (80.0, 190.0, 70.0, 60.0);
     let pw = w - ml - mr;
     let ph = h - mt - mb;
     let n = c
@@ -402,11 +404,9 @@ pub fn svg(c: &Chart) -> String {
             );
             let _ = writeln!(
                 o,
-                r#"<text x="{:.1}" y="{:.1}" font-weight="bold">filesystem capacity</text><text x="{:.1}" y="{:.1}">{} inodes</text>"#,
-                ml + pw + 8.0,
-                yy - 2.0,
-                ml + pw + 8.0,
-                yy + 13.0,
+                r#"<text x="{:.1}" y="{:.1}" font-weight="bold">filesystem capacity: {} inodes</text>"#,
+                ml + 8.0,
+                yy - 6.0,
                 thousands(cap)
             );
         }
@@ -423,7 +423,7 @@ pub fn svg(c: &Chart) -> String {
     }
     // Lines.
     for (k, s) in c.series.iter().enumerate() {
-        let pts: Vec<String> = std::iter::once((0usize, 0u64))
+        let pts: Vec<String> = std::iter::once((0usize, s.start))
             .chain(s.values.iter().enumerate().map(|(i, v)| (i + 1, *v)))
             .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(v as f64)))
             .collect();
@@ -433,7 +433,7 @@ pub fn svg(c: &Chart) -> String {
             esc(&s.color),
             pts.join(" ")
         );
-        for (i, v) in s.values.iter().enumerate() {
+        for (i, v) in s.values.iter().enumerate().filter(|_| n <= 40) {
             let _ = writeln!(
                 o,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"/>"#,
@@ -454,22 +454,25 @@ pub fn svg(c: &Chart) -> String {
             );
         }
         // Legend.
-        let ly = mt + 10.0 + 40.0 * k as f64 + if cap_on_chart.is_some() { 60.0 } else { 0.0 };
+        let ly = mt + 10.0 + 50.0 * k as f64;
         let last = s.values.last().copied().unwrap_or(0);
+        let lx = ml + pw + 14.0;
         let _ = writeln!(
             o,
-            r#"<rect x="{:.1}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{:.1}" font-weight="bold">{}</text><text x="{:.1}" y="{:.1}">{} inodes, {} layers{}</text>"#,
-            ml + pw + 8.0,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="16" height="4" fill="{}"/><text x="{:.1}" y="{ly:.1}" font-weight="bold">{}</text>"#,
             ly - 4.0,
             esc(&s.color),
-            ml + pw + 28.0,
-            ly,
+            lx + 22.0,
             esc(&s.name),
-            ml + pw + 8.0,
-            ly + 15.0,
-            thousands(last),
+        );
+        let _ = writeln!(
+            o,
+            r#"<text x="{lx:.1}" y="{:.1}">{} layers{}</text><text x="{lx:.1}" y="{:.1}">{} inodes</text>"#,
+            ly + 16.0,
             s.values.len(),
-            if s.failed_next { " (then full)" } else { "" }
+            if s.failed_next { ", then full" } else { "" },
+            ly + 31.0,
+            thousands(last),
         );
     }
     let _ = writeln!(o, "</svg>");
@@ -497,6 +500,7 @@ pub fn chart_of(reports: &[&HomeReport]) -> Chart {
                     _ => OVERLAY2_COLOR,
                 }
                 .to_string(),
+                start: 0,
                 values,
                 failed_next: false,
             }
@@ -540,12 +544,14 @@ mod tests {
                 Series {
                     name: "overlay".into(),
                     color: OVERLAY_COLOR.into(),
+                    start: 0,
                     values: vec![100, 250, 400],
                     failed_next: true,
                 },
                 Series {
                     name: "overlay2".into(),
                     color: OVERLAY2_COLOR.into(),
+                    start: 0,
                     values: vec![100, 110, 120],
                     failed_next: false,
                 },

@@ -7,9 +7,10 @@
 //! earlier layer (by the birth time of its tree) that shares the most file inodes with it.
 //! Layers are attributed in order of depth, so a parent is always counted before its
 //! children; siblings share inodes only through their ancestors, so their order does not
-//! matter. Everything in the home that is not a layer (the home itself, `l/` and its links,
-//! temporary directories) is counted as overhead, so the layers' inodes plus the overhead are
-//! exactly the inodes of the home.
+//! matter. An overlay2 layer's short link in `l/` counts as part of the layer. Everything
+//! else in the home that is not a layer (the home itself, `l/`, dangling links, temporary
+//! directories) is counted as overhead, so the layers' inodes plus the overhead are exactly
+//! the inodes of the home.
 //!
 //! This module only reads.
 
@@ -106,7 +107,7 @@ pub struct Totals {
     pub container_layers: usize,
     /// Distinct inodes in the home: what `find HOME -xdev | sort -u` counts.
     pub distinct_inodes: u64,
-    /// Inodes that belong to no layer (the home, `l/` and its links, temporary dirs).
+    /// Inodes that belong to no layer (the home, `l/` itself, temporary dirs).
     pub overhead_inodes: u64,
     /// Bytes on disk of all distinct inodes.
     pub bytes_on_disk: u64,
@@ -486,6 +487,17 @@ fn scan_layer(
             }
         }
         w.merge(sub);
+    }
+    // overlay2: the layer's short link in l/ is part of what the layer costs.
+    if layout == Layout::Overlay2 {
+        if let Some(lid) = read_small(fd, "link").filter(|l| !l.contains('/') && !l.is_empty()) {
+            let lname = format!("{}/{lid}", ovlink_overlay2::driver::LINK_DIR);
+            if let Ok(st) = rustix::fs::statat(home_fd, lname.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                if st.st_dev == dev {
+                    w.inodes.insert(st.st_ino, block_bytes(&st));
+                }
+            }
+        }
     }
     let birth = birth_time(home_fd, id);
     let birth = match content {
