@@ -540,6 +540,13 @@ fn run_layout(
             say.line(&format!("layer {k}: FAILED"));
             say.line("");
             say.line(&format!("  the error: ovlink: error: {err}"));
+            if run.stopped_by == "inodes" && err.contains("bytes exhausted") {
+                say.line(
+                    "  (the message blames bytes because the driver looked at the filesystem after \
+                     removing its half-built copy, which gave some inodes back; df -i below shows \
+                     what ran out)",
+                );
+            }
             say.line(&format!(
                 "  df -i:     {} of {} inodes used, {} free ({:.0}%)   df -h: {} of {} used, {} free",
                 thousands(fs.inodes_used),
