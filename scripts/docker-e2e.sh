@@ -107,7 +107,7 @@ cleanup() {
   # Anything still mounted below the temp dir (a failed run) is detached, deepest first.
   awk -v t="$T" '$5 == t || index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null; done
-  rm -f "$SOCK"
+  rm -f "$SOCK" "${SOCK%.sock}.init.json"
   if [ "${E2E_KEEP:-0}" = 1 ] || [ "$FAIL" -gt 0 ]; then
     log "logs and state kept in $T"
   else

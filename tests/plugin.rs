@@ -446,8 +446,16 @@ fn plugin_init_recovers_a_home_left_by_a_killed_server() {
     drop(p);
     std::fs::create_dir(home.join(".tmp-create-crashed")).unwrap();
 
-    // The stale socket is replaced; Init unmounts the stale mount and reaps the temp dir.
+    // The stale socket is replaced, and the server re-initializes from its record of the last
+    // Init (dockerd does not repeat Init), without unmounting what containers may still use.
     let p = Plugin::start(&tr);
+    assert!(tr.path().join("plugin.init.json").is_file());
+    assert_eq!(
+        p.ok("GraphDriver.Exists", json!({"ID": "c"})),
+        json!({"Exists": true})
+    );
+    assert!(is_mounted(&home.join("c/merged")));
+    // dockerd's Init (its own restart) unmounts the stale mount and reaps the temp dir.
     p.init(&home);
     assert!(!is_mounted(&home.join("c/merged")));
     assert!(!home.join(".tmp-create-crashed").exists());

@@ -6,7 +6,7 @@
 use crate::cli::DriverKind;
 use anyhow::Context as _;
 use ovlink_driver::{Driver, InitConfig, OverlayDriver};
-use ovlink_plugin::{DriverFactory, Server};
+use ovlink_plugin::{DriverFactory, Server, ServerOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +22,8 @@ pub enum PluginCmd {
         /// Plugin name: dockerd finds it as /run/docker/plugins/NAME.sock.
         #[arg(long, default_value = "ovlink")]
         name: String,
-        /// Socket path (default /run/docker/plugins/NAME.sock); created 0600.
+        /// Socket path (default /run/docker/plugins/NAME.sock); created 0600. dockerd's Init is
+        /// recorded beside it (NAME.init.json) so that a restarted plugin serves at once.
         #[arg(long)]
         socket: Option<PathBuf>,
         /// Seconds to wait for in-flight requests after SIGTERM before unmounting anyway.
@@ -72,7 +73,11 @@ pub fn run(kind: DriverKind, c: PluginCmd) -> anyhow::Result<()> {
                 },
                 socket.display()
             );
-            Server::with_shutdown_timeout(factory, Duration::from_secs(shutdown_timeout))
+            let opts = ServerOptions {
+                shutdown_timeout: Duration::from_secs(shutdown_timeout),
+                init_record: Some(ovlink_plugin::default_init_record(&socket)),
+            };
+            Server::with_options(factory, opts)
                 .run(&socket)
                 .with_context(|| format!("plugin server on {}", socket.display()))
         }

@@ -20,4 +20,6 @@ pub mod server;
 pub mod stream;
 
 pub use error::PluginError;
-pub use server::{bind_socket, default_socket, DriverFactory, Server};
+pub use server::{
+    bind_socket, default_init_record, default_socket, DriverFactory, Server, ServerOptions,
+};

@@ -8,7 +8,11 @@
 //! - Init recovers the home: the driver's own init reaps temporary dirs of dead processes, and
 //!   `cleanup` unmounts what a crashed server or daemon left mounted.
 //! - On SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
-//!   [`Server::with_shutdown_timeout`]), remove the socket, then `Driver::cleanup` (unmounts).
+//!   [`ServerOptions::shutdown_timeout`]), remove the socket, then `Driver::cleanup` (unmounts).
+//! - A successful Init is recorded ([`ServerOptions::init_record`], `<socket>.init.json` by
+//!   default, on `/run` so a reboot forgets it). A server restarted while dockerd runs (dockerd
+//!   never repeats Init) re-initializes from it at start, without `cleanup`: the containers'
+//!   mounts stay, and the driver counts each as one reference from the mount table.
 //!
 //! A failing call never stops the server: it answers `{"Err": "..."}` with status 500 and the
 //! whole cause chain. This module never touches the home itself.
@@ -109,7 +113,30 @@ pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, Plug
 pub struct Server {
     factory: DriverFactory,
     driver: RwLock<Option<Arc<dyn Driver>>>,
-    shutdown_timeout: Duration,
+    opts: ServerOptions,
+}
+
+/// How a [`Server`] behaves beyond the protocol.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// How long shutdown waits for in-flight requests before unmounting anyway.
+    pub shutdown_timeout: Duration,
+    /// Where a successful Init is recorded and re-read at start (`None`: not recorded).
+    pub init_record: Option<PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            shutdown_timeout: Duration::from_secs(60),
+            init_record: None,
+        }
+    }
+}
+
+/// The default Init record of a socket: `NAME.sock` -> `NAME.init.json` beside it.
+pub fn default_init_record(socket: &Path) -> PathBuf {
+    socket.with_extension("init.json")
 }
 
 impl std::fmt::Debug for Server {
@@ -140,20 +167,69 @@ type CallResult = Result<Response, CallError>;
 impl Server {
     /// A server that makes its driver with `factory` at Init.
     pub fn new(factory: DriverFactory) -> Arc<Self> {
+        Self::with_options(factory, ServerOptions::default())
+    }
+
+    /// A server with explicit [`ServerOptions`].
+    pub fn with_options(factory: DriverFactory, opts: ServerOptions) -> Arc<Self> {
         Arc::new(Server {
             factory,
             driver: RwLock::new(None),
-            shutdown_timeout: Duration::from_secs(60),
+            opts,
         })
     }
 
-    /// How long shutdown waits for in-flight requests (default 60 s).
-    pub fn with_shutdown_timeout(factory: DriverFactory, t: Duration) -> Arc<Self> {
-        Arc::new(Server {
-            factory,
-            driver: RwLock::new(None),
-            shutdown_timeout: t,
-        })
+    /// Re-initializes from the Init record, if there is one (a restart while dockerd runs).
+    /// No `cleanup`: mounts in use by running containers stay. Failures are logged only.
+    pub fn restore_init(&self) {
+        let Some(rec) = &self.opts.init_record else {
+            return;
+        };
+        let Ok(bytes) = std::fs::read(rec) else {
+            return;
+        };
+        let made = protocol::parse::<InitRequest>(&bytes)
+            .and_then(|req| init_config(&req))
+            .and_then(|cfg| (self.factory)(&cfg).map_err(|e| error_chain(&e)));
+        match made {
+            Ok(d) => {
+                log(format_args!(
+                    "re-initialized the {} driver in {} from {} (dockerd's last Init)",
+                    d.name(),
+                    d.home().display(),
+                    rec.display()
+                ));
+                *self.driver.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(d));
+            }
+            Err(e) => log(format_args!(
+                "cannot re-initialize from {}: {e}; waiting for /GraphDriver.Init",
+                rec.display()
+            )),
+        }
+    }
+
+    fn record_init(&self, body: &[u8]) {
+        let Some(rec) = &self.opts.init_record else {
+            return;
+        };
+        let tmp = rec.with_extension("init.json.tmp");
+        let written = (|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(body)?;
+            std::fs::rename(&tmp, rec)
+        })();
+        if let Err(e) = written {
+            log(format_args!(
+                "cannot record Init in {}: {e} (a restarted plugin will wait for Init)",
+                rec.display()
+            ));
+        }
     }
 
     /// The driver, once Init made it.
@@ -177,6 +253,7 @@ impl Server {
     /// requests finish, the socket is removed, and the driver unmounts what it mounted.
     pub fn run(self: Arc<Self>, socket: &Path) -> Result<(), PluginError> {
         let std_listener = bind_socket(socket)?;
+        self.restore_init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -263,13 +340,13 @@ impl Server {
             }
         }
         drop(listener);
-        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
+        if tokio::time::timeout(self.opts.shutdown_timeout, graceful.shutdown())
             .await
             .is_err()
         {
             log(format_args!(
                 "requests still running after {:?}; stopping anyway",
-                self.shutdown_timeout
+                self.opts.shutdown_timeout
             ));
         }
     }
@@ -342,17 +419,7 @@ impl Server {
 
     async fn init(self: &Arc<Self>, body: &[u8]) -> CallResult {
         let req: InitRequest = protocol::parse(body)?;
-        let home =
-            non_empty(req.home.as_deref()).ok_or_else(|| "Init: Home is required".to_string())?;
-        if !Path::new(home).is_absolute() {
-            return Err(format!("Init: Home {home:?} is not an absolute path").into());
-        }
-        let cfg = InitConfig {
-            home: PathBuf::from(home),
-            options: req.opts.unwrap_or_default(),
-            uid_maps: req.uid_maps.unwrap_or_default(),
-            gid_maps: req.gid_maps.unwrap_or_default(),
-        };
+        let cfg = init_config(&req)?;
         let factory = self.factory.clone();
         let d = blocking(move || {
             let d = factory(&cfg)?;
@@ -367,6 +434,7 @@ impl Server {
             d.home().display()
         ));
         *self.driver.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(d));
+        self.record_init(body);
         Ok(Response::default())
     }
 
@@ -437,6 +505,21 @@ impl Server {
             None => tar_response(ChannelBody::new(None, rx)),
         }
     }
+}
+
+/// The driver's [`InitConfig`] from an Init request (Home required and absolute).
+fn init_config(req: &InitRequest) -> Result<InitConfig, String> {
+    let home =
+        non_empty(req.home.as_deref()).ok_or_else(|| "Init: Home is required".to_string())?;
+    if !Path::new(home).is_absolute() {
+        return Err(format!("Init: Home {home:?} is not an absolute path"));
+    }
+    Ok(InitConfig {
+        home: PathBuf::from(home),
+        options: req.opts.clone().unwrap_or_default(),
+        uid_maps: req.uid_maps.clone().unwrap_or_default(),
+        gid_maps: req.gid_maps.clone().unwrap_or_default(),
+    })
 }
 
 /// One JSON call on the driver (everything but Init, Capabilities, Exists, ApplyDiff, Diff).
