@@ -7,11 +7,22 @@ use std::path::Path;
 fn run_demo(t: &TestRoot, extra: &[&str]) -> String {
     let tmp = t.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let out = ovlink_cmd(&t.root(), &[&["demo"], extra].concat()).env("TMPDIR", &tmp).output().unwrap();
+    let out = ovlink_cmd(&t.root(), &[&["demo"], extra].concat())
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(mounts_under(&tmp).is_empty(), "the demo left mounts");
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the demo left files in TMPDIR");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the demo left files in TMPDIR"
+    );
     stdout
 }
 

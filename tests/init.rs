@@ -22,12 +22,31 @@ impl LoopFs {
         let img = dir.join(format!("{}.img", mkfs[0]));
         let f = std::fs::File::create(&img).unwrap();
         f.set_len(size_mb << 20).unwrap();
-        let st = Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img).output().unwrap();
-        assert!(st.status.success(), "{mkfs:?}: {}", String::from_utf8_lossy(&st.stderr));
+        let st = Command::new(mkfs[0])
+            .args(&mkfs[1..])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{mkfs:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         let mnt = dir.join(format!("{}.mnt", mkfs[0]));
         std::fs::create_dir(&mnt).unwrap();
-        let st = Command::new("mount").arg("-o").arg("loop").arg(&img).arg(&mnt).output().unwrap();
-        assert!(st.status.success(), "mount {}: {}", img.display(), String::from_utf8_lossy(&st.stderr));
+        let st = Command::new("mount")
+            .arg("-o")
+            .arg("loop")
+            .arg(&img)
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "mount {}: {}",
+            img.display(),
+            String::from_utf8_lossy(&st.stderr)
+        );
         Some(LoopFs { mnt })
     }
 }
@@ -39,7 +58,10 @@ impl Drop for LoopFs {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -47,13 +69,20 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn refuses_btrfs_and_leaves_nothing() {
     let t = TestRoot::new();
-    let Some(fs) = LoopFs::new(t.path(), 200, &["mkfs.btrfs", "-q", "-f"]) else { return };
+    let Some(fs) = LoopFs::new(t.path(), 200, &["mkfs.btrfs", "-q", "-f"]) else {
+        return;
+    };
     let before = entries(&fs.mnt);
-    let err = ovlink_cmd(&fs.mnt.join("root"), &["status"]).output().unwrap();
+    let err = ovlink_cmd(&fs.mnt.join("root"), &["status"])
+        .output()
+        .unwrap();
     assert!(!err.status.success());
     let msg = String::from_utf8_lossy(&err.stderr);
     assert!(msg.contains("btrfs") && msg.contains("--root"), "{msg}");
-    assert!(msg.contains(fs.mnt.join("root/overlay").to_str().unwrap()), "names the home: {msg}");
+    assert!(
+        msg.contains(fs.mnt.join("root/overlay").to_str().unwrap()),
+        "names the home: {msg}"
+    );
     assert_eq!(entries(&fs.mnt), before, "nothing created");
 }
 
@@ -64,8 +93,17 @@ fn refuses_a_home_inside_an_overlay_mount() {
     for d in ["l", "u", "w", "m"] {
         std::fs::create_dir(p.join(d)).unwrap();
     }
-    let opts = format!("lowerdir={},upperdir={},workdir={}", p.join("l").display(), p.join("u").display(), p.join("w").display());
-    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(p.join("m")).status().unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        p.join("l").display(),
+        p.join("u").display(),
+        p.join("w").display()
+    );
+    let st = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(p.join("m"))
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = ovlink_cmd(&p.join("m/root"), &["status"]).output().unwrap();
     assert!(!out.status.success());
@@ -76,14 +114,23 @@ fn refuses_a_home_inside_an_overlay_mount() {
 #[test]
 fn refuses_a_new_home_without_d_type() {
     let t = TestRoot::new();
-    let Some(fs) = LoopFs::new(t.path(), 32, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]) else { return };
+    let Some(fs) = LoopFs::new(t.path(), 32, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]) else {
+        return;
+    };
     let before = entries(&fs.mnt);
-    let out = ovlink_cmd(&fs.mnt.join("root"), &["layer", "ls"]).output().unwrap();
+    let out = ovlink_cmd(&fs.mnt.join("root"), &["layer", "ls"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("d_type") && msg.contains("mkfs.ext4 -O filetype"), "{msg}");
+    assert!(
+        msg.contains("d_type") && msg.contains("mkfs.ext4 -O filetype"),
+        "{msg}"
+    );
     assert_eq!(entries(&fs.mnt), before, "nothing created");
-    let check = ovlink_cmd(&fs.mnt.join("root"), &["check"]).output().unwrap();
+    let check = ovlink_cmd(&fs.mnt.join("root"), &["check"])
+        .output()
+        .unwrap();
     assert!(!check.status.success());
     assert!(String::from_utf8_lossy(&check.stdout).contains("FAIL"));
 }
@@ -97,6 +144,10 @@ fn refuses_unknown_options() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(err.to_string().contains("unknown option \"overlay.size=10G\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unknown option \"overlay.size=10G\""),
+        "{err}"
+    );
     assert!(!t.home().exists());
 }

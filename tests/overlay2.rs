@@ -158,9 +158,7 @@ fn layout_matches_docker_overlay2() {
     ok(&t, &["layer", "rm", "c"]);
     let links: Vec<_> = std::fs::read_dir(h.join("l")).unwrap().collect();
     assert_eq!(links.len(), 2);
-    assert!(
-        fails(&t, &["layer", "create", "l"]).contains("short-link")
-    );
+    assert!(fails(&t, &["layer", "create", "l"]).contains("short-link"));
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The commands of the fixture README, done through the merged dir.
@@ -35,7 +37,11 @@ fn comparable(root: &Path) -> BTreeMap<String, String> {
     }
     m.iter()
         .map(|(p, e)| {
-            let group = if e.kind == "file" { first[&e.dev_ino].clone() } else { String::new() };
+            let group = if e.kind == "file" {
+                first[&e.dev_ino].clone()
+            } else {
+                String::new()
+            };
             (
                 p.clone(),
                 format!(
@@ -50,43 +56,106 @@ fn comparable(root: &Path) -> BTreeMap<String, String> {
 #[test]
 fn changes_commit_save_import_round_trip() {
     let t = TestRoot::new();
-    t.ok(&["image", "import", fixture("fx-layers.tar").to_str().unwrap()]);
-    let cid = t.ok(&["container", "create", "c1", "--image", "fx:layers"]).trim().to_string();
+    t.ok(&[
+        "image",
+        "import",
+        fixture("fx-layers.tar").to_str().unwrap(),
+    ]);
+    let cid = t
+        .ok(&["container", "create", "c1", "--image", "fx:layers"])
+        .trim()
+        .to_string();
     let merged = PathBuf::from(t.ok(&["mount", &cid]).trim());
     fixture_scenario(&merged);
     // Docker's own `docker diff` of the same scenario (built-in legacy overlay driver).
     let changes = t.ok(&["changes", &cid]);
-    assert_eq!(changes, std::fs::read_to_string(fixture("fx-container.diff")).unwrap());
-    let json: serde_json::Value = serde_json::from_str(&t.ok(&["changes", &cid, "--json"])).unwrap();
-    assert!(json.as_array().unwrap().iter().any(|c| c["Path"] == "/app/big.bin" && c["Kind"] == 2));
-    assert_eq!(t.ok(&["diff-size", &cid]).trim(), "22", "changed\\n + fresh\\n + newfile\\n");
+    assert_eq!(
+        changes,
+        std::fs::read_to_string(fixture("fx-container.diff")).unwrap()
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&t.ok(&["changes", &cid, "--json"])).unwrap();
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["Path"] == "/app/big.bin" && c["Kind"] == 2));
+    assert_eq!(
+        t.ok(&["diff-size", &cid]).trim(),
+        "22",
+        "changed\\n + fresh\\n + newfile\\n"
+    );
     t.ok(&["umount", &cid]);
 
     // Commit: a proper hardlinked image layer on top of the image's top layer.
     t.ok(&["container", "commit", "c1", "--name", "fx:committed"]);
-    let images: serde_json::Value = serde_json::from_str(&t.ok(&["image", "ls", "--json"])).unwrap();
-    let committed = images.as_array().unwrap().iter().find(|i| i["name"] == "fx:committed").unwrap().clone();
-    let layers: Vec<String> = committed["layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+    let images: serde_json::Value =
+        serde_json::from_str(&t.ok(&["image", "ls", "--json"])).unwrap();
+    let committed = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "fx:committed")
+        .unwrap()
+        .clone();
+    let layers: Vec<String> = committed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(layers.len(), 5);
     let top = t.home().join(&layers[4]).join("root");
     let below = t.home().join(&layers[3]).join("root");
-    assert_eq!(std::fs::read(top.join("app/hello.txt")).unwrap(), b"changed\n");
+    assert_eq!(
+        std::fs::read(top.join("app/hello.txt")).unwrap(),
+        b"changed\n"
+    );
     assert!(!top.join("app/big.bin").exists() && !top.join("bin/ls").exists());
-    assert_eq!(std::fs::read_link(top.join("root/motdlink")).unwrap(), Path::new("/etc/motd"));
+    assert_eq!(
+        std::fs::read_link(top.join("root/motdlink")).unwrap(),
+        Path::new("/etc/motd")
+    );
     use std::os::unix::fs::MetadataExt;
     let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
-    assert_eq!(ino(&top.join("bin/busybox")), ino(&below.join("bin/busybox")), "unchanged files are hardlinks");
+    assert_eq!(
+        ino(&top.join("bin/busybox")),
+        ino(&below.join("bin/busybox")),
+        "unchanged files are hardlinks"
+    );
     // The history records the commit.
-    let config: serde_json::Value = serde_json::from_str(committed["config"].as_str().unwrap()).unwrap();
-    assert!(config["history"].as_array().unwrap().last().unwrap()["created_by"].as_str().unwrap().contains("commit"));
+    let config: serde_json::Value =
+        serde_json::from_str(committed["config"].as_str().unwrap()).unwrap();
+    assert!(
+        config["history"].as_array().unwrap().last().unwrap()["created_by"]
+            .as_str()
+            .unwrap()
+            .contains("commit")
+    );
 
     // Save, then import into a fresh root: the same trees, layer by layer.
     let saved = t.path().join("saved.tar");
-    t.ok(&["image", "save", "fx:committed", "-o", saved.to_str().unwrap()]);
+    t.ok(&[
+        "image",
+        "save",
+        "fx:committed",
+        "-o",
+        saved.to_str().unwrap(),
+    ]);
     let other = t.path().join("other");
-    let out = ovlink_cmd(&other, &["image", "import", saved.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ids2: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    let out = ovlink_cmd(&other, &["image", "import", saved.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids2: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert_eq!(ids2.len(), 5);
     for (i, (a, b)) in layers.iter().zip(&ids2).enumerate() {
         let ta = comparable(&t.home().join(a).join("root"));
@@ -109,6 +178,16 @@ fn changes_commit_save_import_round_trip() {
     assert_eq!(manifest[0]["Layers"].as_array().unwrap().len(), 5);
     // Saving again gives the same archive digest-wise (layers regenerated deterministically).
     let again = t.path().join("again.tar");
-    t.ok(&["image", "save", "fx:committed", "-o", again.to_str().unwrap()]);
-    assert_eq!(sha256_file(&saved), sha256_file(&again), "save is deterministic");
+    t.ok(&[
+        "image",
+        "save",
+        "fx:committed",
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        sha256_file(&saved),
+        sha256_file(&again),
+        "save is deterministic"
+    );
 }

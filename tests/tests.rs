@@ -11,6 +11,6 @@ mod demo;
 mod init;
 mod lab;
 mod overlay2;
-mod roundtrip;
-mod report;
 mod plugin;
+mod report;
+mod roundtrip;

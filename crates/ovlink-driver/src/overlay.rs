@@ -95,7 +95,11 @@ impl OverlayDriver {
         };
         // Check where the home is (or will be) before creating anything, as Docker does:
         // a refused init leaves no directory behind.
-        let probe = home.ancestors().find(|p| p.is_dir()).unwrap_or(Path::new("/")).to_path_buf();
+        let probe = home
+            .ancestors()
+            .find(|p| p.is_dir())
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
         let backing_fs = checks::check_backing_fs(&probe).map_err(|e| relabel(e, &probe, &home))?;
         let d_type = checks::supports_dtype(&probe)?;
         let mut warnings = Vec::new();
@@ -105,10 +109,15 @@ impl OverlayDriver {
             if fresh {
                 return Err(DriverError::HostCheck {
                     check: "d_type",
-                    detail: format!("{} is on {backing_fs} without d_type support; {fix}", home.display()),
+                    detail: format!(
+                        "{} is on {backing_fs} without d_type support; {fix}",
+                        home.display()
+                    ),
                 });
             }
-            warnings.push(format!("the backing filesystem has no d_type support; {fix}"));
+            warnings.push(format!(
+                "the backing filesystem has no d_type support; {fix}"
+            ));
         }
         if let Some(parent) = home.parent() {
             use std::os::unix::fs::DirBuilderExt;
@@ -120,14 +129,16 @@ impl OverlayDriver {
         }
         match rustix::fs::mkdir(&home, Mode::from_raw_mode(0o710)) {
             Ok(()) => {
-                rustix::fs::chmod(&home, Mode::from_raw_mode(0o710)).ctx("change mode of", &home)?;
+                rustix::fs::chmod(&home, Mode::from_raw_mode(0o710))
+                    .ctx("change mode of", &home)?;
             }
             Err(Errno::EXIST) => {}
             Err(e) => return Err(FsError::io("create directory", &home, e).into()),
         }
         let home_fd = open_dir(&home)?;
         if let Some((u, g)) = root_ids {
-            rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g))).ctx("change owner of", &home)?;
+            rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g)))
+                .ctx("change owner of", &home)?;
         }
         let driver = OverlayDriver {
             home,
