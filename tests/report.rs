@@ -237,3 +237,48 @@ fn layers_made_without_records_get_inferred_parents() {
         find_count(&t.home())
     );
 }
+
+#[test]
+fn bench_smoke_runs_both_layouts_and_cleans_up() {
+    let t = TestRoot::new();
+    let json = t.path().join("bench.json");
+    let md = t.path().join("bench.md");
+    let out = t.ok(&[
+        "bench",
+        "--entries",
+        "300",
+        "--layers",
+        "3",
+        "--reps",
+        "1",
+        "--reads",
+        "50",
+        "--dir",
+        t.path().to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+    ]);
+    assert!(out.contains("| measure | overlay | overlay2 |"), "{out}");
+    assert_eq!(std::fs::read_to_string(&md).unwrap(), out);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for s in results {
+        let m = &s["median"];
+        assert!(m["inodes"].as_u64().unwrap() > 300, "{s}");
+        assert_eq!(m["layer_apply_s"].as_array().unwrap().len(), 3);
+        assert!(m["deep_read_files"].as_u64().unwrap() > 0);
+    }
+    assert!(results[0]["median"]["hardlink_copy_s"].is_number());
+    assert!(results[1]["median"]["hardlink_copy_s"].is_null());
+    assert!(t.mounts().is_empty());
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ovlink-bench-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
