@@ -8,6 +8,8 @@ mod util;
 mod conformance;
 mod container;
 mod demo;
+mod faults;
+mod hardening;
 mod init;
 mod lab;
 mod overlay2;

@@ -219,6 +219,7 @@ impl OverlayFeatures {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

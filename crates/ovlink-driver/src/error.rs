@@ -137,10 +137,8 @@ impl DriverError {
             DriverError::Mount { source, .. } | DriverError::Unmount { source, .. } => {
                 source.raw_os_error()
             }
-            DriverError::Apply {
-                source: ovlink_tar::TarError::Fs(e),
-                ..
-            } => e.raw_os_error(),
+            // Any variant: an ENOSPC while creating an entry is `TarError::Entry`.
+            DriverError::Apply { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -433,6 +433,7 @@ impl OverlayDriver {
             }
         }
         self.sync_dir(tmp.fd(), &tp)?;
+        ovlink_fs::crash::point("create.before-rename");
         match tmp.rename_noreplace(OsStr::new(id)) {
             Ok(()) => {}
             Err((_tmp, Errno::EXIST)) | Err((_tmp, Errno::NOTEMPTY)) => {
@@ -442,6 +443,7 @@ impl OverlayDriver {
                 return Err(FsError::io("rename into place", self.home.join(id), e).into())
             }
         }
+        ovlink_fs::crash::point("create.after-rename");
         self.sync_dir(&self.home_fd, &self.home)?;
         Ok(())
     }
@@ -454,6 +456,7 @@ impl OverlayDriver {
             mount::unmount(&merged)?;
         }
         for n in [MERGED, WORK, UPPER, LOWER_ID] {
+            ovlink_fs::crash::point("apply.drop-container-files");
             ovlink_fs::remove_all_at(fd, OsStr::new(n), &layer.join(n))?;
         }
         Ok(())
@@ -563,6 +566,7 @@ impl Driver for OverlayDriver {
         let trash = format!(".tmp-remove-{}", crate::lock::random_suffix());
         rustix::fs::renameat(&self.home_fd, id, &self.home_fd, trash.as_str())
             .ctx("move aside for removal", &path)?;
+        ovlink_fs::crash::point("remove.after-rename");
         self.refs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -716,18 +720,23 @@ impl Driver for OverlayDriver {
                         bpath,
                         &tp,
                         CopyOptions::hardlink(),
-                    )?;
+                    )
+                    // Classified here, while the partial tree still holds the space.
+                    .map_err(|e| self.classify(e.into()))?;
                 }
                 None => self.chown_root(tmp.fd(), &tp)?,
             }
+            ovlink_fs::crash::point("apply.after-copy");
             let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &self.tar_options())
                 .map_err(|source| DriverError::Apply {
                 id: id.to_string(),
                 source,
-            })?;
+            })
+                .map_err(|e| self.classify(e))?;
             if self.durable {
                 rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
             }
+            ovlink_fs::crash::point("apply.before-rename");
             if has_root {
                 rustix::fs::renameat_with(
                     &fd,
@@ -742,6 +751,7 @@ impl Driver for OverlayDriver {
                 tmp.rename_noreplace(OsStr::new(ROOT))
                     .map_err(|(_t, e)| FsError::io("rename into place", path.join(ROOT), e))?;
             }
+            ovlink_fs::crash::point("apply.after-rename");
             self.sync_dir(&fd, &path)?;
             self.drop_container_files(&fd, &path)?;
             Ok(stats.size)

@@ -10,6 +10,7 @@
 
 pub mod at;
 pub mod copy;
+pub mod crash;
 pub mod error;
 pub mod remove;
 pub mod xattr;

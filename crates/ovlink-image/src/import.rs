@@ -210,6 +210,7 @@ fn import_layers(
         driver
             .create(id, parent, &CreateOpts::default())
             .map_err(driver_err(id, "create"))?;
+        ovlink_fs::crash::point("import.after-create");
         let applied = (|| {
             let size = match driver.apply_diff(id, parent, &mut stream) {
                 Ok(size) => size,
@@ -221,6 +222,7 @@ fn import_layers(
                 }
             };
             stream.finish()?;
+            ovlink_fs::crash::point("import.before-record");
             store.put_layer(&LayerRecord {
                 chain_id: id.clone(),
                 diff_id: diff_id.clone(),
@@ -247,6 +249,7 @@ fn import_layers(
             duration: start.elapsed(),
         });
         progress.layer_done(i, false);
+        ovlink_fs::crash::point("import.between-layers");
     }
     Ok(reports)
 }
@@ -273,11 +276,19 @@ fn reusable(
                     }
                 }
             }
-            LayerKind::Container { .. } => {
-                return Err(ImageError::LayerConflict {
-                    layer: id.to_string(),
-                    kind: "container",
-                })
+            LayerKind::Container { lower_id } => {
+                // An import that died between create and the end of its apply leaves a
+                // layer on `parent` that looks like a container layer: ours to redo when no
+                // record knows it.
+                let unfinished = record.is_none()
+                    && parent == Some(lower_id.as_str())
+                    && !store.layers_in_use()?.contains(id);
+                if !unfinished {
+                    return Err(ImageError::LayerConflict {
+                        layer: id.to_string(),
+                        kind: "container",
+                    });
+                }
             }
             LayerKind::Incomplete => {}
         }

@@ -12,7 +12,7 @@
 use crate::digest::{chain_ids, sha256_hex};
 use crate::error::{ImageError, Result};
 use crate::store::{unix_now, ImageRecord, LayerRecord, Store};
-use ovlink_driver::{CreateOpts, Driver, DriverError};
+use ovlink_driver::{CreateOpts, Driver, DriverError, LayerKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{self, Seek, Write};
@@ -174,6 +174,7 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
         let mut parent: Option<&str> = None;
         for (i, layer) in img.layers.iter().enumerate() {
             let mut t = diff_to_temp(driver, layer, parent, dir)?;
+            ovlink_fs::crash::point("save.layer");
             let hexid = t.diff_id.trim_start_matches("sha256:").to_string();
             if written.insert(hexid.clone()) {
                 dir_entry(&mut builder, &format!("{hexid}/"))?;
@@ -307,12 +308,23 @@ pub fn commit(
     let mut diff_ids = img.diff_ids.clone();
     diff_ids.push(t.diff_id.clone());
     let layer_id = chain_ids(&diff_ids).pop().unwrap_or_default();
+    ovlink_fs::crash::point("commit.after-diff");
+    // A commit that died before its apply finished left a layer that is not an image layer
+    // (and that no record knows): redo it.
+    if driver.exists(&layer_id)
+        && !matches!(driver.layer_kind(&layer_id), Ok(LayerKind::Image))
+        && store.layer(&layer_id)?.is_none()
+        && !store.layers_in_use()?.contains(&layer_id)
+    {
+        driver.remove(&layer_id).map_err(driver_err(&layer_id, "remove"))?;
+    }
     let size = if driver.exists(&layer_id) {
         driver.diff_size(&layer_id, Some(&top)).unwrap_or(0)
     } else {
         driver
             .create(&layer_id, Some(&top), &CreateOpts::default())
             .map_err(driver_err(&layer_id, "create"))?;
+        ovlink_fs::crash::point("commit.after-create");
         match driver.apply_diff(&layer_id, Some(&top), &mut t.file) {
             Ok(size) => size,
             Err(e) => {
@@ -338,6 +350,7 @@ pub fn commit(
     let image_id = format!("sha256:{}", sha256_hex(config.as_bytes()));
     let mut layers = img.layers.clone();
     layers.push(layer_id.clone());
+    ovlink_fs::crash::point("commit.before-record");
     store.put_layer(&LayerRecord {
         chain_id: layer_id.clone(),
         diff_id: t.diff_id.clone(),
@@ -363,6 +376,7 @@ pub fn commit(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

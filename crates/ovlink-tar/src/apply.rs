@@ -65,6 +65,7 @@ pub fn apply_layer(
             let name = PathBuf::from(OsStr::from_bytes(&entry.path_bytes()));
             ap.entry(&mut entry, &name)?;
             last = Some(name);
+            ovlink_fs::crash::point("tar.entry");
         }
         // After the end-of-archive blocks: read the decoded stream to its end (a gzip CRC or
         // a truncated frame shows up here) ...

@@ -1,0 +1,151 @@
+//! Reproducible crash points for the kill-loop tests.
+//!
+//! The code calls [`point`] at the steps where a crash is interesting (before and after a
+//! rename, between removals, every tar entry, ...). Normally that is one relaxed atomic load.
+//! When the environment variable `OVLINK_CRASH_AT` is set, the process kills itself with
+//! `SIGKILL` (no destructor, no unwinding, no flush: what a power cut or the OOM killer does
+//! to the process) at the chosen hit:
+//!
+//! - `NAME:N`: at the N-th hit (1-based) of the point called `NAME`;
+//! - `*:N`: at the N-th hit of any point (a test can walk N = 1, 2, ... to crash at every
+//!   step of an operation in turn);
+//! - `NAME:random:SEED[:MAX]` / `*:random:SEED[:MAX]`: at hit N, N drawn uniformly from
+//!   `1..=MAX` (default 1000) by a PRNG seeded with `SEED` (the same seed crashes at the
+//!   same step of the same work; a process that hits the point fewer times survives).
+//!
+//! Just before the kill it writes `ovlink: crash point NAME (hit N): SIGKILL` to stderr.
+//! This module owns only its counters; it must never do anything but count and kill, and it
+//! never runs unless the variable is set.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The environment variable that arms the crash points.
+pub const ENV: &str = "OVLINK_CRASH_AT";
+
+/// Default upper bound of `random` hit numbers.
+const RANDOM_MAX: u64 = 1000;
+
+#[derive(Debug)]
+struct Plan {
+    /// The point's name; `None` matches every point (`*`).
+    name: Option<String>,
+    /// The hit (1-based) that kills.
+    nth: u64,
+    hits: AtomicU64,
+}
+
+fn plan() -> Option<&'static Plan> {
+    static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
+    PLAN.get_or_init(|| std::env::var(ENV).ok().and_then(|v| parse(&v)))
+        .as_ref()
+}
+
+/// Parses an `OVLINK_CRASH_AT` value; `None` (crash points off) when it is malformed.
+fn parse(v: &str) -> Option<Plan> {
+    let mut parts = v.split(':');
+    let name = parts.next().filter(|n| !n.is_empty())?;
+    let name = (name != "*").then(|| name.to_string());
+    let nth = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+        ("random", Some(seed), max, None) => {
+            let max = match max {
+                Some(m) => m.parse().ok().filter(|&m| m > 0)?,
+                None => RANDOM_MAX,
+            };
+            let state = AtomicU64::new(seed.parse().ok()?);
+            1 + splitmix(&state) % max
+        }
+        (n, None, None, None) => n.parse().ok().filter(|&n| n > 0)?,
+        _ => return None,
+    };
+    Some(Plan {
+        name,
+        nth,
+        hits: AtomicU64::new(0),
+    })
+}
+
+/// splitmix64: a tiny, well-mixed PRNG step (no dependency needed for a test hook).
+fn splitmix(state: &AtomicU64) -> u64 {
+    let s = state
+        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// True when `OVLINK_CRASH_AT` armed the crash points (for callers that want to skip work
+/// done only to reach a point).
+pub fn armed() -> bool {
+    plan().is_some()
+}
+
+/// A crash point called `name`: kills this process with `SIGKILL` when `OVLINK_CRASH_AT`
+/// selects this hit (see the module docs); otherwise does nothing.
+pub fn point(name: &str) {
+    let Some(p) = plan() else { return };
+    if p.name.as_deref().is_some_and(|n| n != name) {
+        return;
+    }
+    let hit = p.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    if hit == p.nth {
+        eprintln!("ovlink: crash point {name} (hit {hit}): SIGKILL");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        // SIGKILL cannot be caught; if the kill itself failed, still never return.
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        let p = parse("apply.before-rename:3").expect("parse");
+        assert_eq!(p.name.as_deref(), Some("apply.before-rename"));
+        assert_eq!(p.nth, 3);
+        let p = parse("*:random:42").expect("parse");
+        assert!(p.name.is_none());
+        assert!((1..=RANDOM_MAX).contains(&p.nth));
+        let q = parse("*:random:42").expect("parse");
+        assert_eq!(q.nth, p.nth, "same seed, same hit");
+        let p = parse("x:random:42:5").expect("parse");
+        assert!((1..=5).contains(&p.nth));
+        for bad in [
+            "",
+            "x",
+            "x:0",
+            "x:y",
+            ":1",
+            "x:random",
+            "x:random:y",
+            "x:1:2",
+            "x:random:1:0",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn random_is_reproducible() {
+        let a = AtomicU64::new(7);
+        let b = AtomicU64::new(7);
+        let xs: Vec<u64> = (0..32).map(|_| splitmix(&a) % 8).collect();
+        let ys: Vec<u64> = (0..32).map(|_| splitmix(&b) % 8).collect();
+        assert_eq!(xs, ys);
+        assert!(xs.contains(&0), "1/8 over 32 draws");
+    }
+
+    #[test]
+    fn unarmed_point_is_a_no_op() {
+        // The test process does not set OVLINK_CRASH_AT.
+        if std::env::var_os(ENV).is_none() {
+            point("anything");
+            assert!(!armed());
+        }
+    }
+}
