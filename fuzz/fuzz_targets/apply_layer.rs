@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use ovlink_fuzz::{fix_tar_checksums, snapshot};
+use ovlink_fuzz::{fix_tar_checksums, links, snapshot};
 use rustix::fs::{open, Mode, OFlags};
 
 fuzz_target!(|data: &[u8]| {
@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
     fs::create_dir(root.join("etc")).expect("mkdir etc");
 
     let outside_before = snapshot(&sentinel);
+    let links_before = links(&sentinel);
     let parent_before: Vec<_> = list(base);
     let content_before = fs::read(sentinel.join("file")).expect("read sentinel");
 
@@ -56,6 +57,11 @@ fuzz_target!(|data: &[u8]| {
         outside_before,
         "sentinel changed: escape"
     );
+    for (path, n) in links(&sentinel) {
+        // A new link to an outside inode would be a hardlink escape.
+        let was = links_before.get(&path).copied().unwrap_or(0);
+        assert!(n <= was, "{path}: new link from the tree");
+    }
     assert_eq!(
         list(base),
         parent_before,

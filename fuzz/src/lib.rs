@@ -53,10 +53,25 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// One entry of a [`snapshot`]: type and mode bits, size, mtime, inode and link count.
-pub type Snap = BTreeMap<String, (u32, u64, i64, u64, u64)>;
+/// One entry of a [`snapshot`]: type and mode bits, size, mtime and inode. The link count
+/// is left out: removing the tree's own link to an inode it shares with the outside (a
+/// whiteout, a replaced entry) legitimately lowers it; [`links`] checks it never grows.
+pub type Snap = BTreeMap<String, (u32, u64, i64, u64)>;
 
-/// Everything below `dir` (not following symlinks): path → (mode, size, mtime, ino, nlink).
+/// Link counts below `dir`, path → nlink.
+pub fn links(dir: &Path) -> BTreeMap<String, u64> {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.path().symlink_metadata().ok()?;
+            Some((e.path().display().to_string(), m.nlink()))
+        })
+        .collect()
+}
+
+/// Everything below `dir` (not following symlinks): path → (mode, size, mtime, ino).
 pub fn snapshot(dir: &Path) -> Snap {
     let mut out = Snap::new();
     for e in walkdir::WalkDir::new(dir).follow_links(false) {
@@ -66,7 +81,7 @@ pub fn snapshot(dir: &Path) -> Snap {
         };
         out.insert(
             e.path().display().to_string(),
-            (m.mode(), m.size(), m.mtime(), m.ino(), m.nlink()),
+            (m.mode(), m.size(), m.mtime(), m.ino()),
         );
     }
     out
