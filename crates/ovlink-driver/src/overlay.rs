@@ -729,9 +729,9 @@ impl Driver for OverlayDriver {
             ovlink_fs::crash::point("apply.after-copy");
             let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &self.tar_options())
                 .map_err(|source| DriverError::Apply {
-                id: id.to_string(),
-                source,
-            })
+                    id: id.to_string(),
+                    source,
+                })
                 .map_err(|e| self.classify(e))?;
             if self.durable {
                 rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;

@@ -316,7 +316,9 @@ pub fn commit(
         && store.layer(&layer_id)?.is_none()
         && !store.layers_in_use()?.contains(&layer_id)
     {
-        driver.remove(&layer_id).map_err(driver_err(&layer_id, "remove"))?;
+        driver
+            .remove(&layer_id)
+            .map_err(driver_err(&layer_id, "remove"))?;
     }
     let size = if driver.exists(&layer_id) {
         driver.diff_size(&layer_id, Some(&top)).unwrap_or(0)
