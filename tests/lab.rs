@@ -4,7 +4,8 @@
 
 use crate::util::*;
 
-fn leftovers() -> Vec<String> {
+/// Mounts and loop devices of labs run by the test whose directory is `dir`.
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let loops = std::process::Command::new("losetup")
         .arg("-a")
@@ -14,7 +15,7 @@ fn leftovers() -> Vec<String> {
     mounts
         .lines()
         .chain(loops.lines())
-        .filter(|l| l.contains("ovlink-lab-"))
+        .filter(|l| l.contains("ovlink-lab-") && l.contains(dir.to_str().unwrap_or("/")))
         .map(str::to_string)
         .collect()
 }
@@ -82,7 +83,7 @@ fn lab_inodes_end_to_end_on_a_small_ext4() {
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert_eq!(chart.matches("<polyline").count(), 2);
     assert!(chart.contains("filesystem capacity"));
-    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
 }
 
 #[test]

@@ -51,9 +51,20 @@ impl TestRoot {
         self.dir.path()
     }
 
-    /// Runs `ovlink --root <root> ARGS…` and returns its output.
+    /// This test's private TMPDIR (created on first use), so that what a command makes in
+    /// the temporary directory is this test's alone.
+    pub fn tmp(&self) -> PathBuf {
+        let p = self.path().join("tmp");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Runs `ovlink --root <root> ARGS…` (with this test's TMPDIR) and returns its output.
     pub fn ovlink(&self, args: &[&str]) -> Output {
-        ovlink_cmd(&self.root(), args).output().unwrap()
+        ovlink_cmd(&self.root(), args)
+            .env("TMPDIR", self.tmp())
+            .output()
+            .unwrap()
     }
 
     /// Runs ovlink and asserts success; returns stdout.
