@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn pax_record_lengths_count_themselves() {
         for (k, v, want) in [
-            (&b"path"[..], &b"a"[..], &b"8 path=a\n"[..]),
+            (&b"path"[..], &b"a"[..], &b"9 path=a\n"[..]),
             (b"path", &[b'x'; 93][..], &[][..]),
         ] {
             let mut buf = Vec::new();
