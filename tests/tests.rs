@@ -8,6 +8,7 @@ mod util;
 mod conformance;
 mod container;
 mod demo;
+mod diff;
 mod faults;
 mod hardening;
 mod init;
