@@ -710,6 +710,17 @@ fn hostile_image_archives_are_refused() {
             "l/layer.tar",
         ),
     ];
+    // A good archive first: it imports, and the import lock file exists from here on.
+    let ok = archive(
+        h.t.path(),
+        "good.tar",
+        &[
+            ("manifest.json", manifest(&cfg_name, "l/layer.tar")),
+            (&cfg_name, good_cfg.clone()),
+            ("l/layer.tar", layer.clone()),
+        ],
+    );
+    h.t.ok(&["image", "import", ok.to_str().unwrap(), "--name", "good"]);
     for (name, members, names) in cases {
         let members: Vec<(&str, Vec<u8>)> = members;
         let p = archive(

@@ -124,35 +124,29 @@ pub fn check_kernel() -> Result<()> {
 /// Whether the filesystem holding `dir` reports file types in `readdir` (d_type).
 /// Creates and removes a small probe directory inside `dir`.
 pub fn supports_dtype(dir: &Path) -> Result<bool> {
-    let probe = dir.join(format!(".tmp-dtype-{}", std::process::id()));
-    let _ = ovlink_fs::remove_all_at(
-        ovlink_fs::at::open_dir(dir)?,
-        probe.file_name().unwrap_or_default(),
-        &probe,
-    );
-    rustix::fs::mkdir(&probe, Mode::from_raw_mode(0o700)).ctx("create directory", &probe)?;
-    let result = (|| {
-        let f = probe.join("f");
-        rustix::fs::open(
-            &f,
-            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .ctx("create", &f)?;
-        let fd = ovlink_fs::at::open_dir(&probe)?;
-        let it = rustix::fs::Dir::read_from(&fd).ctx("read directory", &probe)?;
-        let mut ok = true;
-        for ent in it {
-            let ent = ent.ctx("read directory", &probe)?;
-            if ent.file_name().to_bytes() == b"f" {
-                ok = ent.file_type() != rustix::fs::FileType::Unknown;
-            }
-        }
-        Ok(ok)
-    })();
+    // A flocked temporary directory with a random name: concurrent inits (threads or
+    // processes) never share it, and another init's recovery never reaps it while in use.
     let parent = ovlink_fs::at::open_dir(dir)?;
-    ovlink_fs::remove_all_at(&parent, probe.file_name().unwrap_or_default(), &probe)?;
-    result
+    let tmp = crate::lock::TempDir::new(&parent, dir, ".tmp-dtype-", 0o700)?;
+    let probe = tmp.path();
+    let f = probe.join("f");
+    rustix::fs::openat(
+        tmp.fd(),
+        "f",
+        OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ctx("create", &f)?;
+    let fd = ovlink_fs::at::open_dir(&probe)?;
+    let it = rustix::fs::Dir::read_from(&fd).ctx("read directory", &probe)?;
+    let mut ok = true;
+    for ent in it {
+        let ent = ent.ctx("read directory", &probe)?;
+        if ent.file_name().to_bytes() == b"f" {
+            ok = ent.file_type() != rustix::fs::FileType::Unknown;
+        }
+    }
+    Ok(ok) // `tmp` is removed on drop
 }
 
 /// Overlay features that newer kernels may turn on by default and that make `upper/`

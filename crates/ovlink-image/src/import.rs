@@ -192,6 +192,10 @@ fn import_layers(
         let diff_id = &image.diff_ids[i];
         let start = Instant::now();
         progress.layer_started(i, total, id, image.layers[i].size);
+        // One importer per layer at a time, across processes: without it a parallel import
+        // of an image sharing this layer would take our unfinished layer for a crashed one
+        // and remove it under us. A dead importer's lock goes with it.
+        let _importing = import_lock(store)?;
 
         if let Some(size) = reusable(driver, store, id, diff_id, parent)? {
             reports.push(LayerReport {
@@ -252,6 +256,27 @@ fn import_layers(
         ovlink_fs::crash::point("import.between-layers");
     }
     Ok(reports)
+}
+
+/// Takes the store's import lock (`<store>/import.lock`, flock, exclusive), released on drop.
+fn import_lock(store: &Store) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = store.root().join("import.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ImageError::io("open", &path, e))?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(ImageError::io("lock", &path, e.into())),
+        }
+    }
 }
 
 /// `Some(size)` when layer `id` is complete and can be reused; otherwise clears whatever is
