@@ -52,7 +52,7 @@ if [ -n "${OVLINK_BIN:-}" ]; then
 else
   log "building ovlink (release)"
   cargo build --release --quiet --bin ovlink || { echo "docker-e2e: 0 passed, 1 failed"; exit 1; }
-  OVLINK=$REPO/target/release/ovlink
+  OVLINK=${CARGO_TARGET_DIR:-$REPO/target}/release/ovlink
 fi
 
 FIX=$REPO/tests/fixtures
