@@ -920,3 +920,180 @@ fn emlink_mid_copy_falls_back_to_a_content_copy() {
     assert_no_temp(&home);
     let _ = Command::new("rm").arg("-rf").arg(&scratch).status();
 }
+
+// ---------------------------------------------------------------------------------------
+// Power loss: what must be on disk before success is reported.
+
+/// The syscalls of `ovlink ARGS` that matter for durability, in order (strace -f).
+fn sync_trace(root: &Path, args: &[&str], no_fsync: bool) -> Vec<String> {
+    let log = root.with_extension(format!("strace-{}", args.join("-").replace('/', "_")));
+    let mut c = Command::new("strace");
+    c.arg("-f")
+        .arg("-qq")
+        .arg("-o")
+        .arg(&log)
+        .arg("-e")
+        .arg("trace=fsync,fdatasync,syncfs,renameat,renameat2")
+        .arg(env!("CARGO_BIN_EXE_ovlink"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("OVLINK_ROOT");
+    if no_fsync {
+        c.env("OVLINK_NO_FSYNC", "1");
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .map(|(_, r)| r)
+                .unwrap_or(l)
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+fn position(trace: &[String], what: impl Fn(&str) -> bool, after: usize) -> Option<usize> {
+    trace
+        .iter()
+        .skip(after)
+        .position(|l| what(l))
+        .map(|p| p + after)
+}
+
+/// Layer creation makes its result durable before reporting success: the new tree's data
+/// and metadata are synced before the rename that publishes it, and the directory holding
+/// the rename is fsynced after it (create: the home; apply: the layer dir). With
+/// `OVLINK_NO_FSYNC=1` none of it happens. (strace shows the order; a real power cut is not
+/// simulated.)
+#[test]
+fn layer_creation_is_durable_before_success() {
+    let t = TestRoot::new();
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipping: strace is not installed");
+        return;
+    }
+    let root = t.root();
+    let tar = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/a", 0o644, b"a")
+        .write_to(t.path(), "a.tar");
+    let is_sync = |l: &str| {
+        l.starts_with("fsync(") || l.starts_with("syncfs(") || l.starts_with("fdatasync(")
+    };
+    let is_rename_into = |name: &'static str| {
+        move |l: &str| l.starts_with("renameat") && l.contains(&format!("\"{name}\""))
+    };
+    // Apply (create + apply): a sync before each rename, an fsync after it.
+    let tr = sync_trace(
+        &root,
+        &["layer", "apply", "base", tar.to_str().unwrap()],
+        false,
+    );
+    for name in ["base", "root"] {
+        let r = position(&tr, is_rename_into(name), 0)
+            .unwrap_or_else(|| panic!("no rename to {name}: {tr:?}"));
+        assert!(
+            tr[..r].iter().any(|l| is_sync(l)),
+            "nothing synced before the rename to {name}: {tr:?}"
+        );
+        assert!(
+            position(&tr, |l| l.starts_with("fsync("), r).is_some(),
+            "no fsync after the rename to {name}: {tr:?}"
+        );
+    }
+    let r = position(&tr, is_rename_into("root"), 0).unwrap();
+    assert!(
+        tr[..r].iter().any(|l| l.starts_with("syncfs(")),
+        "the new tree is synced (syncfs) before its rename: {tr:?}"
+    );
+    // A container layer, and its "-init" child that copies the parent's upper/: synced first.
+    sync_trace(
+        &root,
+        &["layer", "create-rw", "c", "--parent", "base"],
+        false,
+    );
+    std::fs::write(t.home().join("c/upper/file"), b"data").unwrap();
+    let tr = sync_trace(&root, &["layer", "create-rw", "c2", "--parent", "c"], false);
+    let r = position(&tr, is_rename_into("c2"), 0).unwrap();
+    assert!(
+        tr[..r].iter().any(|l| l.starts_with("syncfs(")),
+        "copied upper/ not synced before the rename: {tr:?}"
+    );
+    assert!(
+        position(&tr, |l| l.starts_with("fsync("), r).is_some(),
+        "home not fsynced after the rename: {tr:?}"
+    );
+    // Off switch.
+    let tr = sync_trace(
+        &root,
+        &["layer", "apply", "other", tar.to_str().unwrap()],
+        true,
+    );
+    assert!(
+        !tr.iter().any(|l| is_sync(l)),
+        "OVLINK_NO_FSYNC=1 still syncs: {tr:?}"
+    );
+}
+
+/// Measures what durability costs: imports of `GenSpec::bench()` with and without
+/// `OVLINK_NO_FSYNC`, `OVLINK_FSYNC_REPS` runs each (default 5), medians printed. Not run by
+/// default (`cargo test -- --ignored fsync_cost`); `OVLINK_BIN` picks the binary (e.g. a
+/// release build).
+#[test]
+#[ignore]
+fn fsync_cost() {
+    let t = TestRoot::new();
+    let image = t.path().join("bench.tar");
+    let mut f = std::fs::File::create(&image).unwrap();
+    ovlink_image::generate(&ovlink_image::GenSpec::bench(), &mut f).unwrap();
+    drop(f);
+    let bin = std::env::var("OVLINK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ovlink").into());
+    let reps: usize = std::env::var("OVLINK_FSYNC_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut results = Vec::new();
+    for no_fsync in [false, true] {
+        let mut times = Vec::new();
+        for i in 0..reps {
+            let root = t.path().join(format!("r-{no_fsync}-{i}"));
+            let mut c = Command::new(&bin);
+            c.arg("--root")
+                .arg(&root)
+                .args(["image", "import", image.to_str().unwrap()]);
+            if no_fsync {
+                c.env("OVLINK_NO_FSYNC", "1");
+            }
+            let start = std::time::Instant::now();
+            let out = c.output().unwrap();
+            times.push(start.elapsed().as_secs_f64());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = std::fs::remove_dir_all(&root);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        results.push((no_fsync, times[times.len() / 2], times));
+    }
+    for (no_fsync, median, times) in &results {
+        eprintln!(
+            "fsync {}: median {median:.3}s of {times:?}",
+            if *no_fsync { "off" } else { "on " }
+        );
+    }
+    eprintln!(
+        "durability costs {:.1}%",
+        (results[0].1 / results[1].1 - 1.0) * 100.0
+    );
+}

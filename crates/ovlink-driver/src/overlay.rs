@@ -332,6 +332,7 @@ impl OverlayDriver {
     }
 
     fn write_file(
+        &self,
         dir: &OwnedFd,
         name: &str,
         content: &[u8],
@@ -348,6 +349,10 @@ impl OverlayDriver {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", shown)?;
         let mut f = std::fs::File::from(fd);
         f.write_all(content).ctx("write", shown)?;
+        if self.durable {
+            // Its data must be on disk before the rename makes the layer visible.
+            f.sync_all().ctx("fsync", shown)?;
+        }
         Ok(())
     }
 
@@ -394,7 +399,7 @@ impl OverlayDriver {
                             .ctx("stat", ppath.join(ROOT))?;
                         self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &tp.join(UPPER))?;
                         self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
-                        Self::write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
+                        self.write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
                     }
                     LayerKind::Container { lower_id } => {
                         // Docker's "-init" pattern: same lower, a full copy of the parent's upper.
@@ -413,8 +418,12 @@ impl OverlayDriver {
                             copts,
                         )
                         .map_err(|e| self.classify(e.into()))?;
+                        if self.durable {
+                            // The copied files' data, before the rename publishes them.
+                            rustix::fs::syncfs(&up).ctx("syncfs", tp.join(UPPER))?;
+                        }
                         self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
-                        Self::write_file(
+                        self.write_file(
                             dir,
                             LOWER_ID,
                             lower_id.as_bytes(),
