@@ -271,14 +271,24 @@ impl OverlayDriver {
     }
 
     /// Locks layer `id` and checks it is still in place (a remove may have raced us).
+    ///
+    /// The lock is taken on its own open of the directory (not a `dup` of the returned fd):
+    /// an flock belongs to the open file description, so dropping the lock releases it even
+    /// while the returned fd is still open.
     fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
         let fd = self.open_layer(id)?;
         let path = self.home.join(id);
-        let lock = DirLock::lock(rustix::io::dup(&fd).ctx("dup", &path)?, &path)?;
+        let lock = DirLock::lock(self.open_layer(id)?, &path)?;
         let now = rustix::fs::statat(&self.home_fd, id, AtFlags::SYMLINK_NOFOLLOW);
         let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
+        let locked = rustix::fs::fstat(lock.fd()).ctx("stat", &path)?;
         match now {
-            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => Ok((fd, lock)),
+            Ok(st)
+                if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+                    && (st.st_ino, st.st_dev) == (locked.st_ino, locked.st_dev) =>
+            {
+                Ok((fd, lock))
+            }
             _ => Err(DriverError::LayerNotFound { id: id.to_string() }),
         }
     }
