@@ -20,7 +20,6 @@ use crate::overlay::OverlayDriver;
 use crate::{validate_id, Change, ChangeKind, Driver, LayerKind};
 use ovlink_diff::{Compare, DiffError, Tree};
 use ovlink_fs::at::{open_dir, open_dir_at};
-use ovlink_fs::FsError;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -89,27 +88,11 @@ impl Plan<'_> {
     }
 }
 
-fn diff_err(e: DiffError) -> DriverError {
-    match e {
-        DiffError::Fs(f) => DriverError::Fs(f),
-        DiffError::Read { path, source } => FsError::io("read", path, source).into(),
-        DiffError::Write { entry, source } => {
-            FsError::io("write the layer tar entry", entry, source).into()
-        }
-        DiffError::Changed { path, expected } => FsError::io(
-            "export",
-            path,
-            std::io::Error::other(format!(
-                "the file changed while it was read ({expected} bytes expected)"
-            )),
-        )
-        .into(),
-        other => FsError::io(
-            "diff",
-            PathBuf::new(),
-            std::io::Error::other(other.to_string()),
-        )
-        .into(),
+/// Wraps a diff error with the layer it was about.
+fn diff_err(id: &str) -> impl Fn(DiffError) -> DriverError + '_ {
+    move |source| DriverError::Diff {
+        id: id.to_string(),
+        source,
     }
 }
 
@@ -169,15 +152,15 @@ fn plan<'d>(
     };
     match d.layer_kind(id)? {
         LayerKind::Image => {
-            plan.new = Some(Tree::plain(&root_of(d, id)).map_err(diff_err)?);
+            plan.new = Some(Tree::plain(&root_of(d, id)).map_err(diff_err(id))?);
             plan.old = match (parent, pkind) {
                 (Some(p), Some(LayerKind::Image)) => {
-                    Some(Tree::plain(&root_of(d, p)).map_err(diff_err)?)
+                    Some(Tree::plain(&root_of(d, p)).map_err(diff_err(id))?)
                 }
                 (Some(p), Some(LayerKind::Container { .. })) => {
                     let merged = d.get(p, None)?;
                     plan.mounted.push(p.to_string());
-                    Some(Tree::plain(&merged).map_err(diff_err)?)
+                    Some(Tree::plain(&merged).map_err(diff_err(id))?)
                 }
                 (Some(p), Some(_)) => return Err(incomplete(p)),
                 _ => None,
@@ -205,21 +188,23 @@ fn plan<'d>(
                 match plain {
                     Ok(()) => {
                         let lower = root_of(d, &lower_id);
-                        plan.new =
-                            Some(Tree::overlay(Some(&upper_of(d, id)), &lower).map_err(diff_err)?);
+                        plan.new = Some(
+                            Tree::overlay(Some(&upper_of(d, id)), &lower).map_err(diff_err(id))?,
+                        );
                         let pu = pp.map(|p| upper_of(d, p));
-                        plan.old = Some(Tree::overlay(pu.as_deref(), &lower).map_err(diff_err)?);
+                        plan.old =
+                            Some(Tree::overlay(pu.as_deref(), &lower).map_err(diff_err(id))?);
                         return Ok(plan);
                     }
                     Err(DiffError::NotPlainUpper { .. }) => plan.locks.clear(),
-                    Err(e) => return Err(diff_err(e)),
+                    Err(e) => return Err(diff_err(id)(e)),
                 }
             }
             // Naive: the merged view against the parent's view, by metadata.
             plan.cmp = Compare::Naive;
             let merged = d.get(id, None)?;
             plan.mounted.push(id.to_string());
-            plan.new = Some(Tree::plain(&merged).map_err(diff_err)?);
+            plan.new = Some(Tree::plain(&merged).map_err(diff_err(id))?);
             let old_root = match (parent, pkind) {
                 (None, _) => root_of(d, &lower_id),
                 (Some(p), Some(LayerKind::Image)) => root_of(d, p),
@@ -230,7 +215,7 @@ fn plan<'d>(
                 }
                 (Some(p), _) => return Err(incomplete(p)),
             };
-            plan.old = Some(Tree::plain(&old_root).map_err(diff_err)?);
+            plan.old = Some(Tree::plain(&old_root).map_err(diff_err(id))?);
         }
         LayerKind::Incomplete => return Err(incomplete(id)),
     }
@@ -260,7 +245,7 @@ pub fn diff_with(
 ) -> Result<()> {
     let plan = plan(d, id, parent, mode)?;
     let (new, old) = plan.trees()?;
-    ovlink_diff::export(new, old, plan.cmp, out).map_err(diff_err)?;
+    ovlink_diff::export(new, old, plan.cmp, out).map_err(diff_err(id))?;
     Ok(())
 }
 
@@ -278,7 +263,7 @@ pub fn changes_with(
 ) -> Result<Vec<Change>> {
     let plan = plan(d, id, parent, mode)?;
     let (new, old) = plan.trees()?;
-    let list = ovlink_diff::changes(new, old, plan.cmp).map_err(diff_err)?;
+    let list = ovlink_diff::changes(new, old, plan.cmp).map_err(diff_err(id))?;
     Ok(list
         .into_iter()
         .map(|c| Change {
@@ -307,5 +292,5 @@ pub fn diff_size_with(
 ) -> Result<u64> {
     let plan = plan(d, id, parent, mode)?;
     let (new, old) = plan.trees()?;
-    ovlink_diff::size(new, old, plan.cmp).map_err(diff_err)
+    ovlink_diff::size(new, old, plan.cmp).map_err(diff_err(id))
 }

@@ -118,6 +118,15 @@ pub enum DriverError {
         #[source]
         source: ovlink_tar::TarError,
     },
+    /// Computing or writing a layer diff failed (the cause names the path or tar entry).
+    #[error("cannot diff layer {id}")]
+    Diff {
+        /// The layer being diffed.
+        id: String,
+        /// Why.
+        #[source]
+        source: ovlink_diff::DiffError,
+    },
     /// A filesystem operation failed (the error names the path).
     #[error(transparent)]
     Fs(#[from] ovlink_fs::FsError),
