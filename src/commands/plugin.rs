@@ -17,7 +17,7 @@ use std::time::Duration;
 pub enum PluginCmd {
     /// Serve Docker's graphdriver plugin protocol on a unix socket (as root, on the host).
     /// The layout is the global --driver (overlay or overlay2). Start dockerd with
-    /// `--experimental --storage-driver NAME`; its driver home will be <data-root>/NAME.
+    /// `--experimental --storage-driver NAME`; its driver home will be `<data-root>/NAME`.
     Serve {
         /// Plugin name: dockerd finds it as /run/docker/plugins/NAME.sock.
         #[arg(long, default_value = "ovlink")]

@@ -10,7 +10,7 @@
 //! render::text / render::svg    ─▶ bars for the terminal, a chart for people
 //! ```
 //!
-//! Modules: [`walk`] (the tree walk and its counts), [`scan`] (layers, parents, ordering and
+//! Modules: [`walk`] (the tree walk and its counts), [`mod@scan`] (layers, parents, ordering and
 //! attribution), [`project`] (filesystem figures, link limits, projections), [`render`]
 //! (terminal bars and the SVG chart), [`error`]. This crate only reads: it never writes to a
 //! home, never follows a symlink, and never descends into another filesystem (a mounted
