@@ -36,3 +36,6 @@ else
   run apply_layer
   run import
 fi
+# The import target keeps one throw-away home per fuzzing process (emptied after every
+# input); a crashed apply_layer input keeps its sandbox for inspection. Remove the homes.
+rm -rf "${TMPDIR:-/tmp}"/ovlink-fuzz-import-*
