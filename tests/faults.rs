@@ -824,7 +824,7 @@ fn out_of_bytes_mid_apply_container_write_and_commit() {
     assert!(!out.status.success(), "commit should run out of space");
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(
-        msg.contains("No space left") || msg.contains("bytes"),
+        msg.contains("bytes") && msg.contains("free"),
         "unclear error: {msg}"
     );
     assert_no_temp(&home);

@@ -148,6 +148,7 @@ impl DriverError {
             }
             // Any variant: an ENOSPC while creating an entry is `TarError::Entry`.
             DriverError::Apply { source, .. } => source.raw_os_error(),
+            DriverError::Diff { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -853,7 +853,8 @@ impl Driver for OverlayDriver {
     }
 
     fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
-        crate::diff::diff(self, id, parent, out)
+        // ENOSPC writing the tar (commit and save write it under the root): say which.
+        crate::diff::diff(self, id, parent, out).map_err(|e| self.classify(e))
     }
 
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<crate::Change>> {
