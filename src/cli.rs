@@ -55,7 +55,7 @@ pub enum Command {
     /// Low-level layer operations (Docker's graphdriver calls).
     #[command(subcommand)]
     Layer(LayerCmd),
-    /// Mount a container layer (overlay at `<id>/merged`) and print the path to use; for an
+    /// Mount a container layer (overlay at <id>/merged) and print the path to use; for an
     /// image layer, print its root/. Reference-counted: every mount needs an umount.
     Mount {
         /// Layer id.
@@ -168,10 +168,25 @@ pub enum LayerCmd {
         /// The tar file, or '-' for standard input.
         file: PathBuf,
     },
-    /// Remove a layer (unmounting it first).
+    /// Remove a layer (unmounting it first). The layer is renamed out of the way at once;
+    /// its tree is deleted before the command returns, or with --background by a detached
+    /// `ovlink layer reclaim` process (`ovlink report` shows the inodes still to be freed).
     Rm {
         /// Layer id.
         id: String,
+        /// Return as soon as the layer is gone; delete its tree in a detached process.
+        #[arg(long)]
+        background: bool,
+    },
+    /// Delete removed layers still waiting to be reclaimed (`.tmp-remove-*` that no other
+    /// process is deleting). Init does this too.
+    Reclaim {
+        /// Internal (`layer rm --background`): the removed layer handed over.
+        #[arg(long, hide = true, requires = "lock_fd")]
+        name: Option<String>,
+        /// Internal: the inherited fd holding its lock.
+        #[arg(long, hide = true, requires = "name")]
+        lock_fd: Option<i32>,
     },
     /// List layers.
     Ls(JsonFlag),

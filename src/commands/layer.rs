@@ -5,9 +5,33 @@ use crate::cli::{DriverKind, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
 use ovlink_driver::{CreateOpts, LayerKind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
+    match (&cmd, kind) {
+        (
+            LayerCmd::Rm {
+                id,
+                background: true,
+            },
+            DriverKind::Overlay,
+        ) => return remove_in_background(root, id),
+        (LayerCmd::Reclaim { name, lock_fd }, DriverKind::Overlay) => {
+            let d = super::open_driver(root)?;
+            if let (Some(name), Some(fd)) = (name, lock_fd) {
+                let held = PathBuf::from(format!("/proc/self/fd/{fd}"));
+                return Ok(d.reclaim_handed_over(name, &held)?);
+            }
+            for n in d.reclaim_pending()? {
+                println!("{n}");
+            }
+            return Ok(());
+        }
+        (LayerCmd::Reclaim { .. }, _) => {
+            anyhow::bail!("layer reclaim is for the overlay layout (overlay2 removes at once)")
+        }
+        _ => {}
+    }
     let d = open_any_driver(root, kind)?;
     match cmd {
         LayerCmd::Create { id, parent } => {
@@ -40,7 +64,8 @@ pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        LayerCmd::Rm { id } => d.remove(&id)?,
+        LayerCmd::Rm { id, .. } => d.remove(&id)?,
+        LayerCmd::Reclaim { .. } => {} // handled above
         LayerCmd::Ls(j) => {
             let layers = d.layers()?;
             if j.json {
@@ -216,4 +241,36 @@ pub fn diff_size(
     }
     println!("{size}");
     Ok(())
+}
+
+/// `layer rm --background`: the layer is renamed away now; a detached `ovlink layer reclaim`
+/// inherits the fd holding the trash's lock and deletes the tree after this process is gone.
+/// If it cannot be started, the tree is deleted here.
+fn remove_in_background(root: &Path, id: &str) -> anyhow::Result<()> {
+    use rustix::fd::AsRawFd;
+    let d = super::open_driver(root)?;
+    let trash = d.remove_detached(id)?;
+    let fd = trash.lock_fd();
+    let spawned = std::env::current_exe()
+        .context("cannot find the ovlink binary")
+        .and_then(|exe| {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                .context("cannot hand the lock over")?;
+            let child = std::process::Command::new(exe)
+                .arg("--root")
+                .arg(root)
+                .args(["layer", "reclaim", "--name", trash.name(), "--lock-fd"])
+                .arg(fd.as_raw_fd().to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("cannot start ovlink layer reclaim");
+            let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+            child
+        });
+    match spawned {
+        Ok(_child) => Ok(()), // not waited for: it outlives us
+        Err(_) => Ok(trash.reclaim()?),
+    }
 }

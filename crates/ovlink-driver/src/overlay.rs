@@ -21,7 +21,7 @@
 
 use crate::checks::{self, OverlayFeatures};
 use crate::error::{DriverError, Result};
-use crate::lock::{reap_temp_dirs, DirLock, TempDir};
+use crate::lock::{reap_temp_dirs, reap_temp_dirs_except, DirLock, TempDir};
 use crate::mount;
 use crate::{validate_id, CreateOpts, Driver, IdMap, InitConfig, LayerInfo, LayerKind};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Names of the entries of a layer directory.
@@ -46,6 +47,8 @@ const MERGED: &str = "merged";
 /// Prefixes of ovlink's temporary directories.
 const TMP_HOME_PREFIX: &str = ".tmp-";
 const TMP_ROOT_PREFIX: &str = "tmproot";
+/// Prefix of removed layers waiting to be reclaimed.
+pub const TRASH_PREFIX: &str = ".tmp-remove-";
 
 #[derive(Debug, Default)]
 struct RefCount {
@@ -67,6 +70,75 @@ pub struct OverlayDriver {
     refs: Mutex<HashMap<String, RefCount>>,
     warnings: Vec<String>,
     durable: bool,
+    sync: SyncMode,
+    background_reclaim: AtomicBool,
+}
+
+/// A removed layer, renamed to `<home>/.tmp-remove-*` and locked: it is gone for every caller,
+/// its inodes are not freed yet. [`Trash::reclaim`] deletes it; dropping it unreclaimed leaves
+/// it to the next [`OverlayDriver::reclaim_pending`] (or init).
+#[derive(Debug)]
+pub struct Trash {
+    home_fd: OwnedFd,
+    home: PathBuf,
+    name: String,
+    lock: DirLock,
+}
+
+impl Trash {
+    /// Its name in the home (`.tmp-remove-<random>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The fd whose `flock` marks it as being reclaimed (to hand to another process).
+    pub fn lock_fd(&self) -> &OwnedFd {
+        self.lock.fd()
+    }
+
+    /// Deletes it (then releases the lock).
+    pub fn reclaim(self) -> Result<()> {
+        let path = self.home.join(&self.name);
+        ovlink_fs::remove_all_at(&self.home_fd, OsStr::new(&self.name), &path)?;
+        drop(self.lock);
+        Ok(())
+    }
+}
+
+/// How `apply_diff` makes a new layer durable before it reports success (see
+/// `docs/design.md`, "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` of every file the layer tar wrote (a thread pool, overlapped with the
+    /// apply), then one `fsync` of the layer directory after the rename, which commits the
+    /// journal holding every name, inode and directory of the new tree. The default on ext4
+    /// and xfs, whose metadata journal commits in order. Cost: this layer's own data.
+    Files,
+    /// `syncfs` of the whole backing filesystem before the rename, then the same `fsync`.
+    /// The default on other filesystems. Cost: every dirty byte on the filesystem, whoever
+    /// wrote it.
+    Syncfs,
+    /// Nothing is synced (`OVLINK_NO_FSYNC=1`, or `OVLINK_SYNC=none`): a power loss can lose
+    /// a layer that was reported as created. For tests and throw-away roots.
+    None,
+}
+
+impl SyncMode {
+    /// The mode for a home on `backing_fs`: `OVLINK_NO_FSYNC` set means `None`; else
+    /// `OVLINK_SYNC` (`files`, `syncfs`, `none`); else `Files` on extfs and xfs, `Syncfs`
+    /// elsewhere.
+    pub fn from_env(backing_fs: &str) -> SyncMode {
+        if std::env::var_os("OVLINK_NO_FSYNC").is_some() {
+            return SyncMode::None;
+        }
+        match std::env::var("OVLINK_SYNC").ok().as_deref() {
+            Some("files") => SyncMode::Files,
+            Some("syncfs") => SyncMode::Syncfs,
+            Some("none") => SyncMode::None,
+            _ if matches!(backing_fs, "extfs" | "xfs") => SyncMode::Files,
+            _ => SyncMode::Syncfs,
+        }
+    }
 }
 
 /// What `init` found and fixed in the home.
@@ -140,9 +212,12 @@ impl OverlayDriver {
             rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g)))
                 .ctx("change owner of", &home)?;
         }
+        let sync = SyncMode::from_env(&backing_fs);
+        let background = std::env::var("OVLINK_RECLAIM").is_ok_and(|v| v == "background");
         let driver = OverlayDriver {
             home,
             home_fd,
+            sync,
             backing_fs,
             d_type,
             features: OverlayFeatures::read(),
@@ -151,7 +226,8 @@ impl OverlayDriver {
             gid_maps: cfg.gid_maps.clone(),
             refs: Mutex::new(HashMap::new()),
             warnings,
-            durable: std::env::var_os("OVLINK_NO_FSYNC").is_none(),
+            durable: sync != SyncMode::None,
+            background_reclaim: AtomicBool::new(background),
         };
         if fresh {
             driver.check_mount()?;
@@ -192,8 +268,14 @@ impl OverlayDriver {
     /// their rename. Runs at init; safe while other processes work on the home.
     pub fn recover(&self) -> Result<Recovery> {
         let mut rec = Recovery::default();
-        for n in reap_temp_dirs(&self.home_fd, &self.home, &[TMP_HOME_PREFIX])? {
+        // In background mode, removed layers left by a dead process are reclaimed by a thread.
+        let background = self.background_reclaim();
+        let except: &[&str] = if background { &[TRASH_PREFIX] } else { &[] };
+        for n in reap_temp_dirs_except(&self.home_fd, &self.home, &[TMP_HOME_PREFIX], except)? {
             rec.removed_temp.push(self.home.join(n));
+        }
+        if background {
+            self.spawn_reclaim_pending()?;
         }
         for id in self.layer_ids()? {
             let path = self.home.join(&id);
@@ -216,6 +298,94 @@ impl OverlayDriver {
             }
         }
         Ok(rec)
+    }
+
+    /// Whether `remove` deletes the renamed-away layer in a background thread (`true`) or
+    /// before it returns (`false`, the default; `OVLINK_RECLAIM=background` at init turns it
+    /// on). Either way the layer is gone for every caller as soon as `remove` returns; in
+    /// background mode its inodes are freed later (`ovlink report` shows how many are left),
+    /// and a process that exits first leaves the rest to the next init or `layer reclaim`.
+    pub fn set_background_reclaim(&self, on: bool) {
+        self.background_reclaim.store(on, Ordering::Relaxed);
+    }
+
+    /// See [`OverlayDriver::set_background_reclaim`].
+    pub fn background_reclaim(&self) -> bool {
+        self.background_reclaim.load(Ordering::Relaxed)
+    }
+
+    /// Unmounts layer `id`, renames it to `.tmp-remove-*` (it is gone at once, atomically)
+    /// and returns it locked, for the caller to reclaim now, in a thread, or in another
+    /// process that inherits [`Trash::lock_fd`].
+    pub fn remove_detached(&self, id: &str) -> Result<Trash> {
+        let (fd, lock) = self.lock_layer(id)?;
+        let path = self.home.join(id);
+        for m in mount::mounts_under(&path) {
+            mount::unmount(&m)?;
+        }
+        let name = format!("{TRASH_PREFIX}{}", crate::lock::random_suffix());
+        rustix::fs::renameat(&self.home_fd, id, &self.home_fd, name.as_str())
+            .ctx("move aside for removal", &path)?;
+        ovlink_fs::crash::point("remove.after-rename");
+        self.refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.sync_dir(&self.home_fd, &self.home)?;
+        drop(fd);
+        Ok(Trash {
+            home_fd: rustix::io::dup(&self.home_fd).ctx("dup", &self.home)?,
+            home: self.home.clone(),
+            name,
+            lock,
+        })
+    }
+
+    /// Deletes every removed layer that nobody is reclaiming now (`.tmp-remove-*` whose lock
+    /// is free), before returning; the names deleted.
+    pub fn reclaim_pending(&self) -> Result<Vec<String>> {
+        Ok(reap_temp_dirs(&self.home_fd, &self.home, &[TRASH_PREFIX])?
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
+    }
+
+    /// [`OverlayDriver::reclaim_pending`] in a background thread.
+    pub fn spawn_reclaim_pending(&self) -> Result<()> {
+        let home_fd = rustix::io::dup(&self.home_fd).ctx("dup", &self.home)?;
+        let home = self.home.clone();
+        let _ = std::thread::Builder::new()
+            .name("ovlink-reclaim".into())
+            .spawn(move || reap_temp_dirs(&home_fd, &home, &[TRASH_PREFIX]));
+        Ok(())
+    }
+
+    /// Reclaims the removed layer `name` whose lock another process handed over: this process
+    /// inherited an fd of it (the `flock` is held while that fd is open), reachable as
+    /// `held` (`/proc/self/fd/N`). Checks that `held` is that directory, then deletes it.
+    pub fn reclaim_handed_over(&self, name: &str, held: &Path) -> Result<()> {
+        let path = self.home.join(name);
+        if !name.starts_with(TRASH_PREFIX) || name.contains('/') {
+            return Err(FsError::io("reclaim", &path, Errno::INVAL).into());
+        }
+        let mine = rustix::fs::stat(held).ctx("stat", held)?;
+        let there = rustix::fs::statat(&self.home_fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ctx("stat", &path)?;
+        if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino) {
+            return Err(FsError::io(
+                "reclaim (not the handed-over directory)",
+                &path,
+                Errno::INVAL,
+            )
+            .into());
+        }
+        ovlink_fs::remove_all_at(&self.home_fd, OsStr::new(name), &path)?;
+        Ok(())
+    }
+
+    /// How `apply_diff` makes layers durable.
+    pub fn sync_mode(&self) -> SyncMode {
+        self.sync
     }
 
     /// The user-namespace id maps given at init (uid maps, gid maps).
@@ -271,24 +441,14 @@ impl OverlayDriver {
     }
 
     /// Locks layer `id` and checks it is still in place (a remove may have raced us).
-    ///
-    /// The lock is taken on its own open of the directory (not a `dup` of the returned fd):
-    /// an flock belongs to the open file description, so dropping the lock releases it even
-    /// while the returned fd is still open.
     fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
         let fd = self.open_layer(id)?;
         let path = self.home.join(id);
-        let lock = DirLock::lock(self.open_layer(id)?, &path)?;
+        let lock = DirLock::lock(rustix::io::dup(&fd).ctx("dup", &path)?, &path)?;
         let now = rustix::fs::statat(&self.home_fd, id, AtFlags::SYMLINK_NOFOLLOW);
         let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
-        let locked = rustix::fs::fstat(lock.fd()).ctx("stat", &path)?;
         match now {
-            Ok(st)
-                if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
-                    && (st.st_ino, st.st_dev) == (locked.st_ino, locked.st_dev) =>
-            {
-                Ok((fd, lock))
-            }
+            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => Ok((fd, lock)),
             _ => Err(DriverError::LayerNotFound { id: id.to_string() }),
         }
     }
@@ -342,7 +502,6 @@ impl OverlayDriver {
     }
 
     fn write_file(
-        &self,
         dir: &OwnedFd,
         name: &str,
         content: &[u8],
@@ -359,10 +518,6 @@ impl OverlayDriver {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", shown)?;
         let mut f = std::fs::File::from(fd);
         f.write_all(content).ctx("write", shown)?;
-        if self.durable {
-            // Its data must be on disk before the rename makes the layer visible.
-            f.sync_all().ctx("fsync", shown)?;
-        }
         Ok(())
     }
 
@@ -409,7 +564,7 @@ impl OverlayDriver {
                             .ctx("stat", ppath.join(ROOT))?;
                         self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &tp.join(UPPER))?;
                         self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
-                        self.write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
+                        Self::write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
                     }
                     LayerKind::Container { lower_id } => {
                         // Docker's "-init" pattern: same lower, a full copy of the parent's upper.
@@ -428,12 +583,8 @@ impl OverlayDriver {
                             copts,
                         )
                         .map_err(|e| self.classify(e.into()))?;
-                        if self.durable {
-                            // The copied files' data, before the rename publishes them.
-                            rustix::fs::syncfs(&up).ctx("syncfs", tp.join(UPPER))?;
-                        }
                         self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
-                        self.write_file(
+                        Self::write_file(
                             dir,
                             LOWER_ID,
                             lower_id.as_bytes(),
@@ -553,6 +704,7 @@ impl OverlayDriver {
             skip_devices: !self.uid_maps.is_empty(),
             uid_maps: ranges(&self.uid_maps),
             gid_maps: ranges(&self.gid_maps),
+            sync_data: false,
         }
     }
 }
@@ -577,23 +729,16 @@ impl Driver for OverlayDriver {
     }
 
     fn remove(&self, id: &str) -> Result<()> {
-        let (_fd, lock) = self.lock_layer(id)?;
-        let path = self.home.join(id);
-        for m in mount::mounts_under(&path) {
-            mount::unmount(&m)?;
+        let trash = self.remove_detached(id)?;
+        if self.background_reclaim() {
+            // A failure (to spawn, or to delete) leaves the trash to the next reclaim; the
+            // layer is gone already.
+            let _ = std::thread::Builder::new()
+                .name("ovlink-reclaim".into())
+                .spawn(move || trash.reclaim());
+            return Ok(());
         }
-        let trash = format!(".tmp-remove-{}", crate::lock::random_suffix());
-        rustix::fs::renameat(&self.home_fd, id, &self.home_fd, trash.as_str())
-            .ctx("move aside for removal", &path)?;
-        ovlink_fs::crash::point("remove.after-rename");
-        self.refs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.sync_dir(&self.home_fd, &self.home)?;
-        ovlink_fs::remove_all_at(&self.home_fd, OsStr::new(&trash), &self.home.join(&trash))?;
-        drop(lock);
-        Ok(())
+        trash.reclaim()
     }
 
     fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {
@@ -731,9 +876,11 @@ impl Driver for OverlayDriver {
         let res = (|| -> Result<u64> {
             let tmp = TempDir::new(&fd, &path, TMP_ROOT_PREFIX, 0o755)?;
             let tp = tmp.path();
+            // Content the copy had to write (link-limit fallbacks) is not in the tar's sync.
+            let mut copied_data = false;
             match &base {
                 Some((bfd, bpath)) => {
-                    copy_tree(
+                    let st = copy_tree(
                         bfd.as_fd(),
                         tmp.fd().as_fd(),
                         bpath,
@@ -742,17 +889,20 @@ impl Driver for OverlayDriver {
                     )
                     // Classified here, while the partial tree still holds the space.
                     .map_err(|e| self.classify(e.into()))?;
+                    copied_data = st.copied > 0;
                 }
                 None => self.chown_root(tmp.fd(), &tp)?,
             }
             ovlink_fs::crash::point("apply.after-copy");
-            let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &self.tar_options())
+            let mut topts = self.tar_options();
+            topts.sync_data = self.sync == SyncMode::Files;
+            let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &topts)
                 .map_err(|source| DriverError::Apply {
                     id: id.to_string(),
                     source,
                 })
                 .map_err(|e| self.classify(e))?;
-            if self.durable {
+            if self.sync == SyncMode::Syncfs || (self.sync == SyncMode::Files && copied_data) {
                 rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
             }
             ovlink_fs::crash::point("apply.before-rename");
@@ -853,8 +1003,7 @@ impl Driver for OverlayDriver {
     }
 
     fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
-        // ENOSPC writing the tar (commit and save write it under the root): say which.
-        crate::diff::diff(self, id, parent, out).map_err(|e| self.classify(e))
+        crate::diff::diff(self, id, parent, out)
     }
 
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<crate::Change>> {

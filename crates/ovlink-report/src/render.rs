@@ -190,6 +190,14 @@ pub fn text(r: &HomeReport) -> String {
         thousands(t.overhead_inodes),
         human_bytes(t.bytes_on_disk)
     );
+    if t.pending_reclaim_layers > 0 {
+        let _ = writeln!(
+            o,
+            "being reclaimed: {} removed layer(s), {} inodes still to be freed (deleted in the background)",
+            t.pending_reclaim_layers,
+            thousands(t.pending_reclaim_inodes)
+        );
+    }
     let f = &r.fs;
     let _ = writeln!(
         o,

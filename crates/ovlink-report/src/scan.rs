@@ -109,6 +109,11 @@ pub struct Totals {
     pub distinct_inodes: u64,
     /// Inodes that belong to no layer (the home, `l/` itself, temporary dirs).
     pub overhead_inodes: u64,
+    /// Of those, inodes of removed layers still to be reclaimed (`.tmp-remove-*`, deleted in
+    /// the background) that no layer shares: what finishing the reclaim frees.
+    pub pending_reclaim_inodes: u64,
+    /// Removed layers still being reclaimed (`.tmp-remove-*` directories).
+    pub pending_reclaim_layers: usize,
     /// Bytes on disk of all distinct inodes.
     pub bytes_on_disk: u64,
     /// Entries of all layer trees by type.
@@ -181,6 +186,9 @@ struct Found {
     work: Option<u64>,
 }
 
+/// Names of removed layers waiting for their background reclaim.
+const TRASH_PREFIX: &[u8] = b".tmp-remove-";
+
 /// Scans the home `home` of `layout`. `known_parents` maps layer ids to their parents as
 /// recorded elsewhere (the image store); layers it does not name get their parent from the
 /// home (see the module docs).
@@ -219,6 +227,8 @@ pub fn scan(
 
     let mut found: Vec<Found> = Vec::new();
     let mut overhead = Walk::default();
+    let mut trash: HashSet<u64> = HashSet::new();
+    let mut trash_dirs = 0;
     overhead
         .inodes
         .insert(home_st.st_ino, block_bytes(&home_st));
@@ -238,7 +248,14 @@ pub fn scan(
             (Some(id), Some(fd)) => {
                 found.push(scan_layer(&home_fd, &fd, home, id, layout, dev)?);
             }
-            _ => overhead.merge(walk(home_fd.as_fd(), name, &path, dev, false)?),
+            _ => {
+                let w = walk(home_fd.as_fd(), name, &path, dev, false)?;
+                if raw.starts_with(TRASH_PREFIX) {
+                    trash_dirs += 1;
+                    trash.extend(w.inodes.keys().copied());
+                }
+                overhead.merge(w)
+            }
         }
     }
 
@@ -344,6 +361,7 @@ pub fn scan(
             max_links,
         });
     }
+    let layer_inodes = seen.clone();
     let mut overhead_added = 0;
     for (ino, b) in &overhead.inodes {
         if seen.insert(*ino) {
@@ -353,6 +371,9 @@ pub fn scan(
     }
     totals.layers = layers.len();
     totals.overhead_inodes = overhead_added;
+    totals.pending_reclaim_layers = trash_dirs;
+    totals.pending_reclaim_inodes =
+        trash.iter().filter(|i| !layer_inodes.contains(i)).count() as u64;
     totals.distinct_inodes = seen.len() as u64;
     let fs = FsStats::of(home)?;
     let projections = projections(&layers, &fs);

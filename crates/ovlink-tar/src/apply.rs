@@ -24,6 +24,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid, XattrFlags};
 use rustix::io::Errno;
 
+use crate::datasync::DataSync;
 use crate::decompress;
 use crate::meta::{self, DirTimes, Meta};
 use crate::path::{self, Comps};
@@ -55,6 +56,7 @@ pub fn apply_layer(
         dir_times: DirTimes::default(),
         buf: vec![0u8; COPY_BUF],
         stats: ApplyStats::default(),
+        sync: opts.sync_data.then(DataSync::start),
     };
     {
         let dec = decompress::decoder(kind, &mut raw).map_err(read_err(None))?;
@@ -152,6 +154,8 @@ struct Applier<'r> {
     dir_times: DirTimes,
     buf: Vec<u8>,
     stats: ApplyStats,
+    /// The `fdatasync` pool, when [`ApplyOptions::sync_data`] is set.
+    sync: Option<DataSync>,
 }
 
 impl Applier<'_> {
@@ -314,6 +318,7 @@ impl Applier<'_> {
             dir_times,
             buf,
             stats,
+            sync,
             ..
         } = self;
         let (base, dir) = comps
@@ -348,7 +353,11 @@ impl Applier<'_> {
 
         match kind {
             Kind::File => {
-                stats.size += write_file(parent, base, &shown, entry, &meta, buf, name)?;
+                let (n, fd) = write_file(parent, base, &shown, entry, &meta, buf, name)?;
+                stats.size += n;
+                if let Some(sync) = sync {
+                    sync.push(fd, shown.clone()).map_err(fe(name))?;
+                }
             }
             Kind::Dir => {
                 if !merge_dir {
@@ -414,6 +423,9 @@ impl Applier<'_> {
 
     /// Sets the directory times, deepest first, on the directories that are still there.
     fn finish(mut self) -> Result<ApplyStats, TarError> {
+        if let Some(sync) = self.sync.take() {
+            sync.finish()?;
+        }
         let times = std::mem::take(&mut self.dir_times).into_deepest_first();
         for (comps, ts) in times {
             let shown = self.tree.shown(&comps);
@@ -453,7 +465,7 @@ fn tree_parent(p: &Path) -> PathBuf {
 }
 
 /// Creates the regular file `base` in `parent` with the entry's content and metadata;
-/// returns the number of bytes written.
+/// returns the number of bytes written and the file, still open.
 fn write_file<R: Read>(
     parent: BorrowedFd<'_>,
     base: &OsStr,
@@ -462,7 +474,7 @@ fn write_file<R: Read>(
     meta: &Meta,
     buf: &mut [u8],
     name: &Path,
-) -> Result<u64, TarError> {
+) -> Result<(u64, OwnedFd), TarError> {
     let fd = rustix::fs::openat(
         parent,
         base,
@@ -505,7 +517,7 @@ fn write_file<R: Read>(
     rustix::fs::futimens(&fd, &meta.timestamps())
         .ctx("set times of", shown)
         .map_err(fe(name))?;
-    Ok(written)
+    Ok((written, fd))
 }
 
 /// Owner, xattrs, then mode (chown clears setuid/setgid) on an open file or directory this

@@ -22,10 +22,12 @@
 //! Modules: `apply` (the entry loop and per-type creation), `decompress` (magic-byte
 //! detection, decoding, draining), `path` (entry-name normalization), `tree` (fd-relative
 //! walks below the root), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
-//! names, opaque directories and what this apply created).
+//! names, opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
+//! [`ApplyOptions::sync_data`]).
 #![forbid(unsafe_code)]
 
 mod apply;
+mod datasync;
 mod decompress;
 mod meta;
 mod path;
@@ -47,6 +49,11 @@ pub struct ApplyOptions {
     pub uid_maps: Vec<IdRange>,
     /// GID map, as [`ApplyOptions::uid_maps`].
     pub gid_maps: Vec<IdRange>,
+    /// `fdatasync` every regular file written, from a small pool of threads while the apply
+    /// goes on; [`apply_layer`] returns only when all of them are on disk. Names, modes and
+    /// directories are not synced here (the caller's one `fsync` after its rename commits
+    /// them on a journaling filesystem).
+    pub sync_data: bool,
 }
 
 /// One range of a user-namespace id map: container ids `container_id..container_id + size`
