@@ -55,7 +55,7 @@ pub enum Command {
     /// Low-level layer operations (Docker's graphdriver calls).
     #[command(subcommand)]
     Layer(LayerCmd),
-    /// Mount a container layer (overlay at <id>/merged) and print the path to use; for an
+    /// Mount a container layer (overlay at `<id>/merged`) and print the path to use; for an
     /// image layer, print its root/. Reference-counted: every mount needs an umount.
     Mount {
         /// Layer id.

@@ -441,3 +441,53 @@ fn concurrent_creates_of_one_id_make_exactly_one_layer() {
         .collect();
     assert!(names.iter().all(|n| !n.starts_with(".tmp-")), "{names:?}");
 }
+
+#[test]
+fn apply_onto_a_layer_whose_parent_is_a_container_goes_through_the_mount() {
+    // Docker's fallback: the parent has no root/, so the diff is applied through merged/.
+    // This once deadlocked on the layer's own lock; a watchdog turns a hang into a failure.
+    let t = TestRoot::new();
+    let (_, l2) = two_layers(&t);
+    t.ok(&["layer", "create-rw", "c", "--parent", l2]);
+    t.ok(&["layer", "create-rw", "d", "--parent", "c"]);
+    let tar = TarBuilder::new()
+        .file("etc/applied", 0o644, b"through the mount\n")
+        .write_to(t.path(), "d.tar");
+    let mut child = ovlink_cmd(
+        &t.root(),
+        &[
+            "layer",
+            "apply",
+            "d",
+            "--parent",
+            "c",
+            tar.to_str().unwrap(),
+        ],
+    )
+    .env("TMPDIR", t.tmp())
+    .spawn()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("layer apply through the mount hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read(t.home().join("d/upper/etc/applied")).unwrap(),
+        b"through the mount\n"
+    );
+    assert!(t.mounts().is_empty(), "the temporary mount is gone");
+    let m = std::path::PathBuf::from(t.ok(&["mount", "d"]).trim());
+    assert_eq!(
+        std::fs::read(m.join("etc/conf")).unwrap(),
+        b"lower content\n"
+    );
+    t.ok(&["umount", "d"]);
+}

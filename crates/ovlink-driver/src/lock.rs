@@ -62,6 +62,33 @@ pub struct TempDir {
 impl TempDir {
     /// Creates `<parent>/<prefix><random>` with `mode` (exactly, whatever the umask) and locks it.
     pub fn new(parent: &OwnedFd, parent_path: &Path, prefix: &str, mode: u32) -> Result<Self> {
+        // Between mkdir and flock the directory is unlocked, and a concurrent init's
+        // recovery may reap it: then it is gone (or not ours) once locked, and we retry.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_new(parent, parent_path, prefix, mode) {
+                Ok(Some(t)) => return Ok(t),
+                Ok(None) if attempt < 8 => continue,
+                Ok(None) => {
+                    return Err(ovlink_fs::FsError::io(
+                        "create a temporary directory in",
+                        parent_path,
+                        Errno::NOENT,
+                    )
+                    .into())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_new(
+        parent: &OwnedFd,
+        parent_path: &Path,
+        prefix: &str,
+        mode: u32,
+    ) -> Result<Option<Self>> {
         let parent = rustix::io::dup(parent).ctx("dup", parent_path)?;
         let name = OsString::from(format!("{prefix}{}", random_suffix()));
         let path = parent_path.join(&name);
@@ -74,10 +101,24 @@ impl TempDir {
             lock: None,
             armed: true,
         };
-        let fd = ovlink_fs::at::open_dir_at(&t.parent, &t.name, &path)?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", &path)?;
-        t.lock = Some(DirLock::lock(fd, &path)?);
-        Ok(t)
+        let fd = match ovlink_fs::at::open_dir_at(&t.parent, &t.name, &path) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                t.armed = false;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let lock = DirLock::lock(fd, &path)?;
+        let now = rustix::fs::statat(&t.parent, &*t.name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        let mine = rustix::fs::fstat(lock.fd()).ctx("stat", &path)?;
+        if !matches!(now, Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev) {
+            t.armed = false; // reaped under us: not ours to remove
+            return Ok(None);
+        }
+        rustix::fs::fchmod(lock.fd(), Mode::from_raw_mode(mode)).ctx("change mode of", &path)?;
+        t.lock = Some(lock);
+        Ok(Some(t))
     }
 
     /// The temporary directory's name inside its parent.

@@ -441,14 +441,24 @@ impl OverlayDriver {
     }
 
     /// Locks layer `id` and checks it is still in place (a remove may have raced us).
+    ///
+    /// The lock is taken on its own open of the directory (not a `dup` of the returned fd):
+    /// an flock belongs to the open file description, so dropping the lock releases it even
+    /// while the returned fd is still open.
     fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
         let fd = self.open_layer(id)?;
         let path = self.home.join(id);
-        let lock = DirLock::lock(rustix::io::dup(&fd).ctx("dup", &path)?, &path)?;
+        let lock = DirLock::lock(self.open_layer(id)?, &path)?;
         let now = rustix::fs::statat(&self.home_fd, id, AtFlags::SYMLINK_NOFOLLOW);
         let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
+        let locked = rustix::fs::fstat(lock.fd()).ctx("stat", &path)?;
         match now {
-            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => Ok((fd, lock)),
+            Ok(st)
+                if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+                    && (st.st_ino, st.st_dev) == (locked.st_ino, locked.st_dev) =>
+            {
+                Ok((fd, lock))
+            }
             _ => Err(DriverError::LayerNotFound { id: id.to_string() }),
         }
     }
@@ -502,6 +512,7 @@ impl OverlayDriver {
     }
 
     fn write_file(
+        &self,
         dir: &OwnedFd,
         name: &str,
         content: &[u8],
@@ -518,6 +529,10 @@ impl OverlayDriver {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).ctx("change mode of", shown)?;
         let mut f = std::fs::File::from(fd);
         f.write_all(content).ctx("write", shown)?;
+        if self.durable {
+            // Its data must be on disk before the rename makes the layer visible.
+            f.sync_all().ctx("fsync", shown)?;
+        }
         Ok(())
     }
 
@@ -564,7 +579,7 @@ impl OverlayDriver {
                             .ctx("stat", ppath.join(ROOT))?;
                         self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &tp.join(UPPER))?;
                         self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
-                        Self::write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
+                        self.write_file(dir, LOWER_ID, p.as_bytes(), 0o600, &tp.join(LOWER_ID))?;
                     }
                     LayerKind::Container { lower_id } => {
                         // Docker's "-init" pattern: same lower, a full copy of the parent's upper.
@@ -583,8 +598,12 @@ impl OverlayDriver {
                             copts,
                         )
                         .map_err(|e| self.classify(e.into()))?;
+                        if self.durable {
+                            // The copied files' data, before the rename publishes them.
+                            rustix::fs::syncfs(&up).ctx("syncfs", tp.join(UPPER))?;
+                        }
                         self.mkdir_exact(dir, WORK, 0o700, &tp.join(WORK))?;
-                        Self::write_file(
+                        self.write_file(
                             dir,
                             LOWER_ID,
                             lower_id.as_bytes(),
@@ -1003,7 +1022,8 @@ impl Driver for OverlayDriver {
     }
 
     fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
-        crate::diff::diff(self, id, parent, out)
+        // ENOSPC writing the tar (commit and save write it under the root): say which.
+        crate::diff::diff(self, id, parent, out).map_err(|e| self.classify(e))
     }
 
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<crate::Change>> {
