@@ -126,8 +126,10 @@ pub fn copy_tree(
         links: Mutex::new(HashMap::new()),
     };
     let st = rustix::fs::fstat(src).ctx("stat", src_shown)?;
-    copy_dir(&ctx, src, dst, Path::new(""), 0, st.st_mode)?;
-    apply_dir_meta(&ctx, src, dst, &st, Path::new(""), 0)?;
+    let own = rustix::fs::openat(src, ".", crate::at::DIR_FLAGS, Mode::empty())
+        .ctx("open directory", src_shown)?;
+    copy_dir(&ctx, own, dst, Path::new(""), 0, st.st_mode)?;
+    apply_dir_meta(&ctx, src, dst, &st, Path::new(""), false, true)?;
     let c = &ctx.counters;
     Ok(CopyStats {
         dirs: c.dirs.load(Ordering::Relaxed),
@@ -138,63 +140,78 @@ pub fn copy_tree(
     })
 }
 
+/// Copies the entries of `src` (owned: read with `Dir::new`, so the directory is not reopened)
+/// into `dst`, recursing into subdirectories. Returns the reader, which still owns `src`, for
+/// the caller to read `src`'s own xattrs through.
 fn copy_dir(
     ctx: &Ctx<'_>,
-    src: BorrowedFd<'_>,
+    src: OwnedFd,
     dst: BorrowedFd<'_>,
     rel: &Path,
     depth: usize,
     mode: u32,
-) -> Result<()> {
+) -> Result<Dir> {
     let mut subdirs: Vec<OsString> = Vec::new();
-    {
-        let it = Dir::read_from(src).with_ctx("read directory", || ctx.src_root.join(rel))?;
-        for ent in it {
-            let ent = ent.with_ctx("read directory", || ctx.src_root.join(rel))?;
-            let raw = ent.file_name().to_bytes();
-            if raw == b"." || raw == b".." {
+    let mut leaves: Vec<(OsString, FileType)> = Vec::new();
+    let mut it = Dir::new(src).with_ctx("read directory", || ctx.src_root.join(rel))?;
+    for ent in it.by_ref() {
+        let ent = ent.with_ctx("read directory", || ctx.src_root.join(rel))?;
+        let raw = ent.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        let name = OsStr::from_bytes(raw).to_os_string();
+        match ent.file_type() {
+            FileType::Directory => subdirs.push(name),
+            ft => leaves.push((name, ft)),
+        }
+    }
+    let src = it
+        .fd()
+        .with_ctx("read directory", || ctx.src_root.join(rel))?;
+    for (name, mut ft) in leaves {
+        if ft == FileType::Unknown {
+            let st = rustix::fs::statat(src, &*name, AtFlags::SYMLINK_NOFOLLOW)
+                .with_ctx("stat", || ctx.src_root.join(rel).join(&name))?;
+            ft = FileType::from_raw_mode(st.st_mode);
+            if ft == FileType::Directory {
+                subdirs.push(name);
                 continue;
             }
-            let name = OsStr::from_bytes(raw);
-            let mut ft = ent.file_type();
-            if ft == FileType::Unknown {
-                let st = rustix::fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .with_ctx("stat", || ctx.src_root.join(rel).join(name))?;
-                ft = FileType::from_raw_mode(st.st_mode);
-            }
-            if ft == FileType::Directory {
-                subdirs.push(name.to_os_string());
-            } else {
-                copy_leaf(ctx, src, dst, name, ft, rel)?;
-            }
         }
+        copy_leaf(ctx, src, dst, &name, ft, rel)?;
     }
     let setgid_parent = mode & 0o2000 != 0;
     let one = |name: &OsString| -> Result<()> {
         let child_rel = rel.join(name);
         let st = rustix::fs::statat(src, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
             .with_ctx("stat", || ctx.src_root.join(&child_rel))?;
-        rustix::fs::mkdirat(dst, name.as_os_str(), Mode::from_raw_mode(0o700))
-            .with_ctx("create directory", || ctx.dst_root.join(&child_rel))?;
+        // When mkdir can give the final mode directly (no special bits, nothing the umask
+        // strips, no setgid inherited from the parent), the chmod afterwards is not needed.
+        let perm = st.st_mode & 0o7777;
+        let exact = perm & 0o7000 == 0 && perm & ctx.umask == 0 && !setgid_parent;
+        rustix::fs::mkdirat(
+            dst,
+            name.as_os_str(),
+            Mode::from_raw_mode(if exact { perm } else { 0o700 }),
+        )
+        .with_ctx("create directory", || ctx.dst_root.join(&child_rel))?;
         let s = open_dir_at(src, name, &ctx.src_root.join(&child_rel))?;
         let d = open_dir_at(dst, name, &ctx.dst_root.join(&child_rel))?;
-        copy_dir(ctx, s.as_fd(), d.as_fd(), &child_rel, depth + 1, st.st_mode)?;
-        apply_dir_meta(
-            ctx,
-            s.as_fd(),
-            d.as_fd(),
-            &st,
-            &child_rel,
-            if setgid_parent { 1 } else { 0 },
-        )?;
+        let s = copy_dir(ctx, s, d.as_fd(), &child_rel, depth + 1, st.st_mode)?;
+        let sfd = s
+            .fd()
+            .with_ctx("read directory", || ctx.src_root.join(&child_rel))?;
+        apply_dir_meta(ctx, sfd, d.as_fd(), &st, &child_rel, setgid_parent, !exact)?;
         ctx.counters.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     };
     if depth < ctx.opts.parallel_depth && subdirs.len() > 1 && ctx.opts.mode == CopyMode::Hardlink {
-        subdirs.par_iter().try_for_each(one)
+        subdirs.par_iter().try_for_each(one)?;
     } else {
-        subdirs.iter().try_for_each(one)
+        subdirs.iter().try_for_each(one)?;
     }
+    Ok(it)
 }
 
 /// Owner, layer xattrs, mode and times of a re-created directory, after its children.
@@ -205,10 +222,11 @@ fn apply_dir_meta(
     dst: BorrowedFd<'_>,
     st: &Stat,
     rel: &Path,
-    force: u8,
+    setgid_parent: bool,
+    chmod: bool,
 ) -> Result<()> {
     let dst_path = || ctx.dst_root.join(rel);
-    if force == 1 || st.st_uid != ctx.euid || st.st_gid != ctx.egid {
+    if setgid_parent || st.st_uid != ctx.euid || st.st_gid != ctx.egid {
         rustix::fs::fchown(
             dst,
             Some(rustix::fs::Uid::from_raw(st.st_uid)),
@@ -219,10 +237,11 @@ fn apply_dir_meta(
     for (name, value) in xattr::read_all_fd(src, &ctx.src_root.join(rel), xattr::is_layer_xattr)? {
         xattr::set_fd(dst, &name, &value, &dst_path())?;
     }
-    // Always chmod: mkdir used 0700, and chown may have cleared setgid.
-    rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))
-        .with_ctx("change mode of", dst_path)?;
-    let _ = ctx.umask;
+    // mkdir used 0700 unless it could set the exact mode; chown may have cleared setgid.
+    if chmod {
+        rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))
+            .with_ctx("change mode of", dst_path)?;
+    }
     rustix::fs::futimens(dst, &times_of(st)).with_ctx("set times of", dst_path)?;
     Ok(())
 }
