@@ -5,10 +5,13 @@
 #
 #   scripts/fuzz.sh [SECONDS]
 #
-# New inputs go to $FUZZ_WORK/corpus/<target> (default /tmp/ovlink-fuzz), seeded from the
-# committed fuzz/corpus/<target>; crashes to $FUZZ_WORK/artifacts/<target>; logs to
-# $FUZZ_WORK/<target>.log. Minimize into the repo afterwards with
-#   cargo fuzz cmin <target> fuzz/corpus/<target>   (after copying new inputs in).
+# New inputs go to $FUZZ_WORK/corpus/<target> (default /tmp/ovlink-fuzz), which starts from
+# the corpus earlier runs found (fuzz/corpus-found/<target>.tar.zst, unpacked) plus the seeds
+# in fuzz/corpus/<target>; crashes go to $FUZZ_WORK/artifacts/<target>; logs to
+# $FUZZ_WORK/<target>.log. To keep what a run found, minimize and pack it (the inputs are
+# tars full of zero padding: 4-9 MB minimized, ~60 KB packed):
+#   fuzz/target/x86_64-unknown-linux-gnu/release/<target> -merge=1 MIN fuzz/corpus/<target> $FUZZ_WORK/corpus/<target>
+#   (cd MIN && tar --sort=name --mtime=@0 --owner=0 --group=0 -cf - . | zstd -19 -c) > fuzz/corpus-found/<target>.tar.zst
 # Stable Rust works: cargo-fuzz's nightly flags are allowed with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 secs=${1:-60}
@@ -24,6 +27,9 @@ cargo fuzz build -O
 run() {
   local t=$1
   mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
+  if [ -f "$here/fuzz/corpus-found/$t.tar.zst" ]; then
+    zstd -dqc "$here/fuzz/corpus-found/$t.tar.zst" | tar -xf - -C "$work/corpus/$t"
+  fi
   nice -n 19 cargo fuzz run -O "$t" "$work/corpus/$t" "$here/fuzz/corpus/$t" -- \
     -max_total_time="$secs" -max_len=65536 -timeout=20 -rss_limit_mb=2048 \
     -artifact_prefix="$work/artifacts/$t/" -print_final_stats=1 >"$work/$t.log" 2>&1
