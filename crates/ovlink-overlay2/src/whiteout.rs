@@ -16,6 +16,7 @@
 //! handed.
 
 use ovlink_fs::error::Context;
+use ovlink_tar::decompress;
 use ovlink_tar::TarError;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ffi::OsStr;
@@ -42,63 +43,19 @@ fn read_err(entry: Option<&Path>, source: io::Error) -> TarError {
     }
 }
 
-/// The input with its first bytes (read for detection) put back in front.
-struct Prefixed<'a> {
-    head: [u8; 4],
-    pos: usize,
-    len: usize,
-    inner: &'a mut dyn Read,
-}
-
-impl Read for Prefixed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.len {
-            let n = (self.len - self.pos).min(buf.len());
-            buf[..n].copy_from_slice(&self.head[self.pos..self.pos + n]);
-            self.pos += n;
-            return Ok(n);
-        }
-        self.inner.read(buf)
-    }
-}
-
 /// Rewrites the layer tar `input` into the plain tar `out` (see the module docs).
 pub fn rewrite(input: &mut dyn Read, out: &mut dyn Write) -> Result<Rewritten, TarError> {
-    let mut head = [0u8; 4];
-    let mut len = 0;
-    while len < head.len() {
-        match input.read(&mut head[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(read_err(None, e)),
-        }
-    }
-    let mut src = Prefixed {
-        head,
-        pos: 0,
-        len,
-        inner: input,
+    // Detection, decoding and draining are the tar applier's own (ovlink_tar::decompress).
+    let (kind, mut raw) = decompress::sniff(input).map_err(|e| read_err(None, e))?;
+    let r = {
+        let mut dec = decompress::decoder(kind, &mut raw).map_err(|e| read_err(None, e))?;
+        let r = rewrite_plain(&mut dec, out)?;
+        drain(&mut dec)?;
+        r
     };
-    if head[..len].starts_with(&[0x1f, 0x8b]) {
-        let mut dec = flate2::read::MultiGzDecoder::new(io::BufReader::new(&mut src));
-        let r = rewrite_plain(&mut dec, out)?;
-        drain(&mut dec)?;
-        let mut rest = dec.into_inner();
-        drain(&mut rest)?;
-        Ok(r)
-    } else if head[..len].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let mut dec = zstd::stream::read::Decoder::new(&mut src).map_err(|e| read_err(None, e))?;
-        let r = rewrite_plain(&mut dec, out)?;
-        drain(&mut dec)?;
-        let mut rest = dec.finish();
-        drain(&mut rest)?;
-        Ok(r)
-    } else {
-        let r = rewrite_plain(&mut src, out)?;
-        drain(&mut src)?;
-        Ok(r)
-    }
+    // The raw input to its end, so a wrapping reader always sees EOF.
+    drain(&mut raw)?;
+    Ok(r)
 }
 
 fn drain(r: &mut dyn Read) -> Result<(), TarError> {

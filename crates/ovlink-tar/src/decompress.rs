@@ -9,7 +9,7 @@ use std::io::{self, Read};
 
 /// The compression of a layer stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Compression {
+pub enum Compression {
     /// A plain tar.
     None,
     /// gzip (one or more members).
@@ -22,7 +22,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// The compression announced by the first bytes of a stream (up to 4 bytes are looked at).
-pub(crate) fn detect(prefix: &[u8]) -> Compression {
+pub fn detect(prefix: &[u8]) -> Compression {
     if prefix.starts_with(&GZIP_MAGIC) {
         Compression::Gzip
     } else if prefix.starts_with(&ZSTD_MAGIC) {
@@ -33,7 +33,7 @@ pub(crate) fn detect(prefix: &[u8]) -> Compression {
 }
 
 /// The input with its first bytes (read for detection) put back in front.
-pub(crate) struct Prefixed<'a> {
+pub struct Prefixed<'a> {
     head: [u8; 4],
     pos: usize,
     len: usize,
@@ -53,7 +53,7 @@ impl Read for Prefixed<'_> {
 }
 
 /// Reads the first bytes of `input` (up to 4, fewer only at EOF) and detects the compression.
-pub(crate) fn sniff(input: &mut dyn Read) -> io::Result<(Compression, Prefixed<'_>)> {
+pub fn sniff(input: &mut dyn Read) -> io::Result<(Compression, Prefixed<'_>)> {
     let mut head = [0u8; 4];
     let mut len = 0;
     while len < head.len() {
@@ -77,10 +77,7 @@ pub(crate) fn sniff(input: &mut dyn Read) -> io::Result<(Compression, Prefixed<'
 }
 
 /// The decoded (tar) stream over `raw`.
-pub(crate) fn decoder<'b>(
-    kind: Compression,
-    raw: &'b mut Prefixed<'_>,
-) -> io::Result<Box<dyn Read + 'b>> {
+pub fn decoder<'b>(kind: Compression, raw: &'b mut Prefixed<'_>) -> io::Result<Box<dyn Read + 'b>> {
     Ok(match kind {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
@@ -89,7 +86,7 @@ pub(crate) fn decoder<'b>(
 }
 
 /// Reads `r` to its end, discarding the bytes; returns how many there were.
-pub(crate) fn drain(r: &mut dyn Read) -> io::Result<u64> {
+pub fn drain(r: &mut dyn Read) -> io::Result<u64> {
     io::copy(r, &mut io::sink())
 }
 

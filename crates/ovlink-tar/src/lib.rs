@@ -28,7 +28,7 @@
 
 mod apply;
 mod datasync;
-mod decompress;
+pub mod decompress;
 mod meta;
 mod path;
 mod tree;
