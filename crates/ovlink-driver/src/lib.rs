@@ -28,6 +28,7 @@ pub mod id;
 pub mod lock;
 pub mod mount;
 pub mod overlay;
+pub mod refs;
 
 pub use error::{DriverError, Result};
 pub use id::validate_id;

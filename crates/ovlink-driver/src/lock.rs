@@ -221,3 +221,37 @@ pub fn reap_temp_dirs_except(
     }
     Ok(removed)
 }
+
+/// Locks layer directory `<home>/<id>`, whose fd the caller opened as `fd`, and checks that
+/// it is still the entry at that name (a remove may have raced us): returns `fd` with the lock.
+///
+/// The lock is taken on its own open of the directory, not on a `dup` of `fd`: an flock
+/// belongs to the open file description, so dropping the lock releases it even while `fd`
+/// stays open (a shared description once made a layer deadlock against itself).
+pub fn lock_layer_dir(
+    home_fd: &OwnedFd,
+    home: &Path,
+    id: &str,
+    fd: OwnedFd,
+) -> Result<(OwnedFd, DirLock)> {
+    let path = home.join(id);
+    let not_found = || crate::DriverError::LayerNotFound { id: id.to_string() };
+    let lock_fd = match ovlink_fs::at::open_dir_at(home_fd, id, &path) {
+        Ok(l) => l,
+        Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    let lock = DirLock::lock(lock_fd, &path)?;
+    let now = rustix::fs::statat(home_fd, id, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+    let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
+    let locked = rustix::fs::fstat(lock.fd()).ctx("stat", &path)?;
+    match now {
+        Ok(st)
+            if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+                && (st.st_ino, st.st_dev) == (locked.st_ino, locked.st_dev) =>
+        {
+            Ok((fd, lock))
+        }
+        _ => Err(not_found()),
+    }
+}

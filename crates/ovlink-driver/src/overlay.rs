@@ -23,6 +23,7 @@ use crate::checks::{self, OverlayFeatures};
 use crate::error::{DriverError, Result};
 use crate::lock::{reap_temp_dirs, reap_temp_dirs_except, DirLock, TempDir};
 use crate::mount;
+use crate::refs::MountRefs;
 use crate::{validate_id, CreateOpts, Driver, IdMap, InitConfig, LayerInfo, LayerKind};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
 use ovlink_fs::error::Context;
@@ -30,12 +31,11 @@ use ovlink_fs::{copy_tree, CopyOptions, FsError};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 /// Names of the entries of a layer directory.
 const ROOT: &str = "root";
@@ -50,12 +50,6 @@ const TMP_ROOT_PREFIX: &str = "tmproot";
 /// Prefix of removed layers waiting to be reclaimed.
 pub const TRASH_PREFIX: &str = ".tmp-remove-";
 
-#[derive(Debug, Default)]
-struct RefCount {
-    count: u64,
-    checked: bool,
-}
-
 /// The legacy overlay driver. See the module docs for the layout.
 #[derive(Debug)]
 pub struct OverlayDriver {
@@ -67,7 +61,7 @@ pub struct OverlayDriver {
     root_ids: Option<(u32, u32)>,
     uid_maps: Vec<IdMap>,
     gid_maps: Vec<IdMap>,
-    refs: Mutex<HashMap<String, RefCount>>,
+    refs: MountRefs,
     warnings: Vec<String>,
     durable: bool,
     sync: SyncMode,
@@ -224,7 +218,7 @@ impl OverlayDriver {
             root_ids,
             uid_maps: cfg.uid_maps.clone(),
             gid_maps: cfg.gid_maps.clone(),
-            refs: Mutex::new(HashMap::new()),
+            refs: MountRefs::new(),
             warnings,
             durable: sync != SyncMode::None,
             background_reclaim: AtomicBool::new(background),
@@ -327,10 +321,7 @@ impl OverlayDriver {
         rustix::fs::renameat(&self.home_fd, id, &self.home_fd, name.as_str())
             .ctx("move aside for removal", &path)?;
         ovlink_fs::crash::point("remove.after-rename");
-        self.refs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.refs.forget(id);
         self.sync_dir(&self.home_fd, &self.home)?;
         drop(fd);
         Ok(Trash {
@@ -440,27 +431,10 @@ impl OverlayDriver {
         }
     }
 
-    /// Locks layer `id` and checks it is still in place (a remove may have raced us).
-    ///
-    /// The lock is taken on its own open of the directory (not a `dup` of the returned fd):
-    /// an flock belongs to the open file description, so dropping the lock releases it even
-    /// while the returned fd is still open.
+    /// Locks layer `id` and checks it is still in place (see [`crate::lock::lock_layer_dir`]).
     fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
         let fd = self.open_layer(id)?;
-        let path = self.home.join(id);
-        let lock = DirLock::lock(self.open_layer(id)?, &path)?;
-        let now = rustix::fs::statat(&self.home_fd, id, AtFlags::SYMLINK_NOFOLLOW);
-        let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
-        let locked = rustix::fs::fstat(lock.fd()).ctx("stat", &path)?;
-        match now {
-            Ok(st)
-                if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
-                    && (st.st_ino, st.st_dev) == (locked.st_ino, locked.st_dev) =>
-            {
-                Ok((fd, lock))
-            }
-            _ => Err(DriverError::LayerNotFound { id: id.to_string() }),
-        }
+        crate::lock::lock_layer_dir(&self.home_fd, &self.home, id, fd)
     }
 
     fn read_lower_id(&self, fd: &OwnedFd, layer: &Path) -> Result<String> {
@@ -779,23 +753,11 @@ impl Driver for OverlayDriver {
             }
         };
         let merged = path.join(MERGED);
-        {
-            let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-            let r = refs.entry(id.to_string()).or_default();
-            if !r.checked {
-                r.checked = true;
-                if mount::is_overlay_mounted(&merged) {
-                    r.count += 1;
-                }
-            }
-            r.count += 1;
-            if r.count > 1 {
-                return Ok(merged);
-            }
+        if !self.refs.acquire(id, &merged) {
+            return Ok(merged);
         }
         let undo = |e: DriverError| {
-            let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-            refs.remove(id);
+            self.refs.forget(id);
             let _ = rustix::fs::unlinkat(&fd, MERGED, AtFlags::REMOVEDIR);
             e
         };
@@ -832,20 +794,9 @@ impl Driver for OverlayDriver {
         }
         let (_fd, _lock) = self.lock_layer(id)?;
         let merged = self.home.join(id).join(MERGED);
-        let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-        let r = refs.entry(id.to_string()).or_default();
-        if !r.checked {
-            r.checked = true;
-            if mount::is_overlay_mounted(&merged) {
-                r.count += 1;
-            }
-        }
-        r.count = r.count.saturating_sub(1);
-        if r.count > 0 {
+        if !self.refs.release(id, &merged) {
             return Ok(());
         }
-        refs.remove(id);
-        drop(refs);
         mount::unmount(&merged)?;
         match rustix::fs::unlinkat(&fd, MERGED, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -997,7 +948,7 @@ impl Driver for OverlayDriver {
                 let _ = std::fs::remove_dir(&m);
             }
         }
-        self.refs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.refs.clear();
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use ovlink_driver::checks::{self, OverlayFeatures};
 use ovlink_driver::error::{DriverError, Result};
 use ovlink_driver::lock::{random_suffix, reap_temp_dirs, DirLock, TempDir};
 use ovlink_driver::mount as dmount;
+use ovlink_driver::refs::MountRefs;
 use ovlink_driver::{validate_id, CreateOpts, Driver, InitConfig, LayerInfo, LayerKind};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
 use ovlink_fs::error::Context;
@@ -27,11 +28,10 @@ use ovlink_fs::{copy_tree, CopyOptions, FsError};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// Names inside the home and a layer directory.
 pub const LINK_DIR: &str = "l";
@@ -46,12 +46,6 @@ pub const RW_XATTR: &str = "trusted.ovlink.rw";
 const TMP_HOME_PREFIX: &str = ".tmp-";
 const TMP_DIFF_PREFIX: &str = "tmpdiff-";
 
-#[derive(Debug, Default)]
-struct RefCount {
-    count: u64,
-    checked: bool,
-}
-
 /// The overlay2 driver. See the crate docs for the layout.
 #[derive(Debug)]
 pub struct Overlay2Driver {
@@ -62,7 +56,7 @@ pub struct Overlay2Driver {
     d_type: bool,
     features: OverlayFeatures,
     root_ids: Option<(u32, u32)>,
-    refs: Mutex<HashMap<String, RefCount>>,
+    refs: MountRefs,
     warnings: Vec<String>,
     durable: bool,
 }
@@ -166,7 +160,7 @@ impl Overlay2Driver {
             d_type,
             features: OverlayFeatures::read(),
             root_ids,
-            refs: Mutex::new(HashMap::new()),
+            refs: MountRefs::new(),
             warnings,
             durable: std::env::var_os("OVLINK_NO_FSYNC").is_none(),
         };
@@ -337,14 +331,7 @@ impl Overlay2Driver {
     /// Locks layer `id` and checks it is still in place (a remove may have raced us).
     fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
         let fd = self.open_layer(id)?;
-        let path = self.home.join(id);
-        let lock = DirLock::lock(rustix::io::dup(&fd).ctx("dup", &path)?, &path)?;
-        let now = rustix::fs::statat(&self.home_fd, id, AtFlags::SYMLINK_NOFOLLOW);
-        let mine = rustix::fs::fstat(&fd).ctx("stat", &path)?;
-        match now {
-            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => Ok((fd, lock)),
-            _ => Err(DriverError::LayerNotFound { id: id.to_string() }),
-        }
+        ovlink_driver::lock::lock_layer_dir(&self.home_fd, &self.home, id, fd)
     }
 
     fn read_small(fd: &OwnedFd, name: &str, shown: &Path) -> Result<Option<String>> {
@@ -745,10 +732,7 @@ impl Driver for Overlay2Driver {
         let trash = format!(".tmp-remove-{}", random_suffix());
         rustix::fs::renameat(&self.home_fd, id, &self.home_fd, trash.as_str())
             .ctx("move aside for removal", &path)?;
-        self.refs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.refs.forget(id);
         self.sync_dir(&self.home_fd, &self.home)?;
         ovlink_fs::remove_all_at(&self.home_fd, OsStr::new(&trash), &self.home.join(&trash))?;
         drop(lock);
@@ -771,23 +755,11 @@ impl Driver for Overlay2Driver {
         }
         let (fd, _lock) = self.lock_layer(id)?;
         let merged = path.join(MERGED);
-        {
-            let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-            let r = refs.entry(id.to_string()).or_default();
-            if !r.checked {
-                r.checked = true;
-                if dmount::is_overlay_mounted(&merged) {
-                    r.count += 1;
-                }
-            }
-            r.count += 1;
-            if r.count > 1 {
-                return Ok(merged);
-            }
+        if !self.refs.acquire(id, &merged) {
+            return Ok(merged);
         }
         let undo = |e: DriverError| {
-            let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-            refs.remove(id);
+            self.refs.forget(id);
             let _ = rustix::fs::unlinkat(&fd, MERGED, AtFlags::REMOVEDIR);
             e
         };
@@ -837,20 +809,9 @@ impl Driver for Overlay2Driver {
         }
         let (fd, _lock) = self.lock_layer(id)?;
         let merged = path.join(MERGED);
-        let mut refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-        let r = refs.entry(id.to_string()).or_default();
-        if !r.checked {
-            r.checked = true;
-            if dmount::is_overlay_mounted(&merged) {
-                r.count += 1;
-            }
-        }
-        r.count = r.count.saturating_sub(1);
-        if r.count > 0 {
+        if !self.refs.release(id, &merged) {
             return Ok(());
         }
-        refs.remove(id);
-        drop(refs);
         dmount::unmount(&merged)?;
         match rustix::fs::unlinkat(&fd, MERGED, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -929,7 +890,7 @@ impl Driver for Overlay2Driver {
                 let _ = std::fs::remove_dir(&m);
             }
         }
-        self.refs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.refs.clear();
         Ok(())
     }
 
