@@ -124,6 +124,21 @@ pub fn check_kernel() -> Result<()> {
 /// Whether the filesystem holding `dir` reports file types in `readdir` (d_type).
 /// Creates and removes a small probe directory inside `dir`.
 pub fn supports_dtype(dir: &Path) -> Result<bool> {
+    // Fast path: an entry `dir` already holds (a layer, in an existing home) shows whether
+    // readdir reports types, without writing anything. `.` and `..` do not count: some
+    // filesystems report them as directories even without d_type. Only a type is trusted;
+    // an unknown one is confirmed by the probe below.
+    let fd = ovlink_fs::at::open_dir(dir)?;
+    for ent in rustix::fs::Dir::new(fd).ctx("read directory", dir)? {
+        let ent = ent.ctx("read directory", dir)?;
+        let name = ent.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            if ent.file_type() != rustix::fs::FileType::Unknown {
+                return Ok(true);
+            }
+            break;
+        }
+    }
     // A flocked temporary directory with a random name: concurrent inits (threads or
     // processes) never share it, and another init's recovery never reaps it while in use.
     let parent = ovlink_fs::at::open_dir(dir)?;
