@@ -194,28 +194,14 @@ pub fn changes(
     if json {
         let v: Vec<_> = changes
             .iter()
-            .map(|c| {
-                let k = match c.kind {
-                    ovlink_driver::ChangeKind::Modify => 0,
-                    ovlink_driver::ChangeKind::Add => 1,
-                    ovlink_driver::ChangeKind::Delete => 2,
-                };
-                serde_json::json!({ "Path": c.path, "Kind": k })
-            })
+            .map(|c| serde_json::json!({ "Path": c.path, "Kind": c.kind.wire() }))
             .collect();
         return output::json(&v);
     }
     // One line per change, sorted as `docker diff | sort` prints them (A, C, D; by path).
     let mut lines: Vec<String> = changes
         .iter()
-        .map(|c| {
-            let k = match c.kind {
-                ovlink_driver::ChangeKind::Modify => 'C',
-                ovlink_driver::ChangeKind::Add => 'A',
-                ovlink_driver::ChangeKind::Delete => 'D',
-            };
-            format!("{k} {}\n", c.path)
-        })
+        .map(|c| format!("{} {}\n", c.kind.letter(), c.path))
         .collect();
     lines.sort();
     let mut out = std::io::stdout().lock();

@@ -118,6 +118,26 @@ pub enum ChangeKind {
     Delete,
 }
 
+impl ChangeKind {
+    /// The number the plugin protocol uses (`Kind` in `GraphDriver.Changes`).
+    pub fn wire(self) -> u8 {
+        match self {
+            ChangeKind::Modify => 0,
+            ChangeKind::Add => 1,
+            ChangeKind::Delete => 2,
+        }
+    }
+
+    /// The letter `docker diff` prints.
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Modify => 'C',
+            ChangeKind::Add => 'A',
+            ChangeKind::Delete => 'D',
+        }
+    }
+}
+
 /// Docker's graphdriver interface. Every method documents its contract; ids are validated
 /// ([`validate_id`]) before any path is built from them.
 pub trait Driver: Send + Sync {

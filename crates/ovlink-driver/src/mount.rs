@@ -118,6 +118,18 @@ pub fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Unmounts everything at or below `dir`, deepest first, and removes the `merged/` mount
+/// points it empties (a driver's `cleanup`).
+pub fn unmount_all_under(dir: &Path) -> Result<()> {
+    for m in mounts_under(dir) {
+        unmount(&m)?;
+        if m.file_name().is_some_and(|n| n == "merged") {
+            let _ = std::fs::remove_dir(&m);
+        }
+    }
+    Ok(())
+}
+
 /// The mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = mount_points()

@@ -942,12 +942,7 @@ impl Driver for OverlayDriver {
     }
 
     fn cleanup(&self) -> Result<()> {
-        for m in mount::mounts_under(&self.home) {
-            mount::unmount(&m)?;
-            if m.file_name() == Some(OsStr::new(MERGED)) {
-                let _ = std::fs::remove_dir(&m);
-            }
-        }
+        mount::unmount_all_under(&self.home)?;
         self.refs.clear();
         Ok(())
     }

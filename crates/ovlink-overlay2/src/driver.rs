@@ -884,12 +884,7 @@ impl Driver for Overlay2Driver {
     }
 
     fn cleanup(&self) -> Result<()> {
-        for m in dmount::mounts_under(&self.home) {
-            dmount::unmount(&m)?;
-            if m.file_name() == Some(OsStr::new(MERGED)) {
-                let _ = std::fs::remove_dir(&m);
-            }
-        }
+        dmount::unmount_all_under(&self.home)?;
         self.refs.clear();
         Ok(())
     }

@@ -4,7 +4,7 @@
 //!
 //! This module only converts shapes; it never calls the driver.
 
-use ovlink_driver::{Change, ChangeKind, IdMap};
+use ovlink_driver::{Change, IdMap};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -109,11 +109,7 @@ impl From<&Change> for WireChange {
     fn from(c: &Change) -> Self {
         WireChange {
             path: c.path.clone(),
-            kind: match c.kind {
-                ChangeKind::Modify => 0,
-                ChangeKind::Add => 1,
-                ChangeKind::Delete => 2,
-            },
+            kind: c.kind.wire(),
         }
     }
 }
