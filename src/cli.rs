@@ -4,6 +4,17 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// A layer id from the command line, checked with the one layer-id rule
+/// ([`ovlink_driver::id::LayerId`]) before any command runs.
+fn layer_id(s: &str) -> Result<String, ovlink_driver::DriverError> {
+    ovlink_driver::id::LayerId::parse(s).map(String::from)
+}
+
+/// A mount label, checked as an SELinux context ([`ovlink_driver::mount::label_option`]).
+fn mount_label(s: &str) -> Result<String, ovlink_driver::DriverError> {
+    ovlink_driver::mount::label_option(s).map(|_| s.to_string())
+}
+
 /// Docker's legacy `overlay` storage driver, re-implemented: image layers are full trees of
 /// hardlinks into their parent, containers are overlayfs mounts with a single lowerdir.
 #[derive(Debug, Parser)]
@@ -59,24 +70,28 @@ pub enum Command {
     /// image layer, print its root/. Reference-counted: every mount needs an umount.
     Mount {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
-        /// SELinux label for the mount (passed as context=).
-        #[arg(long)]
+        /// SELinux label for the mount (an SELinux context such as
+        /// system_u:object_r:container_file_t:s0:c1,c2, passed as context="…").
+        #[arg(long, value_parser = mount_label)]
         mount_label: Option<String>,
     },
     /// Release one mount of a layer; the last one unmounts merged/.
     Umount {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
     },
     /// Write a Docker layer tar of what a layer changed against its parent (`docker save`'s
     /// layer.tar, `docker commit`'s input): to stdout, or to -o FILE.
     Diff {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Parent to diff against (default: a container's init layer, a container layer's
         /// lower-id, an image layer's recorded parent).
-        #[arg(long)]
+        #[arg(long, value_parser = layer_id)]
         parent: Option<String>,
         /// Write the tar to FILE instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -85,9 +100,10 @@ pub enum Command {
     /// List what a layer changed, as `docker diff` prints it (A added, C changed, D deleted).
     Changes {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Parent to compare with (same default as `diff`).
-        #[arg(long)]
+        #[arg(long, value_parser = layer_id)]
         parent: Option<String>,
         /// Print JSON (the plugin protocol's Kind numbers: 0 changed, 1 added, 2 deleted).
         #[arg(long)]
@@ -96,9 +112,10 @@ pub enum Command {
     /// Bytes of the regular files a layer changed.
     DiffSize {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Parent to compare with (same default as `diff`).
-        #[arg(long)]
+        #[arg(long, value_parser = layer_id)]
         parent: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -143,27 +160,30 @@ pub enum LayerCmd {
     /// upper/, work/ until a diff is applied.
     Create {
         /// New layer id (a single directory name).
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Parent layer id.
-        #[arg(long)]
+        #[arg(long, value_parser = layer_id)]
         parent: Option<String>,
     },
     /// Create a container layer (lower-id, upper/, work/); on a container parent, its upper/
     /// is copied (Docker's `-init` pattern).
     CreateRw {
         /// New layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Parent layer id.
-        #[arg(long)]
+        #[arg(long, value_parser = layer_id)]
         parent: Option<String>,
     },
     /// Apply a layer tar (plain, gzip or zstd; '-' for stdin) to a layer, creating it on
     /// --parent first if it does not exist. Prints the size of the files applied.
     Apply {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Parent layer id (for a new layer).
-        #[arg(long)]
+        #[arg(long, value_parser = layer_id)]
         parent: Option<String>,
         /// The tar file, or '-' for standard input.
         file: PathBuf,
@@ -173,6 +193,7 @@ pub enum LayerCmd {
     /// `ovlink layer reclaim` process (`ovlink report` shows the inodes still to be freed).
     Rm {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Return as soon as the layer is gone; delete its tree in a detached process.
         #[arg(long)]
@@ -193,6 +214,7 @@ pub enum LayerCmd {
     /// Show a layer: kind, parent, mount state, and what `docker inspect` shows.
     Inspect {
         /// Layer id.
+        #[arg(value_parser = layer_id)]
         id: String,
         /// Print JSON.
         #[arg(long)]

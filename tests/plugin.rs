@@ -526,3 +526,78 @@ fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
     let msg = String::from_utf8_lossy(&out);
     assert!(msg.contains("huge") && msg.contains("70000"), "{msg}");
 }
+
+/// Issue 11 items 1 and 2 through the plugin protocol: ids that overlayfs would unescape
+/// (`\.\.` as an image layer, `\..` as a container layer) and labels that add options are
+/// refused by Create, CreateReadWrite, ApplyDiff and Get; the directories a mount through
+/// them would reach (`<root>/root`, `<root>/upper`, `<root>/work`) are unchanged and nothing
+/// is mounted.
+#[test]
+fn plugin_refuses_escaping_ids_and_labels() {
+    let tr = TestRoot::new();
+    let p = Plugin::start(&tr);
+    let root = tr.path().join("data");
+    let home = root.join("overlay");
+    p.init(&home);
+    p.ok("GraphDriver.Create", json!({"ID": "base"}));
+    let tar = TarBuilder::new().file("f", 0o644, b"x").build();
+    p.apply("base", "", std::io::Cursor::new(tar.clone()));
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c1", "Parent": "base"}),
+    );
+    let sentinels = crate::ids_mounts::make_sentinels(&root);
+    let before = crate::ids_mounts::manifests(&sentinels);
+    for id in crate::ids_mounts::HOSTILE_IDS {
+        for (method, body) in [
+            ("GraphDriver.Create", json!({"ID": id})),
+            ("GraphDriver.Create", json!({"ID": id, "Parent": "base"})),
+            (
+                "GraphDriver.CreateReadWrite",
+                json!({"ID": id, "Parent": "base"}),
+            ),
+            (
+                "GraphDriver.CreateReadWrite",
+                json!({"ID": "c2", "Parent": id}),
+            ),
+            ("GraphDriver.Get", json!({"ID": id})),
+            ("GraphDriver.Put", json!({"ID": id})),
+            ("GraphDriver.Remove", json!({"ID": id})),
+            ("GraphDriver.Changes", json!({"ID": id, "Parent": ""})),
+        ] {
+            let e = p.err(method, body.clone());
+            assert!(e.contains("invalid layer id"), "{method} {body}: {e}");
+        }
+        let q: String = id.bytes().map(|b| format!("%{b:02X}")).collect();
+        let (status, out) = p
+            .client
+            .send_reader(
+                &format!("GraphDriver.ApplyDiff?id={q}&parent=base"),
+                std::io::Cursor::new(tar.clone()),
+            )
+            .unwrap();
+        assert_ne!(
+            status,
+            200,
+            "ApplyDiff {id:?}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let evil = format!(
+        "\",upperdir={},workdir={},\"",
+        root.join("upper").display(),
+        root.join("work").display()
+    );
+    let e = p.err("GraphDriver.Get", json!({"ID": "c1", "MountLabel": evil}));
+    assert!(e.contains("mount label"), "{e}");
+    assert!(!is_mounted(&home.join("c1").join("merged")));
+    assert!(tr.mounts().is_empty(), "{:?}", tr.mounts());
+    assert_eq!(crate::ids_mounts::manifests(&sentinels), before);
+    // The layers that are fine still work.
+    let dir = p.ok("GraphDriver.Get", json!({"ID": "c1"}))["Dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(Path::new(&dir).join("f").exists());
+    p.ok("GraphDriver.Put", json!({"ID": "c1"}));
+}

@@ -68,6 +68,27 @@ pub enum DriverError {
         /// What was found and how to fix it.
         detail: String,
     },
+    /// A path or mount label that cannot be put into overlay mount options safely (it
+    /// holds a character the option parser reads as syntax, or is not an SELinux context).
+    #[error("refusing to mount overlay: {what} {value:?} {reason}")]
+    UnsafeMountOption {
+        /// What it is (`lowerdir`, `upperdir`, `workdir`, `mount label`).
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The kernel refused the mount for lack of privilege (EPERM): mounting overlayfs needs
+    /// CAP_SYS_ADMIN.
+    #[error("cannot mount overlay on {}: permission denied (EPERM); ovlink must run as root (CAP_SYS_ADMIN)", target.display())]
+    MountNotPermitted {
+        /// The mount point.
+        target: PathBuf,
+        /// The OS error (EPERM).
+        #[source]
+        source: std::io::Error,
+    },
     /// The overlay mount failed.
     #[error("cannot mount overlay on {} (options {options})", target.display())]
     Mount {
@@ -143,9 +164,9 @@ impl DriverError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             DriverError::Fs(e) => e.raw_os_error(),
-            DriverError::Mount { source, .. } | DriverError::Unmount { source, .. } => {
-                source.raw_os_error()
-            }
+            DriverError::Mount { source, .. }
+            | DriverError::Unmount { source, .. }
+            | DriverError::MountNotPermitted { source, .. } => source.raw_os_error(),
             // Any variant: an ENOSPC while creating an entry is `TarError::Entry`.
             DriverError::Apply { source, .. } => source.raw_os_error(),
             DriverError::Diff { source, .. } => source.raw_os_error(),

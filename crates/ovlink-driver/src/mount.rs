@@ -11,29 +11,151 @@ use std::path::{Path, PathBuf};
 /// The kernel rejects mount data longer than one page.
 pub const MAX_OPTIONS_LEN: usize = 4096 - 1;
 
+/// Characters of a path that the overlay option parser reads as syntax: `,` ends an option,
+/// `:` separates lowerdirs, `\` is an escape (overlayfs unescapes it, so `\.\.` is `..`),
+/// `=` separates key and value, `"` quotes (the LSM parser); whitespace and control characters
+/// have no business in a layer path. Paths holding one are refused, never escaped.
+fn unsafe_option_char(c: char) -> bool {
+    matches!(c, ',' | ':' | '\\' | '=' | '"') || c.is_whitespace() || c.is_control()
+}
+
+/// Checks that `path` can be given as `what=` (`lowerdir`, `upperdir`, `workdir`) in overlay
+/// mount options as it is, and returns it as a string. The one check every layout's option
+/// string goes through.
+pub fn option_path<'a>(what: &'static str, path: &'a Path) -> Result<&'a str> {
+    let refuse = |reason| DriverError::UnsafeMountOption {
+        what,
+        value: path.to_string_lossy().into_owned(),
+        reason,
+    };
+    let s = path
+        .to_str()
+        .ok_or_else(|| refuse("is not UTF-8 (mount options are text)"))?;
+    if s.is_empty() {
+        return Err(refuse("is empty"));
+    }
+    if s.chars().any(unsafe_option_char) {
+        return Err(refuse(
+            "holds one of , : \\ = \" or whitespace, which overlay mount options read as syntax \
+             (move the root to a path without them)",
+        ));
+    }
+    Ok(s)
+}
+
+/// Checks an SELinux mount label (`user:role:type[:range]`, range as in
+/// `s0`, `s0:c1,c2`, `s0-s15:c0.c1023`) and returns the option for it,
+/// `context="<label>"`: quoted, because the categories hold `,` and the kernel's LSM option
+/// parser keeps a quoted `,` inside the value. Anything else is refused: a label is never
+/// a way to add options.
+pub fn label_option(label: &str) -> Result<String> {
+    let refuse = |reason| DriverError::UnsafeMountOption {
+        what: "mount label",
+        value: label.to_string(),
+        reason,
+    };
+    if label.len() > 255 {
+        return Err(refuse("is longer than 255 bytes"));
+    }
+    let mut parts = label.splitn(4, ':');
+    let ident = |s: Option<&str>| {
+        s.is_some_and(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        })
+    };
+    if !(ident(parts.next()) && ident(parts.next()) && ident(parts.next())) {
+        return Err(refuse(
+            "is not an SELinux context user:role:type[:level] (letters, digits, '_', '.', '-')",
+        ));
+    }
+    if let Some(range) = parts.next() {
+        if !is_mls_range(range) {
+            return Err(refuse(
+                "has a level that is not an MLS range (s0, s0:c1,c2, s0-s15:c0.c1023)",
+            ));
+        }
+    }
+    Ok(format!("context=\"{label}\""))
+}
+
+/// `sN[:cats][-sN[:cats]]`, cats = `cN[.cN]` joined by `,`.
+fn is_mls_range(range: &str) -> bool {
+    let num = |s: &str, prefix: char| {
+        s.strip_prefix(prefix)
+            .is_some_and(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let level = |l: &str| {
+        let (sens, cats) = match l.split_once(':') {
+            Some((s, c)) => (s, Some(c)),
+            None => (l, None),
+        };
+        num(sens, 's')
+            && cats.is_none_or(|c| {
+                c.split(',').all(|cat| match cat.split_once('.') {
+                    Some((a, b)) => num(a, 'c') && num(b, 'c'),
+                    None => num(cat, 'c'),
+                })
+            })
+    };
+    match range.split_once('-') {
+        Some((lo, hi)) => level(lo) && level(hi),
+        None => level(range),
+    }
+}
+
 /// Builds `lowerdir=…,upperdir=…,workdir=…` plus the feature-off options and an SELinux
-/// `context=` for a mount label.
+/// `context=` for a mount label; every path and the label are checked ([`option_path`],
+/// [`label_option`]).
 pub fn overlay_options(
     lower: &Path,
     upper: &Path,
     work: &Path,
     features: &OverlayFeatures,
     mount_label: Option<&str>,
-) -> String {
+) -> Result<String> {
     let mut s = format!(
         "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
+        option_path("lowerdir", lower)?,
+        option_path("upperdir", upper)?,
+        option_path("workdir", work)?
     );
+    push_tail(&mut s, features, mount_label)?;
+    Ok(s)
+}
+
+/// Appends the feature-off options and the label's `context=` to an option string.
+pub fn push_tail(
+    s: &mut String,
+    features: &OverlayFeatures,
+    mount_label: Option<&str>,
+) -> Result<()> {
     for o in features.off_options() {
         s.push(',');
         s.push_str(o);
     }
     if let Some(label) = mount_label.filter(|l| !l.is_empty()) {
-        s.push_str(&format!(",context=\"{label}\""));
+        s.push(',');
+        s.push_str(&label_option(label)?);
     }
-    s
+    Ok(())
+}
+
+/// The error for a failed overlay mount: EPERM is its own variant (the caller lacks
+/// CAP_SYS_ADMIN), anything else [`DriverError::Mount`] with the option string.
+pub fn mount_error(target: &Path, options: &str, source: std::io::Error) -> DriverError {
+    if source.raw_os_error() == Some(Errno::PERM.raw_os_error()) {
+        return DriverError::MountNotPermitted {
+            target: target.to_path_buf(),
+            source,
+        };
+    }
+    DriverError::Mount {
+        target: target.to_path_buf(),
+        options: options.to_string(),
+        source,
+    }
 }
 
 /// Mounts overlay at `target` with `options`.
@@ -66,11 +188,7 @@ pub fn mount_overlay(target: &Path, options: &str) -> Result<()> {
         MountFlags::empty(),
         Some(data.as_c_str()),
     )
-    .map_err(|e| DriverError::Mount {
-        target: target.to_path_buf(),
-        options: options.to_string(),
-        source: e.into(),
-    })
+    .map_err(|e| mount_error(target, options, e.into()))
 }
 
 /// Unmounts `target` lazily (MNT_DETACH), retrying a few times on EBUSY.
@@ -166,6 +284,7 @@ fn unescape(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::checks::Feature;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn options_string() {
@@ -177,7 +296,8 @@ mod tests {
                 Path::new("/h/b/work"),
                 &none,
                 None
-            ),
+            )
+            .unwrap(),
             "lowerdir=/h/a/root,upperdir=/h/b/upper,workdir=/h/b/work"
         );
         let on = Feature {
@@ -190,9 +310,100 @@ mod tests {
             metacopy: on,
         };
         assert_eq!(
-            overlay_options(Path::new("/l"), Path::new("/u"), Path::new("/w"), &all, Some("system_u:object_r:container_file_t:s0")),
+            overlay_options(Path::new("/l"), Path::new("/u"), Path::new("/w"), &all, Some("system_u:object_r:container_file_t:s0")).unwrap(),
             "lowerdir=/l,upperdir=/u,workdir=/w,redirect_dir=off,index=off,metacopy=off,context=\"system_u:object_r:container_file_t:s0\""
         );
+        assert_eq!(
+            overlay_options(Path::new("/l"), Path::new("/u"), Path::new("/w"), &none, Some("system_u:object_r:container_file_t:s0:c1,c2")).unwrap(),
+            "lowerdir=/l,upperdir=/u,workdir=/w,context=\"system_u:object_r:container_file_t:s0:c1,c2\""
+        );
+    }
+
+    /// Every path that goes into `lowerdir=`/`upperdir=`/`workdir=` passes one check.
+    #[test]
+    fn option_paths_table() {
+        let cases: &[(&str, bool)] = &[
+            ("/var/lib/ovlink/overlay/abc/root", true),
+            ("/h/0123abcd-init/upper", true),
+            ("l/ABCDEF", true),
+            ("/h/a.b_c-d/work", true),
+            ("", false),
+            ("/h/a,b", false),
+            ("/h/a:b", false),
+            ("/h/\\.\\./root", false),
+            ("/h/\\../upper", false),
+            ("/h/a=b", false),
+            ("/h/a b", false),
+            ("/h/a\tb", false),
+            ("/h/a\nb", false),
+            ("/h/a\"b", false),
+        ];
+        for (p, ok) in cases {
+            assert_eq!(
+                option_path("upperdir", Path::new(p)).is_ok(),
+                *ok,
+                "path {p:?}"
+            );
+            let opts = overlay_options(
+                Path::new("/l"),
+                Path::new(p),
+                Path::new("/w"),
+                &OverlayFeatures::default(),
+                None,
+            );
+            assert_eq!(opts.is_ok(), *ok, "options with upperdir {p:?}");
+        }
+        let bad = std::ffi::OsStr::from_bytes(b"/h/\xff");
+        assert!(option_path("lowerdir", Path::new(bad)).is_err());
+    }
+
+    /// A label is an SELinux context or it is refused: it can never add options.
+    #[test]
+    fn labels_table() {
+        let cases: &[(&str, bool)] = &[
+            ("system_u:object_r:container_file_t:s0", true),
+            ("system_u:object_r:container_file_t:s0:c1,c2", true),
+            ("system_u:object_r:container_file_t:s0:c0.c1023", true),
+            (
+                "system_u:object_r:svirt_sandbox_file_t:s0-s15:c0.c1023",
+                true,
+            ),
+            ("user_u:object_r:container_file_t", true),
+            ("\",upperdir=/etc,\"", false),
+            ("a:b:c:s0\",upperdir=/etc,\"", false),
+            ("a:b:c:s0,upperdir=/etc", false),
+            ("a:b:c:s0:c1,volatile", false),
+            ("a:b:c:s0:c1,c2,index", false),
+            ("a:b:c:s0 ", false),
+            ("a:b:c=d:s0", false),
+            ("a:b", false),
+            ("a::c:s0", false),
+            ("a:b:c:", false),
+            ("a:b:c:s0:", false),
+            ("a:b:c:s0:c1,", false),
+            ("a:b:c:x0", false),
+            ("a\\:b:c:s0", false),
+        ];
+        for (l, ok) in cases {
+            assert_eq!(label_option(l).is_ok(), *ok, "label {l:?}");
+        }
+        let long = format!("a:b:c:s0:{}", vec!["c1"; 200].join(","));
+        assert!(label_option(&long).is_err());
+        let err = overlay_options(
+            Path::new("/l"),
+            Path::new("/u"),
+            Path::new("/w"),
+            &OverlayFeatures::default(),
+            Some("\",upperdir=/tmp/x,\""),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            DriverError::UnsafeMountOption {
+                what: "mount label",
+                ..
+            }
+        ));
     }
 
     #[test]

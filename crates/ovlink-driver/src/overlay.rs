@@ -243,16 +243,20 @@ impl OverlayDriver {
             &p.join("work"),
             &self.features,
             None,
-        );
-        mount::mount_overlay(&p.join("merged"), &opts).map_err(|e| DriverError::HostCheck {
-            check: "overlay support",
-            detail: format!(
+        )?;
+        mount::mount_overlay(&p.join("merged"), &opts).map_err(|e| match e {
+            // Not a kernel or filesystem problem: say so (EPERM kept as the cause).
+            e @ DriverError::MountNotPermitted { .. } => e,
+            e => DriverError::HostCheck {
+                check: "overlay support",
+                detail: format!(
                 "a test mount of overlay on {} failed ({}); the kernel or the backing filesystem \
                  ({}) cannot run overlayfs",
                 p.join("merged").display(),
                 error_chain(&e),
                 self.backing_fs
             ),
+            },
         })?;
         mount::unmount(&p.join("merged"))?;
         Ok(())
@@ -776,7 +780,8 @@ impl Driver for OverlayDriver {
             &path.join(WORK),
             &self.features,
             mount_label,
-        );
+        )
+        .map_err(&undo)?;
         if let Err(e) = mount::mount_overlay(&merged, &opts) {
             return Err(undo(e));
         }

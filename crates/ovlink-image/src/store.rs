@@ -15,7 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::digest::is_hex64;
 use crate::error::{ImageError, Result};
 
 /// Longest image or container name, in bytes.
@@ -267,14 +266,18 @@ impl Store {
             .join(format!("{}.json", escape_name(name)?)))
     }
 
-    fn layer_path(&self, chain_id: &str) -> Result<PathBuf> {
-        if !is_hex64(chain_id) {
-            return Err(ImageError::InvalidName {
-                name: chain_id.to_string(),
-                reason: "a layer id is 64 lowercase hex digits",
-            });
-        }
-        Ok(self.layers_dir().join(format!("{chain_id}.json")))
+    /// A layer record's file. Layer ids follow the one layer-id rule
+    /// ([`ovlink_driver::validate_id`]), whatever made the layer (the importer's chain ids,
+    /// `layer create c1`, Docker's `<hex>-init`): the rule's alphabet is a safe file name.
+    fn layer_path(&self, layer_id: &str) -> Result<PathBuf> {
+        ovlink_driver::validate_id(layer_id).map_err(|e| ImageError::InvalidName {
+            name: layer_id.to_string(),
+            reason: match e {
+                ovlink_driver::DriverError::InvalidLayerId { reason, .. } => reason,
+                _ => "not a layer id",
+            },
+        })?;
+        Ok(self.layers_dir().join(format!("{layer_id}.json")))
     }
 
     fn lock(&self) -> Result<LockGuard> {

@@ -179,26 +179,27 @@ impl Overlay2Driver {
             ovlink_fs::at::mkdir_at(tmp.fd(), d, 0o700, &tmp.path().join(d))?;
         }
         let p = tmp.path();
+        let path = |what, n: &str| dmount::option_path(what, &p.join(n)).map(str::to_string);
         let mut opts = format!(
             "lowerdir={}:{},upperdir={},workdir={}",
-            p.join("lower1").display(),
-            p.join("lower2").display(),
-            p.join("upper").display(),
-            p.join("work").display()
+            path("lowerdir", "lower1")?,
+            path("lowerdir", "lower2")?,
+            path("upperdir", "upper")?,
+            path("workdir", "work")?
         );
-        for o in self.features.off_options() {
-            opts.push(',');
-            opts.push_str(o);
-        }
-        dmount::mount_overlay(&p.join("merged"), &opts).map_err(|e| DriverError::HostCheck {
-            check: "overlay support",
-            detail: format!(
-                "a test mount of overlay with two lowerdirs on {} failed ({}); the kernel or \
+        dmount::push_tail(&mut opts, &self.features, None)?;
+        dmount::mount_overlay(&p.join("merged"), &opts).map_err(|e| match e {
+            e @ DriverError::MountNotPermitted { .. } => e,
+            e => DriverError::HostCheck {
+                check: "overlay support",
+                detail: format!(
+                    "a test mount of overlay with two lowerdirs on {} failed ({}); the kernel or \
                  the backing filesystem ({}) cannot run overlay2",
-                p.join("merged").display(),
-                ovlink_driver::overlay::error_chain(&e),
-                self.backing_fs
-            ),
+                    p.join("merged").display(),
+                    ovlink_driver::overlay::error_chain(&e),
+                    self.backing_fs
+                ),
+            },
         })?;
         dmount::unmount(&p.join("merged"))?;
         Ok(())

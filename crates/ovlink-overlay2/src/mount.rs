@@ -9,11 +9,13 @@
 //! the `chdir` never affects the rest of the process.
 //!
 //! This module never builds an option string from an unchecked name: ids and short ids are
-//! validated by the caller so that no `,` or `:` can reach the string.
+//! validated by the caller, and every path and the label go through
+//! [`ovlink_driver::mount::option_path`] and [`ovlink_driver::mount::label_option`] (no `,`
+//! `:` `\` `=` or whitespace can reach the string).
 
 use ovlink_driver::checks::OverlayFeatures;
 use ovlink_driver::error::{DriverError, Result};
-use ovlink_driver::mount::MAX_OPTIONS_LEN;
+use ovlink_driver::mount::{mount_error, option_path, MAX_OPTIONS_LEN};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::mount::MountFlags;
 use std::path::{Path, PathBuf};
@@ -58,36 +60,45 @@ impl MountPlan {
     }
 }
 
-fn tail(s: &mut String, spec: &MountSpec<'_>) {
-    for o in spec.features.off_options() {
-        s.push(',');
-        s.push_str(o);
+fn tail(s: &mut String, spec: &MountSpec<'_>) -> Result<()> {
+    ovlink_driver::mount::push_tail(s, spec.features, spec.mount_label)
+}
+
+/// `<prefix>/<lower>` for each lower, every path checked ([`option_path`]), joined by `:`.
+fn lowerdir(prefix: Option<&Path>, lowers: &[String]) -> Result<String> {
+    let mut v = Vec::with_capacity(lowers.len());
+    for l in lowers {
+        let p = match prefix {
+            Some(h) => h.join(l),
+            None => PathBuf::from(l),
+        };
+        v.push(option_path("lowerdir", &p)?.to_string());
     }
-    if let Some(label) = spec.mount_label.filter(|l| !l.is_empty()) {
-        s.push_str(&format!(",context=\"{label}\""));
-    }
+    Ok(v.join(":"))
 }
 
 /// Chooses absolute or relative options as Docker does; an error when even the relative form
 /// exceeds a page.
 pub fn plan(spec: &MountSpec<'_>) -> Result<MountPlan> {
-    let home = spec.home.display();
-    let lowers: Vec<String> = spec.lowers.iter().map(|l| format!("{home}/{l}")).collect();
+    let layer = spec.home.join(spec.id);
     let mut abs = format!(
-        "lowerdir={},upperdir={home}/{id}/diff,workdir={home}/{id}/work",
-        lowers.join(":"),
-        id = spec.id
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir(Some(spec.home), spec.lowers)?,
+        option_path("upperdir", &layer.join("diff"))?,
+        option_path("workdir", &layer.join("work"))?,
     );
-    tail(&mut abs, spec);
+    tail(&mut abs, spec)?;
     if abs.len() <= MAX_OPTIONS_LEN {
         return Ok(MountPlan::Absolute { options: abs });
     }
+    let rel_layer = Path::new(spec.id);
     let mut rel = format!(
-        "lowerdir={},upperdir={id}/diff,workdir={id}/work",
-        spec.lowers.join(":"),
-        id = spec.id
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir(None, spec.lowers)?,
+        option_path("upperdir", &rel_layer.join("diff"))?,
+        option_path("workdir", &rel_layer.join("work"))?,
     );
-    tail(&mut rel, spec);
+    tail(&mut rel, spec)?;
     if rel.len() > MAX_OPTIONS_LEN {
         return Err(DriverError::Mount {
             target: spec.home.join(spec.id).join("merged"),
@@ -107,11 +118,7 @@ pub fn plan(spec: &MountSpec<'_>) -> Result<MountPlan> {
 }
 
 fn mount_err(target: PathBuf, options: &str, source: std::io::Error) -> DriverError {
-    DriverError::Mount {
-        target,
-        options: options.to_string(),
-        source,
-    }
+    mount_error(&target, options, source)
 }
 
 /// Mounts layer `spec.id` at `<home>/<id>/merged` by `plan`. `home_fd` is the open home.
