@@ -1,4 +1,4 @@
-//! Round two of the hardening (issue 11): layer ids and mount options, through the real
+//! Round two of the hardening (issue 11): layer ids, mount options and races, through the real
 //! binary. Ids that overlayfs would unescape (`\.\.`, `\..`) or read as option syntax are
 //! refused by every command on both layouts, and nothing appears in the sentinels a mount
 //! through such an id would reach (`<root>/root`, `<root>/upper`, `<root>/work`,
@@ -195,5 +195,356 @@ fn mount_labels_that_add_options_are_refused() {
         }
         assert!(t.mounts().is_empty(), "{driver}: {:?}", t.mounts());
         assert_eq!(manifests(&sentinels), before, "{driver}");
+    }
+}
+
+/// A tar of `n` small files under `dir/` whose last entry is refused (`../escape`): it
+/// fails late, after everything else was written.
+fn late_failing_tar(n: usize, dir: &str) -> Vec<u8> {
+    let mut b = TarBuilder::new().dir(dir, 0o755);
+    for i in 0..n {
+        b = b.file(&format!("{dir}/f{i}"), 0o644, &[b'a'; 512]);
+    }
+    b.raw_file("../escape", b"late").build()
+}
+
+/// Issue 11 item 8: two `layer apply X` at once, A with a tar that fails late, B with a good
+/// one: B's success means X exists and is whole, every time. (Before: A created X, B applied
+/// into it and reported success, then A's cleanup removed X.) 40 runs per layout.
+#[test]
+fn concurrent_applies_never_lose_the_winners_layer() {
+    for driver in ["overlay", "overlay2"] {
+        let t = TestRoot::new();
+        let base = base_tar(&t);
+        t.ok(&with_driver(
+            driver,
+            &["layer", "apply", "base", base.to_str().unwrap()],
+        ));
+        let bad = t.path().join("bad.tar");
+        std::fs::write(&bad, late_failing_tar(600, "late")).unwrap();
+        let good = TarBuilder::new()
+            .dir("good", 0o755)
+            .file("good/a", 0o644, b"winner")
+            .file("good/b", 0o600, b"whole")
+            .write_to(t.path(), "good.tar");
+        for i in 0..40 {
+            let id = format!("x{i}");
+            let cmd = |tar: &Path| {
+                let mut c = ovlink_cmd(
+                    &t.root(),
+                    &with_driver(
+                        driver,
+                        &[
+                            "layer",
+                            "apply",
+                            &id,
+                            "--parent",
+                            "base",
+                            tar.to_str().unwrap(),
+                        ],
+                    ),
+                );
+                c.env("OVLINK_NO_FSYNC", "1")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                c
+            };
+            let a = cmd(&bad).spawn().unwrap();
+            // Let A get going (and, before the fix, create X) before B starts.
+            std::thread::sleep(std::time::Duration::from_millis(5 + (i % 4) * 10));
+            let b = cmd(&good).output().unwrap();
+            let a = a.wait_with_output().unwrap();
+            assert!(
+                !a.status.success(),
+                "run {i}: the late-failing tar was applied"
+            );
+            let layer = t.root().join(driver).join(&id);
+            let tree = if driver == "overlay" {
+                layer.join("root")
+            } else {
+                layer.join("diff")
+            };
+            assert!(
+                b.status.success(),
+                "{driver} run {i}: B failed: {}",
+                String::from_utf8_lossy(&b.stderr)
+            );
+            {
+                assert!(
+                    layer.is_dir(),
+                    "{driver} run {i}: B reported success but layer {id} is gone; A: {}",
+                    String::from_utf8_lossy(&a.stderr)
+                );
+                assert_eq!(std::fs::read(tree.join("good/a")).unwrap(), b"winner");
+                assert_eq!(std::fs::read(tree.join("good/b")).unwrap(), b"whole");
+                assert!(
+                    !tree.join("late").exists(),
+                    "{driver} run {i}: A's entries in X"
+                );
+            }
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(t.root().join(driver))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{driver}: {leftovers:?}");
+    }
+}
+
+/// Issue 11 item 9: an apply through a container parent (Docker's fallback: the tar goes
+/// through an overlay mount) whose last entry is hostile leaves the layer's `upper/` exactly
+/// as it was (manifest: paths, modes, contents, inodes), for an existing layer and for a new
+/// one (which then does not exist); a good tar through the same path lands whole.
+#[test]
+fn refused_tar_through_a_container_parent_changes_no_upper() {
+    let t = TestRoot::new();
+    let base = base_tar(&t);
+    t.ok(&["layer", "apply", "base", base.to_str().unwrap()]);
+    t.ok(&["layer", "create-rw", "c", "--parent", "base"]);
+    let merged = t.ok(&["mount", "c"]);
+    std::fs::write(Path::new(merged.trim()).join("from-c"), b"c's file").unwrap();
+    t.ok(&["umount", "c"]);
+    t.ok(&["layer", "create-rw", "x", "--parent", "c"]);
+    let hostile = TarBuilder::new()
+        .file("etc/passwd", 0o644, b"evil::0:0::/:/bin/sh\n")
+        .whiteout("", "from-c")
+        .file("partial", 0o644, &vec![b'p'; 100_000])
+        .raw_file("../escape", b"x")
+        .write_to(t.path(), "hostile.tar");
+    let uppers = |ids: &[&str]| -> Vec<BTreeMap<String, Entry>> {
+        ids.iter()
+            .map(|id| manifest(&t.home().join(id).join("upper")))
+            .collect()
+    };
+    let before = uppers(&["c", "x"]);
+    let err = t.fails(&[
+        "layer",
+        "apply",
+        "x",
+        "--parent",
+        "c",
+        hostile.to_str().unwrap(),
+    ]);
+    assert!(err.contains("escape") || err.contains(".."), "{err}");
+    assert_eq!(
+        uppers(&["c", "x"]),
+        before,
+        "a refused tar changed an upper/"
+    );
+    let err = t.fails(&[
+        "layer",
+        "apply",
+        "y",
+        "--parent",
+        "c",
+        hostile.to_str().unwrap(),
+    ]);
+    assert!(err.contains("escape") || err.contains(".."), "{err}");
+    assert!(!t.home().join("y").exists(), "a refused new layer exists");
+    assert_eq!(uppers(&["c", "x"]), before);
+    assert!(t.mounts().is_empty(), "{:?}", t.mounts());
+    for id in ["c", "x"] {
+        let names: Vec<_> = std::fs::read_dir(t.home().join(id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with("tmp")),
+            "{id}: {names:?}"
+        );
+    }
+
+    // The same path with a good tar: applied whole, still a container layer.
+    let good = TarBuilder::new()
+        .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/bash\n")
+        .whiteout("", "from-c")
+        .file("added", 0o644, b"added")
+        .write_to(t.path(), "good.tar");
+    t.ok(&[
+        "layer",
+        "apply",
+        "x",
+        "--parent",
+        "c",
+        good.to_str().unwrap(),
+    ]);
+    t.ok(&[
+        "layer",
+        "apply",
+        "z",
+        "--parent",
+        "c",
+        good.to_str().unwrap(),
+    ]);
+    for id in ["x", "z"] {
+        let m = t.ok(&["mount", id]);
+        let m = Path::new(m.trim());
+        assert_eq!(std::fs::read(m.join("added")).unwrap(), b"added", "{id}");
+        assert_eq!(
+            std::fs::read(m.join("etc/passwd")).unwrap(),
+            b"root:x:0:0::/root:/bin/bash\n"
+        );
+        assert!(!m.join("from-c").exists(), "{id}: whiteout not applied");
+        t.ok(&["umount", id]);
+        let ls = t.ok(&["layer", "inspect", id]);
+        assert!(ls.contains("container layer on base"), "{ls}");
+    }
+    assert_eq!(
+        uppers(&["c"]),
+        before[..1].to_vec(),
+        "the parent's upper/ changed"
+    );
+}
+
+/// A loop-mounted ext4 that the test can remount read-only; unmounted by the TestRoot.
+struct Ext4 {
+    mnt: PathBuf,
+}
+
+impl Ext4 {
+    fn new(dir: &Path, mb: u64) -> Ext4 {
+        let img = dir.join("ext4.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(mb << 20)
+            .unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img));
+        let mnt = dir.join("ext4");
+        std::fs::create_dir(&mnt).unwrap();
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt));
+        Ext4 { mnt }
+    }
+
+    /// Remounts read-only (`ro`) or read-write; retries while a file is open for writing.
+    fn remount(&self, ro: bool) {
+        let opt = if ro { "remount,ro" } else { "remount,rw" };
+        for _ in 0..200 {
+            let out = std::process::Command::new("mount")
+                .args(["-o", opt])
+                .arg(&self.mnt)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("cannot {opt} {}", self.mnt.display());
+    }
+}
+
+/// Issue 11 item 10: the filesystem goes read-only in the middle of a `layer apply` (the tar
+/// comes through a fifo, so the moment is exact). The apply fails; while read-only, read
+/// commands work (init recovery reports what it could not reap and goes on); once writable
+/// again no layer of the failed apply is listed (nothing for a failed cleanup to leave), and
+/// the next init reaps the temporary tree. And a crash mid-apply leaves no empty image layer.
+#[test]
+fn read_only_remount_mid_apply_and_a_crash_leave_no_layer() {
+    let t = TestRoot::new();
+    let fs = Ext4::new(t.path(), 64);
+    let root = fs.mnt.join("state");
+    let ov = |args: &[&str]| ovlink_cmd(&root, args).output().unwrap();
+    let ok = |args: &[&str]| {
+        let o = ov(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let base = base_tar(&t);
+    ok(&["layer", "apply", "base", base.to_str().unwrap()]);
+    let fifo = t.path().join("tar.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let tar = late_failing_tar(400, "slow");
+    for parent in [None, Some("base")] {
+        let mut args = vec!["layer", "apply", "x"];
+        if let Some(p) = parent {
+            args.extend(["--parent", p]);
+        }
+        args.push(fifo.to_str().unwrap());
+        let child = ovlink_cmd(&root, &args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        use std::io::Write;
+        // 200 whole entries (the cut is at an entry boundary: no file is open for writing
+        // while the applier waits, so the remount can happen), then read-only, the rest.
+        let cut = 512 + 200 * 1024;
+        w.write_all(&tar[..cut]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        fs.remount(true);
+        let _ = w.write_all(&tar[cut..]);
+        drop(w);
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "apply on a read-only fs succeeded");
+
+        // Read-only: read commands work and say what recovery could not do.
+        let ls = ok(&["layer", "ls"]);
+        assert!(
+            !ls.contains("\nx "),
+            "{parent:?}: x listed while read-only:\n{ls}"
+        );
+        ok(&["status"]);
+        ok(&["layer", "inspect", "base"]);
+
+        fs.remount(false);
+        let ls = ok(&["layer", "ls"]);
+        assert!(
+            !ls.contains("\nx "),
+            "{parent:?}: x listed once writable:\n{ls}"
+        );
+        assert!(!root.join("overlay").join("x").exists(), "{parent:?}");
+        let left: Vec<_> = std::fs::read_dir(root.join("overlay"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{parent:?}: init left {left:?}");
+    }
+
+    // SIGKILL mid-apply: no empty "image" layer.
+    for parent in [None, Some("base")] {
+        for point in ["apply.after-copy:1", "tar.entry:2", "apply.before-rename:1"] {
+            let mut args = vec!["layer", "apply", "k"];
+            if let Some(p) = parent {
+                args.extend(["--parent", p]);
+            }
+            args.push(base.to_str().unwrap());
+            let out = ovlink_cmd(&root, &args)
+                .env("OVLINK_CRASH_AT", point)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{point}: not killed");
+            let ls = ok(&["layer", "ls"]);
+            assert!(
+                !ls.contains("\nk "),
+                "{parent:?} {point}: layer k left:\n{ls}"
+            );
+        }
     }
 }

@@ -95,13 +95,18 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<(
                 })?;
                 Ok(())
             })();
-            if let Err(e) = made {
-                // Nothing half-made: drop whichever layers this command created.
-                if d.exists(&id) {
-                    let _ = d.remove(&id);
-                }
-                if d.exists(&init) {
-                    let _ = d.remove(&init);
+            if let Err(mut e) = made {
+                // Nothing half-made: drop whichever layers this command created, and say so
+                // when that fails too (a layer left behind must not pass for a container).
+                for l in [&id, &init] {
+                    if d.exists(l) {
+                        if let Err(re) = d.remove(l) {
+                            e = anyhow::anyhow!(
+                                "{e:#}; the half-made layer {l} could not be removed either \
+                                 ({re}): remove it with `ovlink layer rm {l}`"
+                            );
+                        }
+                    }
                 }
                 return Err(e);
             }

@@ -49,20 +49,24 @@ pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot open {}", file.display()))?,
                 )
             };
-            let created = !d.exists(&id);
-            if created {
-                d.create(&id, parent.as_deref(), &CreateOpts::default())?;
-            }
-            match d.apply_diff(&id, parent.as_deref(), &mut input) {
-                Ok(size) => println!("{size}"),
-                Err(e) => {
-                    if created {
-                        // Nothing half-done: the layer this command created goes again.
-                        let _ = d.remove(&id);
-                    }
-                    return Err(e.into());
-                }
-            }
+            // A new layer is built aside and appears only complete (nothing to clean up,
+            // nothing a concurrent apply could have used); an existing one is re-applied,
+            // which keeps its previous state on failure.
+            let size = if d.exists(&id) {
+                d.apply_diff(&id, parent.as_deref(), &mut input)?
+            } else {
+                d.create_and_apply(&id, parent.as_deref(), &mut input)
+                    .map_err(|e| match e {
+                        ovlink_driver::DriverError::LayerExists { .. } => anyhow::Error::new(e)
+                            .context(format!(
+                                "layer {id} was created by another process while this apply \
+                                 ran; it is kept, this tar was not applied (run again to apply \
+                                 it on top)"
+                            )),
+                        e => e.into(),
+                    })?
+            };
+            println!("{size}");
         }
         LayerCmd::Rm { id, .. } => d.remove(&id)?,
         LayerCmd::Reclaim { .. } => {} // handled above

@@ -66,8 +66,23 @@ pub fn open_driver(root: &Path) -> anyhow::Result<OverlayDriver> {
     .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
 }
 
+/// Prints the warnings of an init whose recovery could not finish (the command goes on).
+fn report_recovery(d: &dyn Driver) {
+    for (k, v) in d.status() {
+        if k == "Warning" && v.starts_with(ovlink_driver::overlay::RECOVERY_WARNING) {
+            eprintln!("ovlink: warning: {}: {v}", d.home().display());
+        }
+    }
+}
+
 /// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>`.
 pub fn open_any_driver(root: &Path, kind: DriverKind) -> anyhow::Result<Box<dyn Driver>> {
+    let d = open_layout(root, kind)?;
+    report_recovery(d.as_ref());
+    Ok(d)
+}
+
+fn open_layout(root: &Path, kind: DriverKind) -> anyhow::Result<Box<dyn Driver>> {
     match kind {
         DriverKind::Overlay => Ok(Box::new(open_driver(root)?)),
         DriverKind::Overlay2 => {

@@ -172,6 +172,19 @@ pub trait Driver: Send + Sync {
     /// its previous state.
     fn apply_diff(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64>;
 
+    /// Creates layer `id` on `parent` and applies `diff` to it as one step (`ovlink layer
+    /// apply` of a new layer). The layer appears under its id only complete: a failure or a
+    /// crash leaves no layer `id`, so there is nothing to clean up and nothing another
+    /// caller could have applied to meanwhile; if another caller creates `id` first, this
+    /// fails with [`DriverError::LayerExists`] and theirs is kept. Both layouts build it
+    /// aside; this default (create, apply, remove on failure) is for simple test drivers.
+    fn create_and_apply(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
+        self.create(id, parent, &CreateOpts::default())?;
+        self.apply_diff(id, parent, diff).inspect_err(|_| {
+            let _ = self.remove(id);
+        })
+    }
+
     /// `docker info` lines: `[("Backing Filesystem", "extfs"), ("Supports d_type", "true")]`.
     fn status(&self) -> Vec<(String, String)>;
 

@@ -47,6 +47,10 @@ const MERGED: &str = "merged";
 /// Prefixes of ovlink's temporary directories.
 const TMP_HOME_PREFIX: &str = ".tmp-";
 const TMP_ROOT_PREFIX: &str = "tmproot";
+/// Prefix of the staging directory of an apply through a mount (`<id>/tmpupper-*`).
+const TMP_UPPER_PREFIX: &str = "tmpupper";
+/// How a warning about an unfinished init recovery starts (the CLI prints these).
+pub const RECOVERY_WARNING: &str = "init recovery did not finish";
 /// Prefix of removed layers waiting to be reclaimed.
 pub const TRASH_PREFIX: &str = ".tmp-remove-";
 
@@ -208,7 +212,7 @@ impl OverlayDriver {
         }
         let sync = SyncMode::from_env(&backing_fs);
         let background = std::env::var("OVLINK_RECLAIM").is_ok_and(|v| v == "background");
-        let driver = OverlayDriver {
+        let mut driver = OverlayDriver {
             home,
             home_fd,
             sync,
@@ -226,7 +230,15 @@ impl OverlayDriver {
         if fresh {
             driver.check_mount()?;
         }
-        driver.recover()?;
+        // Recovery that cannot finish (a read-only remount, a leftover it cannot reap) must
+        // not stop every command: it is reported (status, and the CLI prints it) and runs
+        // again at the next init.
+        if let Err(e) = driver.recover() {
+            driver.warnings.push(format!(
+                "{RECOVERY_WARNING} ({}); it runs again at the next start",
+                error_chain(&e)
+            ));
+        }
         Ok(driver)
     }
 
@@ -280,7 +292,7 @@ impl OverlayDriver {
             let Ok(fd) = open_dir_at(&self.home_fd, &id, &path) else {
                 continue;
             };
-            for n in reap_temp_dirs(&fd, &path, &[TMP_ROOT_PREFIX])? {
+            for n in reap_temp_dirs(&fd, &path, &[TMP_ROOT_PREFIX, TMP_UPPER_PREFIX])? {
                 rec.removed_temp.push(path.join(n));
             }
             if is_dir_at(&fd, ROOT)
@@ -522,6 +534,13 @@ impl OverlayDriver {
     }
 
     fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
+        let tmp = self.build_layer(id, parent, opts)?;
+        self.publish(tmp, id)
+    }
+
+    /// Builds what `create` makes for `id` in a locked `.tmp-create-*` of the home (not yet
+    /// visible under its id): see [`OverlayDriver::publish`].
+    fn build_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<TempDir> {
         validate_id(id)?;
         if let Some(p) = parent {
             validate_id(p)?;
@@ -600,6 +619,12 @@ impl OverlayDriver {
             }
         }
         self.sync_dir(tmp.fd(), &tp)?;
+        Ok(tmp)
+    }
+
+    /// Renames a layer built aside to `id` (no-replace: `LayerExists` if another process got
+    /// there first, and then the one built here is removed, never theirs).
+    fn publish(&self, tmp: TempDir, id: &str) -> Result<()> {
         ovlink_fs::crash::point("create.before-rename");
         match tmp.rename_noreplace(OsStr::new(id)) {
             Ok(()) => {}
@@ -668,22 +693,207 @@ impl OverlayDriver {
         }
     }
 
-    /// Docker's fallback when the parent has no `root/` (a container layer): mount the layer,
-    /// apply into `merged/`, unmount. The layer stays a container layer.
-    fn apply_through_mount(&self, id: &str, diff: &mut dyn Read) -> Result<u64> {
-        let merged = self.get(id, None)?;
-        let res = (|| {
-            let fd = open_dir(&merged)?;
-            ovlink_tar::apply_layer(fd.as_fd(), &merged, diff, &self.tar_options()).map_err(
-                |source| DriverError::Apply {
-                    id: id.to_string(),
-                    source,
-                },
-            )
-        })();
-        let put = self.put(id);
-        let stats = res.map_err(|e| self.classify(e))?;
-        put?;
+    /// The tree a new `root/` is built in: `<dir>/tmproot-*` holding a hardlink copy of
+    /// `base` (the layer's own `root/` for a re-apply, else the parent's `root/`; nothing for
+    /// a bottom layer) with the tar applied and synced per the sync mode. The caller renames
+    /// it into place; dropped, it is removed.
+    fn build_root(
+        &self,
+        id: &str,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        base: Option<&(OwnedFd, PathBuf)>,
+        diff: &mut dyn Read,
+    ) -> Result<(TempDir, u64)> {
+        let tmp = TempDir::new(dir, dir_path, TMP_ROOT_PREFIX, 0o755)?;
+        let tp = tmp.path();
+        // Content the copy had to write (link-limit fallbacks) is not in the tar's sync.
+        let mut copied_data = false;
+        match base {
+            Some((bfd, bpath)) => {
+                let st = copy_tree(
+                    bfd.as_fd(),
+                    tmp.fd().as_fd(),
+                    bpath,
+                    &tp,
+                    CopyOptions::hardlink(),
+                )
+                // Classified here, while the partial tree still holds the space.
+                .map_err(|e| self.classify(e.into()))?;
+                copied_data = st.copied > 0;
+            }
+            None => self.chown_root(tmp.fd(), &tp)?,
+        }
+        ovlink_fs::crash::point("apply.after-copy");
+        let mut topts = self.tar_options();
+        topts.sync_data = self.sync == SyncMode::Files;
+        let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &topts)
+            .map_err(|source| DriverError::Apply {
+                id: id.to_string(),
+                source,
+            })
+            .map_err(|e| self.classify(e))?;
+        if self.sync == SyncMode::Syncfs || (self.sync == SyncMode::Files && copied_data) {
+            rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
+        }
+        Ok((tmp, stats.size))
+    }
+
+    /// `create` + `apply_diff` as one step, all of it in a `.tmp-create-*` of the home that
+    /// is renamed to `id` only when complete: a failure, a crash or a read-only remount
+    /// leaves no layer `id` (nothing to clean up, nothing another process could have applied
+    /// to), and a concurrent creator of `id` keeps its layer (this one gets `LayerExists`).
+    fn create_and_apply_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        diff: &mut dyn Read,
+    ) -> Result<u64> {
+        validate_id(id)?;
+        if let Some(p) = parent {
+            validate_id(p)?;
+        }
+        if ovlink_fs::at::exists_at(&self.home_fd, id) {
+            return Err(DriverError::LayerExists { id: id.to_string() });
+        }
+        let parent_root = match parent {
+            None => None,
+            Some(p) => {
+                let pfd = self.open_layer(p).map_err(|e| match e {
+                    DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
+                        id: id.to_string(),
+                        parent: p.to_string(),
+                    },
+                    e => e,
+                })?;
+                let ppath = self.home.join(p);
+                if !is_dir_at(&pfd, ROOT) {
+                    // A container parent: a container layer with a copy of its upper/, the
+                    // tar applied through an overlay mount of the copy.
+                    let tmp = self.build_layer(id, parent, &CreateOpts::default())?;
+                    let lower = self.read_lower_id(tmp.fd(), &tmp.path())?;
+                    let size = self.apply_in_mount(id, tmp.fd(), &tmp.path(), &lower, diff)?;
+                    self.sync_dir(tmp.fd(), &tmp.path())?;
+                    self.publish(tmp, id)?;
+                    return Ok(size);
+                }
+                Some((
+                    open_dir_at(&pfd, ROOT, &ppath.join(ROOT))?,
+                    ppath.join(ROOT),
+                ))
+            }
+        };
+        let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-create-", 0o710)?;
+        let tp = tmp.path();
+        self.chown_root(tmp.fd(), &tp)?;
+        let (root, size) = self.build_root(id, tmp.fd(), &tp, parent_root.as_ref(), diff)?;
+        ovlink_fs::crash::point("apply.before-rename");
+        root.rename_noreplace(OsStr::new(ROOT))
+            .map_err(|(_t, e)| FsError::io("rename into place", tp.join(ROOT), e))?;
+        self.sync_dir(tmp.fd(), &tp)?;
+        self.publish(tmp, id)?;
+        Ok(size)
+    }
+
+    /// Docker's fallback when the parent has no `root/` (a container layer): the tar goes
+    /// through an overlay mount, so the layer stays a container layer. Staged, so that a
+    /// refused or failed tar leaves `upper/` exactly as it was: `upper/` is copied (content,
+    /// not hardlinks: overlayfs writes upper files in place) into `<id>/tmpupper-*`, mounted
+    /// there with its own work dir, the tar applied, and the copy exchanged with `upper/`
+    /// only after the whole tar was applied (and synced). The caller holds the layer's lock;
+    /// a mounted layer is refused (its mount would keep writing to the old `upper/`).
+    fn apply_through_mount(
+        &self,
+        id: &str,
+        fd: &OwnedFd,
+        path: &Path,
+        diff: &mut dyn Read,
+    ) -> Result<u64> {
+        let LayerKind::Container { lower_id } = self.kind_of(fd, path)? else {
+            return Err(DriverError::WrongKind {
+                id: id.to_string(),
+                is: "an incomplete layer",
+                needs: "a container layer to apply through a mount",
+            });
+        };
+        if mount::is_mount_point(&path.join(MERGED)) {
+            return Err(DriverError::WrongKind {
+                id: id.to_string(),
+                is: "mounted",
+                needs: "an unmounted layer to apply a tar through its container parent \
+                        (umount it first)",
+            });
+        }
+        let stage = TempDir::new(fd, path, TMP_UPPER_PREFIX, 0o700)?;
+        let sp = stage.path();
+        let upper = open_dir_at(fd, UPPER, &path.join(UPPER))?;
+        let st = rustix::fs::fstat(&upper).ctx("stat", path.join(UPPER))?;
+        let staged = self.mkdir_exact(stage.fd(), UPPER, st.st_mode & 0o7777, &sp.join(UPPER))?;
+        let mut copts = CopyOptions::content();
+        copts.skip_devices = false;
+        copy_tree(
+            upper.as_fd(),
+            staged.as_fd(),
+            &path.join(UPPER),
+            &sp.join(UPPER),
+            copts,
+        )
+        .map_err(|e| self.classify(e.into()))?;
+        self.mkdir_exact(stage.fd(), WORK, 0o700, &sp.join(WORK))?;
+        let size = self.apply_in_mount(id, stage.fd(), &sp, &lower_id, diff)?;
+        if self.durable {
+            rustix::fs::syncfs(&staged).ctx("syncfs", sp.join(UPPER))?;
+        }
+        ovlink_fs::crash::point("apply.mount-before-exchange");
+        rustix::fs::renameat_with(
+            stage.fd(),
+            UPPER,
+            fd,
+            UPPER,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .ctx("exchange into place", path.join(UPPER))?;
+        self.sync_dir(fd, path)?;
+        drop(stage); // now holds the old upper/: removed
+        Ok(size)
+    }
+
+    /// Mounts `<dir>/merged` (lowerdir `<lower>/root`, `<dir>/upper`, `<dir>/work`), applies
+    /// the tar into it, and unmounts it again whatever happened; `dir` is not a live layer
+    /// (a staging or `.tmp-create-*` directory).
+    fn apply_in_mount(
+        &self,
+        id: &str,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        lower: &str,
+        diff: &mut dyn Read,
+    ) -> Result<u64> {
+        let merged = dir_path.join(MERGED);
+        self.mkdir_exact(dir, MERGED, 0o700, &merged)?;
+        let opts = mount::overlay_options(
+            &self.home.join(lower).join(ROOT),
+            &dir_path.join(UPPER),
+            &dir_path.join(WORK),
+            &self.features,
+            None,
+        )?;
+        mount::mount_overlay(&merged, &opts)?;
+        let res = open_dir(&merged)
+            .map_err(DriverError::from)
+            .and_then(|mfd| {
+                ovlink_tar::apply_layer(mfd.as_fd(), &merged, diff, &self.tar_options()).map_err(
+                    |source| DriverError::Apply {
+                        id: id.to_string(),
+                        source,
+                    },
+                )
+            });
+        // Classified while the mount still holds what the tar wrote.
+        let res = res.map_err(|e| self.classify(e));
+        mount::unmount(&merged)?;
+        let stats = res?;
+        rustix::fs::unlinkat(dir, MERGED, AtFlags::REMOVEDIR).ctx("remove directory", &merged)?;
         Ok(stats.size)
     }
 
@@ -838,8 +1048,9 @@ impl Driver for OverlayDriver {
             })?;
             let ppath = self.home.join(p);
             if !is_dir_at(&pfd, ROOT) {
+                let res = self.apply_through_mount(id, &fd, &path, diff);
                 drop(lock);
-                return self.apply_through_mount(id, diff);
+                return res.map_err(|e| self.classify(e));
             }
             Some((
                 open_dir_at(&pfd, ROOT, &ppath.join(ROOT))?,
@@ -849,37 +1060,7 @@ impl Driver for OverlayDriver {
             None
         };
         let res = (|| -> Result<u64> {
-            let tmp = TempDir::new(&fd, &path, TMP_ROOT_PREFIX, 0o755)?;
-            let tp = tmp.path();
-            // Content the copy had to write (link-limit fallbacks) is not in the tar's sync.
-            let mut copied_data = false;
-            match &base {
-                Some((bfd, bpath)) => {
-                    let st = copy_tree(
-                        bfd.as_fd(),
-                        tmp.fd().as_fd(),
-                        bpath,
-                        &tp,
-                        CopyOptions::hardlink(),
-                    )
-                    // Classified here, while the partial tree still holds the space.
-                    .map_err(|e| self.classify(e.into()))?;
-                    copied_data = st.copied > 0;
-                }
-                None => self.chown_root(tmp.fd(), &tp)?,
-            }
-            ovlink_fs::crash::point("apply.after-copy");
-            let mut topts = self.tar_options();
-            topts.sync_data = self.sync == SyncMode::Files;
-            let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &topts)
-                .map_err(|source| DriverError::Apply {
-                    id: id.to_string(),
-                    source,
-                })
-                .map_err(|e| self.classify(e))?;
-            if self.sync == SyncMode::Syncfs || (self.sync == SyncMode::Files && copied_data) {
-                rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
-            }
+            let (tmp, size) = self.build_root(id, &fd, &path, base.as_ref(), diff)?;
             ovlink_fs::crash::point("apply.before-rename");
             if has_root {
                 rustix::fs::renameat_with(
@@ -898,10 +1079,15 @@ impl Driver for OverlayDriver {
             ovlink_fs::crash::point("apply.after-rename");
             self.sync_dir(&fd, &path)?;
             self.drop_container_files(&fd, &path)?;
-            Ok(stats.size)
+            Ok(size)
         })();
         drop(lock);
         res.map_err(|e| self.classify(e))
+    }
+
+    fn create_and_apply(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
+        self.create_and_apply_layer(id, parent, diff)
+            .map_err(|e| self.classify(e))
     }
 
     fn status(&self) -> Vec<(String, String)> {

@@ -20,6 +20,7 @@ use ovlink_driver::checks::{self, OverlayFeatures};
 use ovlink_driver::error::{DriverError, Result};
 use ovlink_driver::lock::{random_suffix, reap_temp_dirs, DirLock, TempDir};
 use ovlink_driver::mount as dmount;
+use ovlink_driver::overlay::RECOVERY_WARNING;
 use ovlink_driver::refs::MountRefs;
 use ovlink_driver::{validate_id, CreateOpts, Driver, InitConfig, LayerInfo, LayerKind};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
@@ -152,7 +153,7 @@ impl Overlay2Driver {
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).ctx("change mode of", &lpath)?;
         }
         let link_fd = open_dir_at(&home_fd, LINK_DIR, &lpath)?;
-        let driver = Overlay2Driver {
+        let mut driver = Overlay2Driver {
             home,
             home_fd,
             link_fd,
@@ -167,7 +168,15 @@ impl Overlay2Driver {
         if fresh {
             driver.check_mount()?;
         }
-        driver.recover()?;
+        // Recovery that cannot finish (a read-only remount, a leftover it cannot reap) must
+        // not stop every command: it is reported (status, and the CLI prints it) and runs
+        // again at the next init.
+        if let Err(e) = driver.recover() {
+            driver.warnings.push(format!(
+                "{RECOVERY_WARNING} ({}); it runs again at the next start",
+                ovlink_driver::overlay::error_chain(&e)
+            ));
+        }
         Ok(driver)
     }
 
@@ -464,6 +473,18 @@ impl Overlay2Driver {
         opts: &CreateOpts,
         rw: bool,
     ) -> Result<()> {
+        let (tmp, lid) = self.build_layer(id, parent, opts, rw)?;
+        self.publish(tmp, id, &lid)
+    }
+
+    /// Builds layer `id` in a locked `.tmp-create-*` of the home; returns it and its short id.
+    fn build_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: &CreateOpts,
+        rw: bool,
+    ) -> Result<(TempDir, String)> {
         Self::check_id(id)?;
         if let Some(p) = parent {
             Self::check_id(p)?;
@@ -515,6 +536,12 @@ impl Overlay2Driver {
             }
         }
         self.sync_dir(dir, &tp)?;
+        Ok((tmp, lid))
+    }
+
+    /// Renames a layer built aside to `id` (no-replace: `LayerExists` when another process
+    /// made `id` first; theirs is kept) and makes its short link.
+    fn publish(&self, tmp: TempDir, id: &str, lid: &str) -> Result<()> {
         match tmp.rename_noreplace(OsStr::new(id)) {
             Ok(()) => {}
             Err((_tmp, Errno::EXIST)) | Err((_tmp, Errno::NOTEMPTY)) => {
@@ -524,7 +551,7 @@ impl Overlay2Driver {
                 return Err(FsError::io("rename into place", self.home.join(id), e).into())
             }
         }
-        if let Err(e) = self.make_link(id, &lid) {
+        if let Err(e) = self.make_link(id, lid) {
             let _ = self.remove(id);
             return Err(e);
         }
@@ -602,59 +629,85 @@ impl Overlay2Driver {
                 &tp,
                 CopyOptions::hardlink(),
             )?;
-            let apply_err = |source| DriverError::Apply {
-                id: id.to_string(),
-                source,
-            };
-            let (w, r) = whiteout::stream();
-            let topts = ovlink_tar::ApplyOptions::default();
-            let tfd = tmp.fd();
-            let (rewritten, applied) = std::thread::scope(|s| {
-                let h = s.spawn(|| {
-                    let mut r = r;
-                    ovlink_tar::apply_layer(tfd.as_fd(), &tp, &mut r, &topts)
-                });
-                let rewritten = (|| {
-                    let mut w = w;
-                    let done = whiteout::rewrite(diff, &mut w)?;
-                    w.finish().map_err(|e| ovlink_tar::TarError::Read {
-                        entry: None,
-                        source: e,
-                    })?;
-                    Ok::<_, ovlink_tar::TarError>(done)
-                })();
-                (rewritten, h.join())
-            });
-            let applied = applied.map_err(|_| {
-                apply_err(ovlink_tar::TarError::Read {
-                    entry: None,
-                    source: std::io::Error::other("the layer applier panicked"),
-                })
-            })?;
-            let stats = match (rewritten, applied) {
-                (_, Err(e)) if !matches!(e, ovlink_tar::TarError::Read { .. }) => {
-                    return Err(apply_err(e))
-                }
-                (Err(e), _) => return Err(apply_err(e)),
-                (_, Err(e)) => return Err(apply_err(e)),
-                (Ok(rw), Ok(stats)) => {
-                    for d in &rw.opaque_dirs {
-                        whiteout::mark_opaque(tfd.as_fd(), &tp, d).map_err(apply_err)?;
-                    }
-                    stats
-                }
-            };
+            let size = self.apply_tar(id, tmp.fd(), &tp, diff)?;
             if self.durable {
                 rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
             }
             rustix::fs::renameat_with(fd, tmp.name(), fd, DIFF, rustix::fs::RenameFlags::EXCHANGE)
                 .ctx("exchange into place", &dpath)?;
             self.sync_dir(fd, path)?;
-            Ok(stats.size)
+            Ok(size)
         })()
         .map_err(|e| self.classify(e));
         drop(tmp); // on success it holds the old diff/
         res
+    }
+
+    /// Applies a layer tar into the diff directory `tfd` (at `tp`), its AUFS whiteouts
+    /// rewritten into overlay whiteouts on the way; returns the size of its regular files.
+    fn apply_tar(&self, id: &str, tfd: &OwnedFd, tp: &Path, diff: &mut dyn Read) -> Result<u64> {
+        let apply_err = |source| DriverError::Apply {
+            id: id.to_string(),
+            source,
+        };
+        let (w, r) = whiteout::stream();
+        let topts = ovlink_tar::ApplyOptions::default();
+        let (rewritten, applied) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let mut r = r;
+                ovlink_tar::apply_layer(tfd.as_fd(), tp, &mut r, &topts)
+            });
+            let rewritten = (|| {
+                let mut w = w;
+                let done = whiteout::rewrite(diff, &mut w)?;
+                w.finish().map_err(|e| ovlink_tar::TarError::Read {
+                    entry: None,
+                    source: e,
+                })?;
+                Ok::<_, ovlink_tar::TarError>(done)
+            })();
+            (rewritten, h.join())
+        });
+        let applied = applied.map_err(|_| {
+            apply_err(ovlink_tar::TarError::Read {
+                entry: None,
+                source: std::io::Error::other("the layer applier panicked"),
+            })
+        })?;
+        let stats = match (rewritten, applied) {
+            (_, Err(e)) if !matches!(e, ovlink_tar::TarError::Read { .. }) => {
+                return Err(apply_err(e))
+            }
+            (Err(e), _) => return Err(apply_err(e)),
+            (_, Err(e)) => return Err(apply_err(e)),
+            (Ok(rw), Ok(stats)) => {
+                for d in &rw.opaque_dirs {
+                    whiteout::mark_opaque(tfd.as_fd(), tp, d).map_err(apply_err)?;
+                }
+                stats
+            }
+        };
+        Ok(stats.size)
+    }
+
+    /// `create` + `apply_diff` as one step: the layer is built and the tar applied in a
+    /// `.tmp-create-*` that is renamed to `id` only when complete (see
+    /// [`Driver::create_and_apply`]).
+    fn create_and_apply_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        diff: &mut dyn Read,
+    ) -> Result<u64> {
+        let (tmp, lid) = self.build_layer(id, parent, &CreateOpts::default(), false)?;
+        let tp = tmp.path();
+        let dfd = open_dir_at(tmp.fd(), DIFF, &tp.join(DIFF))?;
+        let size = self.apply_tar(id, &dfd, &tp.join(DIFF), diff)?;
+        if self.durable {
+            rustix::fs::syncfs(&dfd).ctx("syncfs", tp.join(DIFF))?;
+        }
+        self.publish(tmp, id, &lid)?;
+        Ok(size)
     }
 }
 
@@ -840,6 +893,11 @@ impl Driver for Overlay2Driver {
         let res = self.apply_into(id, &fd, &path, diff);
         drop(lock);
         res
+    }
+
+    fn create_and_apply(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
+        self.create_and_apply_layer(id, parent, diff)
+            .map_err(|e| self.classify(e))
     }
 
     fn status(&self) -> Vec<(String, String)> {
