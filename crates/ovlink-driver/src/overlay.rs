@@ -447,6 +447,42 @@ impl OverlayDriver {
         }
     }
 
+    /// Opens `parent`, the parent named for layer `id`: `ParentNotFound` when it is missing.
+    fn open_parent(&self, id: &str, parent: &str) -> Result<OwnedFd> {
+        self.open_layer(parent).map_err(|e| match e {
+            DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
+                id: id.to_string(),
+                parent: parent.to_string(),
+            },
+            e => e,
+        })
+    }
+
+    /// Makes `<dir>/upper` with the mode of `<src>/upper` and a content copy of it (devices
+    /// and whiteouts included; not hardlinks, as overlayfs writes upper files in place).
+    fn copy_upper(
+        &self,
+        src: &OwnedFd,
+        src_path: &Path,
+        dir: &OwnedFd,
+        dir_path: &Path,
+    ) -> Result<OwnedFd> {
+        let from = open_dir_at(src, UPPER, &src_path.join(UPPER))?;
+        let st = rustix::fs::fstat(&from).ctx("stat", src_path.join(UPPER))?;
+        let to = self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &dir_path.join(UPPER))?;
+        let mut copts = CopyOptions::content();
+        copts.skip_devices = false;
+        copy_tree(
+            from.as_fd(),
+            to.as_fd(),
+            &src_path.join(UPPER),
+            &dir_path.join(UPPER),
+            copts,
+        )
+        .map_err(|e| self.classify(e.into()))?;
+        Ok(to)
+    }
+
     /// Locks layer `id` and checks it is still in place (see [`crate::lock::lock_layer_dir`]).
     fn lock_layer(&self, id: &str) -> Result<(OwnedFd, DirLock)> {
         let fd = self.open_layer(id)?;
@@ -562,13 +598,7 @@ impl OverlayDriver {
                 self.mkdir_exact(dir, ROOT, 0o755, &tp.join(ROOT))?;
             }
             Some(p) => {
-                let pfd = self.open_layer(p).map_err(|e| match e {
-                    DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
-                        id: id.to_string(),
-                        parent: p.to_string(),
-                    },
-                    e => e,
-                })?;
+                let pfd = self.open_parent(id, p)?;
                 let ppath = self.home.join(p);
                 match self.kind_of(&pfd, &ppath)? {
                     LayerKind::Image => {
@@ -580,21 +610,7 @@ impl OverlayDriver {
                     }
                     LayerKind::Container { lower_id } => {
                         // Docker's "-init" pattern: same lower, a full copy of the parent's upper.
-                        let st = rustix::fs::statat(&pfd, UPPER, AtFlags::SYMLINK_NOFOLLOW)
-                            .ctx("stat", ppath.join(UPPER))?;
-                        let up =
-                            self.mkdir_exact(dir, UPPER, st.st_mode & 0o7777, &tp.join(UPPER))?;
-                        let src = open_dir_at(&pfd, UPPER, &ppath.join(UPPER))?;
-                        let mut copts = CopyOptions::content();
-                        copts.skip_devices = false;
-                        copy_tree(
-                            src.as_fd(),
-                            up.as_fd(),
-                            &ppath.join(UPPER),
-                            &tp.join(UPPER),
-                            copts,
-                        )
-                        .map_err(|e| self.classify(e.into()))?;
+                        let up = self.copy_upper(&pfd, &ppath, dir, &tp)?;
                         if self.durable {
                             // The copied files' data, before the rename publishes them.
                             rustix::fs::syncfs(&up).ctx("syncfs", tp.join(UPPER))?;
@@ -759,13 +775,7 @@ impl OverlayDriver {
         let parent_root = match parent {
             None => None,
             Some(p) => {
-                let pfd = self.open_layer(p).map_err(|e| match e {
-                    DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
-                        id: id.to_string(),
-                        parent: p.to_string(),
-                    },
-                    e => e,
-                })?;
+                let pfd = self.open_parent(id, p)?;
                 let ppath = self.home.join(p);
                 if !is_dir_at(&pfd, ROOT) {
                     // A container parent: a container layer with a copy of its upper/, the
@@ -826,19 +836,7 @@ impl OverlayDriver {
         }
         let stage = TempDir::new(fd, path, TMP_UPPER_PREFIX, 0o700)?;
         let sp = stage.path();
-        let upper = open_dir_at(fd, UPPER, &path.join(UPPER))?;
-        let st = rustix::fs::fstat(&upper).ctx("stat", path.join(UPPER))?;
-        let staged = self.mkdir_exact(stage.fd(), UPPER, st.st_mode & 0o7777, &sp.join(UPPER))?;
-        let mut copts = CopyOptions::content();
-        copts.skip_devices = false;
-        copy_tree(
-            upper.as_fd(),
-            staged.as_fd(),
-            &path.join(UPPER),
-            &sp.join(UPPER),
-            copts,
-        )
-        .map_err(|e| self.classify(e.into()))?;
+        let staged = self.copy_upper(fd, path, stage.fd(), &sp)?;
         self.mkdir_exact(stage.fd(), WORK, 0o700, &sp.join(WORK))?;
         let size = self.apply_in_mount(id, stage.fd(), &sp, &lower_id, diff)?;
         if self.durable {
@@ -1039,13 +1037,7 @@ impl Driver for OverlayDriver {
         let base: Option<(OwnedFd, PathBuf)> = if has_root {
             Some((open_dir_at(&fd, ROOT, &path.join(ROOT))?, path.join(ROOT)))
         } else if let Some(p) = &parent {
-            let pfd = self.open_layer(p).map_err(|e| match e {
-                DriverError::LayerNotFound { .. } => DriverError::ParentNotFound {
-                    id: id.to_string(),
-                    parent: p.clone(),
-                },
-                e => e,
-            })?;
+            let pfd = self.open_parent(id, p)?;
             let ppath = self.home.join(p);
             if !is_dir_at(&pfd, ROOT) {
                 let res = self.apply_through_mount(id, &fd, &path, diff);
