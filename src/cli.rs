@@ -67,7 +67,9 @@ pub enum Command {
     #[command(subcommand)]
     Layer(LayerCmd),
     /// Mount a container layer (overlay at `<id>/merged`) and print the path to use; for an
-    /// image layer, print its root/. Reference-counted: every mount needs an umount.
+    /// image layer, print its root/. Counts live in one process only: a `mount` of a layer
+    /// that is mounted already prints its path, and one `umount` unmounts it, however many
+    /// `mount`s came before (the plugin counts every Get and Put).
     Mount {
         /// Layer id.
         #[arg(value_parser = layer_id)]
@@ -77,7 +79,8 @@ pub enum Command {
         #[arg(long, value_parser = mount_label)]
         mount_label: Option<String>,
     },
-    /// Release one mount of a layer; the last one unmounts merged/.
+    /// Unmount a container layer's merged/ (from the command line there is no count across
+    /// commands: this unmounts it, see `mount`).
     Umount {
         /// Layer id.
         #[arg(value_parser = layer_id)]

@@ -548,3 +548,84 @@ fn read_only_remount_mid_apply_and_a_crash_leave_no_layer() {
         }
     }
 }
+
+/// Issue 11 item 12: a mount refused for lack of privilege is reported as EPERM (and what
+/// to do), not as "the kernel cannot run overlayfs". Runs ovlink as `nobody` (setpriv) on a
+/// fresh root that user owns, so init's test mount is the first thing that fails.
+#[test]
+fn non_root_mount_failure_says_eperm() {
+    let t = TestRoot::new();
+    let dir = t.path().join("nobody");
+    std::fs::create_dir(&dir).unwrap();
+    rustix::fs::chown(
+        &dir,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for driver in ["overlay", "overlay2"] {
+        let root = dir.join(driver);
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_ovlink"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--driver", driver, "status"])
+            .env_remove("OVLINK_ROOT")
+            .output()
+            .expect("setpriv (util-linux) must be installed for this test");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{driver}: status as nobody succeeded"
+        );
+        assert!(
+            err.contains("EPERM") && err.contains("must run as root"),
+            "{driver}: {err}"
+        );
+        assert!(!err.contains("cannot run overlay"), "{driver}: {err}");
+        assert!(t.mounts().is_empty());
+    }
+}
+
+/// Issue 11 item 12, documented behaviour (README, docs/design.md, `mount --help`): the
+/// command line keeps no reference count between processes. `mount` of a mounted layer
+/// prints its path; one `umount` unmounts it, however many `mount`s came before. (The
+/// plugin, one process, counts every Get and Put.)
+#[test]
+fn cli_mount_count_is_per_process_as_documented() {
+    for driver in ["overlay", "overlay2"] {
+        let t = TestRoot::new();
+        let tar = base_tar(&t);
+        t.ok(&with_driver(
+            driver,
+            &["layer", "apply", "base", tar.to_str().unwrap()],
+        ));
+        t.ok(&with_driver(
+            driver,
+            &["layer", "create-rw", "c1", "--parent", "base"],
+        ));
+        let merged = t
+            .home()
+            .parent()
+            .unwrap()
+            .join(driver)
+            .join("c1")
+            .join("merged");
+        for _ in 0..3 {
+            let p = t.ok(&with_driver(driver, &["mount", "c1"]));
+            assert_eq!(Path::new(p.trim()), merged);
+        }
+        assert_eq!(t.mounts(), vec![merged.clone()], "{driver}");
+        t.ok(&with_driver(driver, &["umount", "c1"]));
+        assert!(
+            t.mounts().is_empty(),
+            "{driver}: one umount left {:?}",
+            t.mounts()
+        );
+        // A further umount is harmless.
+        t.ok(&with_driver(driver, &["umount", "c1"]));
+    }
+}
