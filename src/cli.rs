@@ -136,15 +136,17 @@ pub enum Command {
     Report(crate::commands::report::ReportArgs),
     /// Benchmarks: overlay vs overlay2 side by side on a generated image or a tarball.
     Bench(crate::commands::bench::BenchArgs),
-    /// Guided, self-cleaning demonstrations (inode exhaustion, the hardlink limit).
+    /// Short, self-cleaning labs for teaching: each prints the shell commands to retype, what
+    /// the kernel did, and where the articles are out of date (`--markdown` for a worksheet).
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCmd),
     /// Docker's graphdriver plugin protocol, so a real dockerd (20.10, --experimental) stores
     /// its images and containers with ovlink.
     #[command(subcommand)]
     Plugin(crate::commands::plugin::PluginCmd),
-    /// Walk through the legacy overlay driver on a generated image (or --image FILE) in a
-    /// throw-away root: import, mount a container, write/overwrite/delete, show upper/.
+    /// Walk through the layout --driver names (legacy overlay or overlay2) on a generated
+    /// image (or --image FILE) in a throw-away root (inside --root when given): import, mount
+    /// a container, write/overwrite/delete, show the upper dir.
     Demo(DemoArgs),
 }
 
@@ -288,4 +290,10 @@ pub struct DemoArgs {
     /// Keep the throw-away root (and print where it is) instead of removing it.
     #[arg(long)]
     pub keep: bool,
+    /// Print the observations as JSON on stdout (the narration goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the walkthrough as a student worksheet (Markdown).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<std::path::PathBuf>,
 }

@@ -60,3 +60,56 @@ fn demo_on_a_real_docker_save_tarball() {
     assert_story(&out);
     assert!(out.contains("/app/hello.txt"), "{out}");
 }
+
+#[test]
+fn demo_on_overlay2_shows_several_lowerdirs_links_and_the_lower_file() {
+    let t = TestRoot::new();
+    let tmp = t.tmp();
+    let out = ovlink_cmd(&t.root(), &["--driver", "overlay2", "demo", "--json"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let narration = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{narration}");
+    assert!(mounts_under(t.path()).is_empty(), "the demo left mounts");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["layout"], "overlay2");
+    let layers = r["layers"].as_array().unwrap().len();
+    assert!(layers >= 2, "{r}");
+    let lowers = r["lowerdirs"].as_array().unwrap();
+    assert_eq!(lowers.len(), layers, "one lowerdir per image layer: {r}");
+    assert!(
+        lowers.iter().all(|l| l.as_str().unwrap().contains("/l/")),
+        "{r}"
+    );
+    assert_eq!(r["short_links"].as_array().unwrap().len(), layers);
+    let lower_file = r["lower_file"].as_str().unwrap();
+    assert_eq!(lower_file.split(':').count(), layers, "{lower_file}");
+    assert!(
+        lower_file.split(':').all(|l| l.starts_with("l/")),
+        "{lower_file}"
+    );
+    assert_eq!(r["whiteout"], serde_json::json!(["character device", 0, 0]));
+    assert_eq!(r["opaque"], "y");
+    assert_eq!(
+        r["copy_up"][1].as_u64().unwrap(),
+        r["copy_up"][0].as_u64().unwrap() + 1
+    );
+    assert_eq!(r["lower_unchanged"], true);
+    for needle in [
+        "holds: diff link",
+        "cat lower",
+        "lowerdirs in the mount",
+        "LowerDir:",
+    ] {
+        assert!(narration.contains(needle), "lacks {needle:?}:\n{narration}");
+    }
+    // The legacy layout, by contrast, mounts exactly one lowerdir.
+    let out = ovlink_cmd(&t.root(), &["demo", "--json"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["lowerdirs"].as_array().unwrap().len(), 1, "{r}");
+}

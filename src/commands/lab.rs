@@ -1,39 +1,78 @@
-//! `ovlink lab`: guided, self-cleaning demonstrations on a small ext4 filesystem in a
-//! loop-mounted image file (not tmpfs: tmpfs charges an inode per hardlink, which would teach
-//! the wrong lesson).
-//!
-//! `lab inodes`, part 1: stack image layers in the legacy layout until the filesystem runs out
-//! of inodes while bytes are still free, show the error the user gets, prove nothing was lost
-//! (earlier layers complete, the failed one absent, the home usable again after freeing
-//! inodes), check the report's projection against what really fitted, then do the same with
-//! overlay2. Part 2: a file linked up to the filesystem's hardlink limit, and what the driver
-//! does when the next layer needs one more link.
-//!
-//! Everything happens below a private temporary directory; the loop mount and every overlay
-//! mount are undone on the way out, also on error (a drop guard), unless `--keep` is given.
+//! `ovlink lab <name>` and `ovlink demo`: argument parsing and printing only. The scenarios
+//! live in the `ovlink-lab` crate, which narrates through [`Printer`] and returns typed
+//! observations (printed as JSON with `--json`; a Markdown worksheet with `--markdown`).
 
 use anyhow::{bail, Context as _};
-use ovlink_driver::{CreateOpts, Driver, DriverError, InitConfig, OverlayDriver};
-use ovlink_overlay2::Overlay2Driver;
-use ovlink_report::render::{self, bar, human_bytes, thousands};
-use ovlink_report::{scan, FsStats, Layout};
+use ovlink_lab::{Event, LabConfig, Narrator, Worksheet};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// `ovlink lab …`
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCmd {
     /// Run a small ext4 filesystem out of inodes with image layers (legacy overlay, then
-    /// overlay2), then push one file to the hardlink limit. Needs root; cleans up after itself.
+    /// overlay2), then push one file to the hardlink limit.
     Inodes(InodesArgs),
+    /// The first write to a lower file, even chmod, copies the whole file up (sizes,
+    /// blocks, timing); metacopy=on copies only metadata.
+    CopyUp(SizedArgs),
+    /// Deletes: a whiteout (0/0 char device), copying it (ENXIO), rm -rf of a lower dir,
+    /// the re-created opaque dir, shared whiteout inodes, the fresh upper's uuid.
+    Whiteouts(Common),
+    /// rename(2) of a lower dir: EXDEV with redirect_dir=off, success with redirect_dir=on,
+    /// and what mv does instead (copy and delete).
+    Rename(Common),
+    /// Two containers read one lower file: its pages are cached once (fincore figures).
+    PageCache(SizedArgs),
+    /// One image in the legacy overlay and in overlay2 side by side: lowerdirs, inodes, a
+    /// deep read.
+    Layers(LayersArgs),
+    /// The workdir's role, and the mount error when it is not on the upper's filesystem.
+    Workdir(Common),
+    /// Deleted lower files still use space; editing the lower dir under a mount.
+    Lower(Common),
+}
+
+/// What every lab takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Print the observations as JSON on stdout (the narration goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the lab as a student worksheet (commands, observations, questions).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Keep the lab's directory (and its mounts) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// A lab with one big file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SizedArgs {
+    /// Size of the big lower file, in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub size: Option<u64>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Arguments of `ovlink lab layers`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LayersArgs {
+    /// Layers of the image.
+    #[arg(long, default_value_t = 8)]
+    pub layers: usize,
+    /// Leaf directories of its base layer (one file each).
+    #[arg(long, default_value_t = 300)]
+    pub dirs: u32,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// Arguments of `ovlink lab inodes`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct InodesArgs {
     /// Size of the ext4 image file, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
@@ -53,26 +92,30 @@ pub struct InodesArgs {
     /// Also write the chart (inodes used per layer, both layouts, capacity line) as SVG.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
-    /// Print the results as JSON on stdout (the narration goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    /// Keep the filesystem mounted and the files in place (prints where and how to clean up).
-    #[arg(long)]
-    pub keep: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
-pub fn run(c: LabCmd) -> anyhow::Result<()> {
-    match c {
-        LabCmd::Inodes(a) => inodes(a),
-    }
-}
-
-/// Narration: stdout normally, stderr under `--json`.
-struct Say {
+/// Prints the narration: stdout normally, stderr under `--json`; records it for a worksheet.
+pub struct Printer {
     json: bool,
+    sheet: Worksheet,
 }
 
-impl Say {
+impl Printer {
+    /// A printer for stdout (`json`: for stderr).
+    pub fn new(json: bool) -> Printer {
+        Printer {
+            json,
+            sheet: Worksheet::new(),
+        }
+    }
+
+    /// What was narrated, as a Markdown worksheet.
+    pub fn worksheet(&self, kernel: &str) -> String {
+        self.sheet.markdown(kernel)
+    }
+
     fn line(&self, s: &str) {
         if self.json {
             eprintln!("{s}");
@@ -81,846 +124,131 @@ impl Say {
             let _ = std::io::stdout().flush();
         }
     }
-    fn step(&self, s: &str) {
-        self.line("");
-        self.line(&format!("== {s}"));
-    }
 }
 
-/// A loop-mounted ext4 image in a private temporary directory; unmounted (with every mount
-/// below it) and removed on drop.
-struct Scratch {
-    dir: Option<tempfile::TempDir>,
-    mnt: PathBuf,
-    mounted: bool,
-}
-
-impl Scratch {
-    fn new(size_mib: u64, inodes: u64) -> anyhow::Result<Scratch> {
-        let dir = tempfile::Builder::new()
-            .prefix("ovlink-lab-")
-            .tempdir()
-            .context("cannot create a temporary directory")?;
-        let img = dir.path().join("fs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).with_context(|| format!("cannot create {}", mnt.display()))?;
-        let mut s = Scratch {
-            dir: Some(dir),
-            mnt,
-            mounted: false,
-        };
-        let f = std::fs::File::create(&img)
-            .with_context(|| format!("cannot create {}", img.display()))?;
-        f.set_len(size_mib << 20)
-            .with_context(|| format!("cannot size {}", img.display()))?;
-        drop(f);
-        run_tool(
-            Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-N", &inodes.to_string(), "-E", "nodiscard"])
-                .arg(&img),
-            "mkfs.ext4 (install e2fsprogs)",
-        )?;
-        run_tool(
-            Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&img)
-                .arg(&s.mnt),
-            "mount -o loop",
-        )?;
-        s.mounted = true;
-        Ok(s)
-    }
-
-    fn img(&self) -> PathBuf {
-        self.mnt.with_file_name("fs.img")
-    }
-
-    fn keep(&mut self) -> Option<PathBuf> {
-        self.mounted = false;
-        self.dir.take().map(|d| d.keep())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !self.mounted {
-            return;
-        }
-        for m in ovlink_driver::mount::mounts_under(&self.mnt) {
-            if m != self.mnt {
-                let _ = ovlink_driver::mount::unmount(&m);
+impl Narrator for Printer {
+    fn event(&self, e: &Event) {
+        self.sheet.event(e);
+        match e {
+            Event::Title { text } => self.line(text),
+            Event::Step { text } => {
+                self.line("");
+                self.line(&format!("== {text}"));
             }
-        }
-        // Not lazy: the loop device (autoclear) is released once this returns.
-        let mut tries = 0;
-        while rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::empty()).is_err()
-            && tries < 20
-        {
-            tries += 1;
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        if tries == 20 {
-            let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
+            Event::Command { text } => self.line(&format!("$ {text}")),
+            Event::Output { text } => {
+                for l in text.lines() {
+                    self.line(&format!("   {l}"));
+                }
+            }
+            Event::Observed { text } => self.line(&format!("   -> {text}")),
+            Event::Article { claim, kernel } => {
+                self.line(&format!("   ! the article says: {claim}"));
+                self.line(&format!("     this kernel: {kernel}"));
+            }
+            Event::Question { text } => self.line(&format!("   ? for students: {text}")),
+            Event::Text { text } => self.line(&format!("   {text}")),
         }
     }
 }
 
-fn run_tool(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
+/// Where a scenario makes its scratch directory: inside `--root` when it was given (so a
+/// teacher can run it on the filesystem under discussion), else the temporary directory.
+pub fn config(root: Option<&Path>, keep: bool) -> LabConfig {
+    LabConfig {
+        base: root.map(Path::to_path_buf),
+        keep,
+    }
+}
+
+fn finish<T: Serialize>(p: &Printer, c: &Common, name: &str, r: &T) -> anyhow::Result<()> {
+    if let Some(f) = &c.markdown {
+        std::fs::write(f, p.worksheet(&ovlink_lab::kernel_release()))
+            .with_context(|| format!("cannot write the worksheet {}", f.display()))?;
+        p.line(&format!(
+            "worksheet for lab {name} written to {}",
+            f.display()
+        ));
+    }
+    if c.json {
+        crate::output::json(r)?;
+    }
+    Ok(())
+}
+
+/// Runs `ovlink lab …`. `root`: the `--root` given on the command line, if any.
+pub fn run(root: Option<&Path>, driver_given: bool, c: LabCmd) -> anyhow::Result<()> {
+    if driver_given {
         bail!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "--driver does not apply to the labs: `lab inodes` and `lab layers` run both layouts \
+             side by side, the others use plain overlay mounts (try `ovlink --driver overlay2 demo`)"
         );
     }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// The generated layers.
-
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_600_000_000);
-    h.set_size(size);
-    h
-}
-
-fn tar_dir(b: &mut tar::Builder<Vec<u8>>, path: &str) -> anyhow::Result<()> {
-    let mut h = header(tar::EntryType::Directory, 0o755, 0);
-    b.append_data(&mut h, path, std::io::empty())?;
-    Ok(())
-}
-
-fn tar_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> anyhow::Result<()> {
-    let mut h = header(tar::EntryType::Regular, 0o644, data.len() as u64);
-    b.append_data(&mut h, path, data)?;
-    Ok(())
-}
-
-/// The base layer's tree: `srv/g<j>/d<i>/f` for `dirs` leaf directories, ten per group.
-struct Tree {
-    dirs: u32,
-}
-
-impl Tree {
-    fn leaf(&self, i: u32) -> String {
-        format!("srv/g{:02}/d{i:03}", i / 10)
-    }
-
-    fn base(&self) -> anyhow::Result<Vec<u8>> {
-        let mut b = tar::Builder::new(Vec::new());
-        tar_dir(&mut b, "srv/")?;
-        for i in 0..self.dirs {
-            if i % 10 == 0 {
-                tar_dir(&mut b, &format!("srv/g{:02}/", i / 10))?;
+    match c {
+        LabCmd::Inodes(a) => {
+            let p = Printer::new(a.common.json);
+            let cfg = ovlink_lab::inodes::InodesConfig {
+                size_mib: a.size,
+                inodes: a.inodes,
+                dirs: a.dirs,
+                max_layers: a.max_layers,
+                no_links: a.no_links,
+                svg: a.svg.is_some(),
+            };
+            let r = ovlink_lab::inodes::run(&config(root, a.common.keep), &cfg, &p)?;
+            if let (Some(path), Some(svg)) = (&a.svg, &r.svg) {
+                std::fs::write(path, svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                p.line(&format!("chart written to {}", path.display()));
             }
-            tar_dir(&mut b, &format!("{}/", self.leaf(i)))?;
-            tar_file(
-                &mut b,
-                &format!("{}/f", self.leaf(i)),
-                format!("base {i}\n").as_bytes(),
-            )?;
+            finish(&p, &a.common, "inodes", &r)
         }
-        Ok(b.into_inner()?)
-    }
-
-    /// The leaves whose file update layer `k` rewrites.
-    fn touched(&self, k: u32) -> Vec<u32> {
-        let mut v: Vec<u32> = (0..4)
-            .map(|m| (k * 7 + m * 13) % self.dirs.max(1))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-
-    /// Update layer `k` (1, 2, …): rewrites four files and adds `srv/new-<k>`.
-    fn update(&self, k: u32) -> anyhow::Result<Vec<u8>> {
-        let mut b = tar::Builder::new(Vec::new());
-        tar_dir(&mut b, "srv/")?;
-        for i in self.touched(k) {
-            tar_dir(&mut b, &format!("srv/g{:02}/", i / 10))?;
-            tar_dir(&mut b, &format!("{}/", self.leaf(i)))?;
-            tar_file(
-                &mut b,
-                &format!("{}/f", self.leaf(i)),
-                format!("layer {k}\n").as_bytes(),
-            )?;
-        }
-        tar_file(
-            &mut b,
-            &format!("srv/new-{k}"),
-            format!("new {k}\n").as_bytes(),
-        )?;
-        Ok(b.into_inner()?)
-    }
-
-    /// What `srv/…/f` of leaf `i` holds once layers `1..=k` are applied.
-    fn content(&self, i: u32, k: u32) -> String {
-        (1..=k)
-            .rev()
-            .find(|j| self.touched(*j).contains(&i))
-            .map(|j| format!("layer {j}\n"))
-            .unwrap_or_else(|| format!("base {i}\n"))
-    }
-
-    /// Checks layer `k`'s tree: the legacy `root/` is the full image at that layer; an
-    /// overlay2 `diff/` holds exactly that layer's own changes.
-    fn verify(&self, layout: Layout, layer_dir: &Path, k: u32) -> Result<(), String> {
-        let read =
-            |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
-        match layout {
-            Layout::Overlay => {
-                let root = layer_dir.join("root");
-                for i in 0..self.dirs {
-                    let got = read(root.join(self.leaf(i)).join("f"))?;
-                    if got != self.content(i, k) {
-                        return Err(format!("{}/f holds {got:?}", self.leaf(i)));
-                    }
-                }
-                for j in 1..=k {
-                    read(root.join(format!("srv/new-{j}")))?;
-                }
+        LabCmd::CopyUp(a) => {
+            let p = Printer::new(a.common.json);
+            let mut cfg = ovlink_lab::copy_up::CopyUpConfig::default();
+            if let Some(s) = a.size {
+                cfg.size_mib = s.max(1);
             }
-            Layout::Overlay2 => {
-                let diff = layer_dir.join("diff");
-                if k == 0 {
-                    for i in 0..self.dirs {
-                        let got = read(diff.join(self.leaf(i)).join("f"))?;
-                        if got != format!("base {i}\n") {
-                            return Err(format!("{}/f holds {got:?}", self.leaf(i)));
-                        }
-                    }
-                    return Ok(());
-                }
-                for i in self.touched(k) {
-                    let got = read(diff.join(self.leaf(i)).join("f"))?;
-                    if got != format!("layer {k}\n") {
-                        return Err(format!("{}/f holds {got:?}", self.leaf(i)));
-                    }
-                }
-                read(diff.join(format!("srv/new-{k}")))?;
+            let r = ovlink_lab::copy_up::run(&config(root, a.common.keep), &cfg, &p)?;
+            finish(&p, &a.common, "copy-up", &r)
+        }
+        LabCmd::Whiteouts(c) => {
+            let p = Printer::new(c.json);
+            let r = ovlink_lab::whiteouts::run(&config(root, c.keep), &p)?;
+            finish(&p, &c, "whiteouts", &r)
+        }
+        LabCmd::Rename(c) => {
+            let p = Printer::new(c.json);
+            let r = ovlink_lab::rename::run(&config(root, c.keep), &p)?;
+            finish(&p, &c, "rename", &r)
+        }
+        LabCmd::PageCache(a) => {
+            let p = Printer::new(a.common.json);
+            let mut cfg = ovlink_lab::page_cache::PageCacheConfig::default();
+            if let Some(s) = a.size {
+                cfg.size_mib = s.max(1);
             }
+            let r = ovlink_lab::page_cache::run(&config(root, a.common.keep), &cfg, &p)?;
+            finish(&p, &a.common, "page-cache", &r)
         }
-        Ok(())
-    }
-}
-
-fn layer_id(k: u32) -> String {
-    if k == 0 {
-        "lab-base".to_string()
-    } else {
-        format!("lab-{k:04}")
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Part 1.
-
-/// One layout's run.
-#[derive(Debug, Serialize)]
-pub struct LayoutRun {
-    /// `overlay` or `overlay2`.
-    pub layout: &'static str,
-    /// Image layers that fitted (the base layer included).
-    pub layers_fit: u32,
-    /// Inodes used on the filesystem after each layer (index 0: after the base layer).
-    pub inodes_used: Vec<u64>,
-    /// Inodes used before the first layer.
-    pub inodes_used_before: u64,
-    /// Inodes each layer added (the same index as `inodes_used`).
-    pub inodes_per_layer: Vec<u64>,
-    /// Why it stopped: `inodes`, `bytes`, `depth` (overlay2's 128-layer limit), `max-layers`.
-    pub stopped_by: String,
-    /// The error the user got, as printed.
-    pub error: Option<String>,
-    /// Filesystem figures right after the failure.
-    pub fs_at_failure: Option<FsStats>,
-    /// The report's projection after layer 1: how many more layers of that kind fit.
-    pub predicted_more_after_layer1: Option<u64>,
-    /// How many more really fitted after layer 1.
-    pub actual_more_after_layer1: u32,
-    /// Every layer that fitted still holds exactly its content.
-    pub earlier_layers_complete: bool,
-    /// The layer that failed left nothing behind.
-    pub failed_layer_absent: bool,
-    /// After removing the top layer, the failed layer could be applied.
-    pub usable_after_freeing: bool,
-}
-
-/// What `lab inodes` found.
-#[derive(Debug, Serialize)]
-pub struct LabResult {
-    /// Filesystem size in bytes.
-    pub fs_bytes: u64,
-    /// Filesystem inodes.
-    pub fs_inodes: u64,
-    /// Directories in the base layer.
-    pub dirs: u32,
-    /// The legacy layout's run, then overlay2's.
-    pub runs: Vec<LayoutRun>,
-    /// Part 2, unless skipped.
-    pub links: Option<LinkRun>,
-}
-
-fn open(layout: Layout, home: &Path) -> anyhow::Result<Box<dyn Driver>> {
-    let cfg = InitConfig {
-        home: home.to_path_buf(),
-        ..Default::default()
-    };
-    Ok(match layout {
-        Layout::Overlay => Box::new(OverlayDriver::init(&cfg)?),
-        Layout::Overlay2 => Box::new(Overlay2Driver::init(&cfg)?),
-    })
-}
-
-fn add_layer(
-    d: &dyn Driver,
-    id: &str,
-    parent: Option<&str>,
-    tar: &[u8],
-) -> Result<(), DriverError> {
-    d.create(id, parent, &CreateOpts::default())?;
-    match d.apply_diff(id, parent, &mut &tar[..]) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let _ = d.remove(id);
-            Err(e)
+        LabCmd::Layers(a) => {
+            let p = Printer::new(a.common.json);
+            let cfg = ovlink_lab::layers::LayersConfig {
+                layers: a.layers,
+                dirs: a.dirs,
+            };
+            let r = ovlink_lab::layers::run(&config(root, a.common.keep), &cfg, &p)?;
+            finish(&p, &a.common, "layers", &r)
+        }
+        LabCmd::Workdir(c) => {
+            let p = Printer::new(c.json);
+            let r = ovlink_lab::workdir::run(&config(root, c.keep), &p)?;
+            finish(&p, &c, "workdir", &r)
+        }
+        LabCmd::Lower(c) => {
+            let p = Printer::new(c.json);
+            let r = ovlink_lab::lower::run(&config(root, c.keep), &p)?;
+            finish(&p, &c, "lower", &r)
         }
     }
-}
-
-fn chain_parents(n: u32) -> BTreeMap<String, Option<String>> {
-    (0..n)
-        .map(|k| (layer_id(k), (k > 0).then(|| layer_id(k - 1))))
-        .collect()
-}
-
-/// True when `e` is, or is caused by, "no space left on device" (inodes or bytes).
-fn no_space(e: &DriverError) -> bool {
-    if matches!(e, DriverError::NoSpace { .. }) {
-        return true;
-    }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
-                return true;
-            }
-        }
-        cur = c.source();
-    }
-    false
-}
-
-fn run_layout(
-    say: &Say,
-    mnt: &Path,
-    layout: Layout,
-    tree: &Tree,
-    max_layers: u32,
-) -> anyhow::Result<LayoutRun> {
-    let name = layout.name();
-    let home = mnt.join(name);
-    let before = FsStats::of(mnt)?;
-    let d = open(layout, &home)?;
-    let base = tree.base()?;
-    say.line(&format!(
-        "{:<7} {:>9} {:>9}   {:<32} {}",
-        "LAYER", "+INODES", "USED", "INODES (capacity)", "BYTES USED"
-    ));
-    let mut run = LayoutRun {
-        layout: name,
-        layers_fit: 0,
-        inodes_used: Vec::new(),
-        inodes_used_before: before.inodes_used,
-        inodes_per_layer: Vec::new(),
-        stopped_by: String::new(),
-        error: None,
-        fs_at_failure: None,
-        predicted_more_after_layer1: None,
-        actual_more_after_layer1: 0,
-        earlier_layers_complete: false,
-        failed_layer_absent: false,
-        usable_after_freeing: false,
-    };
-    let mut prev_used = before.inodes_used;
-    let mut k = 0u32;
-    let mut failed: Option<(String, Vec<u8>)> = None;
-    loop {
-        if k >= max_layers {
-            run.stopped_by = "max-layers".into();
-            break;
-        }
-        if layout == Layout::Overlay2 && k > ovlink_overlay2::MAX_LOWERS as u32 {
-            run.stopped_by = "depth".into();
-            break;
-        }
-        let id = layer_id(k);
-        let parent = (k > 0).then(|| layer_id(k - 1));
-        let tar = if k == 0 {
-            base.clone()
-        } else {
-            tree.update(k)?
-        };
-        match add_layer(d.as_ref(), &id, parent.as_deref(), &tar) {
-            Ok(()) => {}
-            Err(e) if no_space(&e) => {
-                let fs = FsStats::of(mnt)?;
-                run.stopped_by = if fs.bytes_free > 4 * tar.len() as u64 + (1 << 20) {
-                    "inodes".into()
-                } else {
-                    "bytes".into()
-                };
-                run.error = Some(ovlink_driver::overlay::error_chain(&e));
-                run.fs_at_failure = Some(fs);
-                failed = Some((id, tar));
-                break;
-            }
-            Err(e)
-                if layout == Layout::Overlay2 && matches!(e, DriverError::Unsupported { .. }) =>
-            {
-                run.stopped_by = "depth".into();
-                run.error = Some(e.to_string());
-                break;
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot add layer {k} ({name})")),
-        }
-        let fs = FsStats::of(mnt)?;
-        let added = fs.inodes_used.saturating_sub(prev_used);
-        prev_used = fs.inodes_used;
-        run.inodes_used.push(fs.inodes_used);
-        run.inodes_per_layer.push(added);
-        run.layers_fit = k + 1;
-        if k == 1 {
-            let r = scan(&home, layout, &chain_parents(2))?;
-            run.predicted_more_after_layer1 = r
-                .projections
-                .iter()
-                .find(|p| p.what.contains(&ovlink_report::scan::short(&id)))
-                .and_then(|p| p.fits);
-        }
-        if k > 1 {
-            run.actual_more_after_layer1 += 1;
-        }
-        let show = k < 3 || k % 5 == 0 || fs.inodes_free < 3 * added.max(1);
-        if show {
-            say.line(&format!(
-                "{:<7} {:>9} {:>9}   {} {:>3.0}%   {}",
-                if k == 0 {
-                    "base".to_string()
-                } else {
-                    k.to_string()
-                },
-                format!("+{}", thousands(added)),
-                thousands(fs.inodes_used),
-                bar(fs.inodes_used, fs.inodes_total, 24),
-                fs.inodes_used_pct(),
-                human_bytes(fs.bytes_used),
-            ));
-        }
-        if k == 1 {
-            if let Some(p) = run.predicted_more_after_layer1 {
-                say.line(&format!(
-                    "        (ovlink report now projects {} more layers like this one before the filesystem is full)",
-                    thousands(p)
-                ));
-            }
-        }
-        k += 1;
-    }
-    let fs = FsStats::of(mnt)?;
-    match &run.error {
-        Some(err) => {
-            say.line(&format!("layer {k}: FAILED"));
-            say.line("");
-            say.line(&format!("  the error: ovlink: error: {err}"));
-            if run.stopped_by == "inodes" && err.contains("bytes exhausted") {
-                say.line(
-                    "  (the message blames bytes because the driver looked at the filesystem after \
-                     removing its half-built copy, which gave some inodes back; df -i below shows \
-                     what ran out)",
-                );
-            }
-            say.line(&format!(
-                "  df -i:     {} of {} inodes used, {} free ({:.0}%)   df -h: {} of {} used, {} free",
-                thousands(fs.inodes_used),
-                thousands(fs.inodes_total),
-                thousands(fs.inodes_free),
-                fs.inodes_used_pct(),
-                human_bytes(fs.bytes_used),
-                human_bytes(fs.bytes_total),
-                human_bytes(fs.bytes_free)
-            ));
-            say.line(&format!(
-                "  diagnosis: the filesystem ran out of {} ({} still free) after {} layers",
-                run.stopped_by,
-                if run.stopped_by == "inodes" {
-                    format!("{} of bytes", human_bytes(fs.bytes_free))
-                } else {
-                    format!("{} inodes", thousands(fs.inodes_free))
-                },
-                run.layers_fit
-            ));
-        }
-        None => say.line(&format!(
-            "stopped after {} layers ({}), {} inodes still free",
-            run.layers_fit,
-            match run.stopped_by.as_str() {
-                "depth" => "overlay2's limit of 128 lower layers".to_string(),
-                s => s.to_string(),
-            },
-            thousands(fs.inodes_free)
-        )),
-    }
-    if let Some(p) = run.predicted_more_after_layer1 {
-        say.line(&format!(
-            "  projection check: after layer 1 the report projected {} more layers; {} more fitted",
-            thousands(p),
-            run.actual_more_after_layer1
-        ));
-    }
-
-    // Nothing lost.
-    let mut complete = true;
-    for j in 0..run.layers_fit {
-        if let Err(e) = tree.verify(layout, &home.join(layer_id(j)), j) {
-            say.line(&format!("  layer {j} is damaged: {e}"));
-            complete = false;
-        }
-    }
-    run.earlier_layers_complete = complete;
-    let leftovers: Vec<String> = std::fs::read_dir(&home)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tmp-"))
-        .collect();
-    if let Some((fid, ftar)) = &failed {
-        run.failed_layer_absent = !d.exists(fid) && leftovers.is_empty();
-        say.line(&format!(
-            "  nothing lost: all {} earlier layers are complete: {}; the failed layer {} left nothing behind: {}",
-            run.layers_fit,
-            yes(complete),
-            fid,
-            yes(run.failed_layer_absent)
-        ));
-        // Free inodes by removing the top layer, then the failed layer's tar fits again.
-        if run.layers_fit >= 2 {
-            let top = layer_id(run.layers_fit - 1);
-            let free_before = FsStats::of(mnt)?.inodes_free;
-            d.remove(&top)?;
-            let freed = FsStats::of(mnt)?.inodes_free.saturating_sub(free_before);
-            let below = layer_id(run.layers_fit - 2);
-            let retry = add_layer(d.as_ref(), &top, Some(&below), ftar);
-            run.usable_after_freeing = retry.is_ok();
-            say.line(&format!(
-                "  usable again: 'ovlink layer rm {top}' freed {} inodes; then the layer that failed \
-                 applied in its place: {}",
-                thousands(freed),
-                match &retry {
-                    Ok(()) => "yes".to_string(),
-                    Err(e) => format!("NO ({e})"),
-                }
-            ));
-        }
-    }
-    d.cleanup()?;
-    Ok(run)
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "NO"
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Part 2.
-
-/// The hardlink-limit demonstration.
-#[derive(Debug, Serialize)]
-pub struct LinkRun {
-    /// The filesystem's link limit.
-    pub link_max: u64,
-    /// Links of the shared file after layer 1 was stacked on it.
-    pub nlink_at_limit: u64,
-    /// The next layer's copy of the file is a new inode (the driver copied instead of linking).
-    pub next_layer_copied: bool,
-    /// Links of the next layer's copy.
-    pub next_layer_nlink: u64,
-    /// The content is intact in every layer.
-    pub content_intact: bool,
-    /// Seconds it took to make the links.
-    pub link_seconds: f64,
-}
-
-fn links_part(say: &Say, mnt: &Path) -> anyhow::Result<LinkRun> {
-    let home = mnt.join("overlay-links");
-    let d = OverlayDriver::init(&InitConfig {
-        home: home.clone(),
-        ..Default::default()
-    })?;
-    let magic = ovlink_driver::checks::backing_fs(mnt)?.0;
-    let (limit, fs_name) = ovlink_report::link_max(magic);
-    let mut b = tar::Builder::new(Vec::new());
-    tar_dir(&mut b, "app/")?;
-    tar_file(&mut b, "app/shared", b"shared by every layer\n")?;
-    let base = b.into_inner()?;
-    add_layer(&d, "links-0", None, &base)?;
-    let file = home.join("links-0/root/app/shared");
-    // The base layer holds 1 link; links-1 will add one more. Fill up to limit - 1 from the
-    // outside, so that links-1 takes the file exactly to the limit.
-    let extra = mnt.join("extra-links");
-    std::fs::create_dir(&extra)?;
-    let want = limit.saturating_sub(2);
-    say.line(&format!(
-        "making {} hardlinks to {} (the {fs_name} limit is {}) …",
-        thousands(want),
-        file.display(),
-        thousands(limit)
-    ));
-    let started = std::time::Instant::now();
-    let src = ovlink_fs::at::open_dir(&home.join("links-0/root/app"))?;
-    let dst = ovlink_fs::at::open_dir(&extra)?;
-    for i in 0..want {
-        rustix::fs::linkat(
-            &src,
-            "shared",
-            &dst,
-            format!("l{i}").as_str(),
-            rustix::fs::AtFlags::empty(),
-        )
-        .with_context(|| format!("cannot make link {i} of {}", file.display()))?;
-    }
-    let link_seconds = started.elapsed().as_secs_f64();
-    let nlink = |p: &Path| std::fs::symlink_metadata(p).map(|m| (m.nlink(), m.ino()));
-    say.line(&format!(
-        "  done in {link_seconds:.1}s: the file now has {} links",
-        thousands(nlink(&file)?.0)
-    ));
-    let empty = tar::Builder::new(Vec::new()).into_inner()?;
-    add_layer(&d, "links-1", Some("links-0"), &empty)?;
-    let (at_limit, ino0) = nlink(&file)?;
-    say.line(&format!(
-        "  layer links-1 on top: its root/app/shared is one more hardlink: {} links = the limit",
-        thousands(at_limit)
-    ));
-    add_layer(&d, "links-2", Some("links-1"), &empty)?;
-    let f2 = home.join("links-2/root/app/shared");
-    let (n2, ino2) = nlink(&f2)?;
-    let copied = ino2 != ino0;
-    say.line(&format!(
-        "  layer links-2 on top needs link number {}: the kernel says EMLINK (too many links).",
-        thousands(limit + 1)
-    ));
-    if copied {
-        say.line(&format!(
-            "  ovlink copied the file instead (new inode {ino2}, {n2} link): the layer is complete, it just \
-             costs one more inode and the file's bytes. Docker's own driver failed the pull here."
-        ));
-    } else {
-        say.line("  the file was linked again (this filesystem's limit was not reached)");
-    }
-    let intact = ["links-0", "links-1", "links-2"].iter().all(|l| {
-        std::fs::read(home.join(l).join("root/app/shared"))
-            .is_ok_and(|c| c == b"shared by every layer\n")
-    });
-    say.line(&format!(
-        "  the file reads the same in all three layers: {}",
-        yes(intact)
-    ));
-    let r = scan(&home, Layout::Overlay, &chain_parents(0))?;
-    if let Some(m) = r
-        .layers
-        .iter()
-        .filter_map(|l| l.max_links.as_ref())
-        .max_by_key(|m| m.nlink)
-    {
-        say.line(&format!(
-            "  ovlink report: most links {} of {}: {} more image layers before EMLINK",
-            thousands(m.nlink),
-            thousands(r.link_max),
-            thousands(m.descendant_layers_left.unwrap_or(0))
-        ));
-    }
-    std::fs::remove_dir_all(&extra)?;
-    Ok(LinkRun {
-        link_max: limit,
-        nlink_at_limit: at_limit,
-        next_layer_copied: copied,
-        next_layer_nlink: n2,
-        content_intact: intact,
-        link_seconds,
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-
-fn inodes(a: InodesArgs) -> anyhow::Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        bail!(
-            "the lab makes and loop-mounts a filesystem: run it as root (sudo ovlink lab inodes)"
-        );
-    }
-    if a.dirs == 0 {
-        bail!("--dirs must be at least 1");
-    }
-    let say = Say { json: a.json };
-    let tree = Tree { dirs: a.dirs };
-    say.line("ovlink lab inodes: why the legacy overlay driver runs a filesystem out of inodes long before it runs out of bytes");
-    say.step(&format!(
-        "a fresh {} MiB ext4 filesystem with about {} inodes, in a loop-mounted file",
-        a.size,
-        thousands(a.inodes)
-    ));
-    let mut scratch = Scratch::new(a.size, a.inodes)?;
-    let mnt = scratch.mnt.clone();
-    let fs0 = FsStats::of(&mnt)?;
-    say.line(&format!(
-        "$ mkfs.ext4 -N {} {}; mount -o loop … {}",
-        a.inodes,
-        scratch.img().display(),
-        mnt.display()
-    ));
-    say.line(&format!(
-        "$ df -i: {} inodes, {} used (ext4's own), {} free;  df -h: {} free",
-        thousands(fs0.inodes_total),
-        thousands(fs0.inodes_used),
-        thousands(fs0.inodes_free),
-        human_bytes(fs0.bytes_free)
-    ));
-    say.line(&format!(
-        "An inode is what the filesystem keeps per file or directory (owner, mode, size, where the \
-         bytes are). ext4 fixes their number when it is made: this one has {}.",
-        thousands(fs0.inodes_total)
-    ));
-    say.line(&format!(
-        "The image: a base layer with {} directories and {} small files, then update layers that each \
-         rewrite 4 files and add one.",
-        tree.dirs + tree.dirs.div_ceil(10) + 1,
-        tree.dirs
-    ));
-
-    let mut runs = Vec::new();
-    say.step("part 1a: the legacy overlay layout: every layer is a full tree (hardlinks for files, NEW directories)");
-    runs.push(run_layout(
-        &say,
-        &mnt,
-        Layout::Overlay,
-        &tree,
-        a.max_layers,
-    )?);
-    // Free the filesystem for the second layout.
-    std::fs::remove_dir_all(mnt.join("overlay")).context("cannot clear the overlay home")?;
-    say.step("part 1b: the same layers with overlay2: each layer holds only its own changes");
-    runs.push(run_layout(
-        &say,
-        &mnt,
-        Layout::Overlay2,
-        &tree,
-        a.max_layers,
-    )?);
-    std::fs::remove_dir_all(mnt.join("overlay2")).context("cannot clear the overlay2 home")?;
-
-    say.step("the result");
-    let most = runs.iter().map(|r| r.layers_fit).max().unwrap_or(1);
-    for r in &runs {
-        let per = r
-            .inodes_per_layer
-            .get(1..)
-            .map(|v| v.iter().sum::<u64>() / (v.len().max(1) as u64))
-            .unwrap_or(0);
-        say.line(&format!(
-            "{:<9} {} {:>4} layers  (about {} inodes per update layer; stopped by {})",
-            r.layout,
-            bar(r.layers_fit as u64, most as u64, 40),
-            r.layers_fit,
-            thousands(per),
-            r.stopped_by
-        ));
-    }
-    if let [o, o2] = &runs[..] {
-        say.line(&format!(
-            "overlay2 stacked {:.1}x as many layers on the same filesystem. The legacy layout re-creates \
-             every directory of the image in every layer (a directory cannot be hardlinked), so each \
-             layer costs as many inodes as the image has directories, while its bytes are almost nothing.",
-            o2.layers_fit as f64 / o.layers_fit.max(1) as f64
-        ));
-        say.line("How to check a real host: 'df -i /var/lib/docker' (IUse%), and 'ovlink report'. Fixes: \
-             remove unused images, make the filesystem with more inodes (mkfs.ext4 -i 4096 or -N), use xfs \
-             (inodes allocated on demand), or move to overlay2.");
-    }
-    let chart = render::Chart {
-        title: "Inodes used on the filesystem, layer by layer".into(),
-        subtitle: format!(
-            "{} MiB ext4, {} inodes; base layer with {} directories, then small update layers",
-            a.size,
-            thousands(fs0.inodes_total),
-            tree.dirs
-        ),
-        x_label: "image layers stacked".into(),
-        y_label: "inodes used (df -i)".into(),
-        series: runs
-            .iter()
-            .map(|r| render::Series {
-                name: r.layout.to_string(),
-                color: if r.layout == "overlay" {
-                    render::OVERLAY_COLOR
-                } else {
-                    render::OVERLAY2_COLOR
-                }
-                .into(),
-                start: r.inodes_used_before,
-                values: r.inodes_used.clone(),
-                failed_next: r.error.is_some(),
-            })
-            .collect(),
-        capacity: Some(fs0.inodes_total),
-    };
-    if let Some(p) = &a.svg {
-        std::fs::write(p, render::svg(&chart))
-            .with_context(|| format!("cannot write {}", p.display()))?;
-        say.line(&format!("chart written to {}", p.display()));
-    }
-
-    let links = if a.no_links {
-        None
-    } else {
-        say.step("part 2: the hardlink limit");
-        say.line("Every legacy layer adds one hardlink to each file it inherits; ext4 allows 65,000 links per inode.");
-        Some(links_part(&say, &mnt)?)
-    };
-
-    let result = LabResult {
-        fs_bytes: fs0.bytes_total,
-        fs_inodes: fs0.inodes_total,
-        dirs: tree.dirs,
-        runs,
-        links,
-    };
-    if a.keep {
-        if let Some(dir) = scratch.keep() {
-            say.line(&format!(
-                "\nkept: {} is still mounted on {}; clean up with: umount {} && rm -rf {}",
-                dir.join("fs.img").display(),
-                mnt.display(),
-                mnt.display(),
-                dir.display()
-            ));
-        }
-    } else {
-        drop(scratch);
-        say.line("\nDone: the filesystem was unmounted and its image file removed.");
-    }
-    if a.json {
-        crate::output::json(&result)?;
-    }
-    Ok(())
 }

@@ -15,8 +15,17 @@ use anyhow::Context as _;
 use ovlink_driver::{Driver, InitConfig, OverlayDriver};
 use std::path::Path;
 
+/// Which global flags were given (command line or environment), not defaulted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given {
+    /// `--root` / `OVLINK_ROOT`.
+    pub root: bool,
+    /// `--driver`.
+    pub driver: bool,
+}
+
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
     let root = cli.root.as_path();
     let kind = cli.driver;
     match cli.command {
@@ -50,9 +59,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Container(c) => container::run(root, kind, c),
         Command::Report(a) => report::run(root, kind, a),
         Command::Bench(a) => bench::run(a),
-        Command::Lab(c) => lab::run(c),
+        Command::Lab(c) => lab::run(given.root.then_some(root), given.driver, c),
         Command::Plugin(c) => plugin::run(kind, c),
-        Command::Demo(a) => demo::run(a),
+        Command::Demo(a) => demo::run(given.root.then_some(root), kind, a),
     }
 }
 
