@@ -49,6 +49,16 @@ pub enum DriverKind {
     Overlay2,
 }
 
+impl DriverKind {
+    /// The layout's name (its home's name, the driver's `docker info` name).
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Overlay => "overlay",
+            DriverKind::Overlay2 => "overlay2",
+        }
+    }
+}
+
 const AFTER_HELP: &str = "\
 Quick start (as root):
   ovlink demo                               # the whole story on a generated image, in a throw-away root

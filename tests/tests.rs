@@ -14,6 +14,7 @@ mod hardening;
 mod ids_mounts;
 mod init;
 mod lab;
+mod layouts;
 mod overlay2;
 mod plugin;
 mod report;

@@ -66,7 +66,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<(
     let store = ovlink_image::Store::open(root)?;
     match cmd {
         ContainerCmd::Create { name, image } => {
-            let img = store.image(&image)?;
+            let img = store.image_in(&image, kind.name())?;
             let top = img
                 .layers
                 .last()

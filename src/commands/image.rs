@@ -75,7 +75,8 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ImageCmd) -> anyhow::Result<()> {
         }
         ImageCmd::Ls(j) => {
             let store = ovlink_image::Store::open(root)?;
-            let images = store.images()?;
+            // Only this layout's images: another layout's have no layers here.
+            let images = store.images_in(kind.name())?;
             if j.json {
                 return output::json(&images);
             }

@@ -93,6 +93,19 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// The image was imported with another layout: its layers are not in this one.
+    #[error(
+        "image {name} belongs to the {layout} layout (it was imported with --driver {layout}); \
+         it has no layers in {wanted}: import it again with --driver {wanted}"
+    )]
+    WrongLayout {
+        /// The image name.
+        name: String,
+        /// The layout it was imported with.
+        layout: String,
+        /// The layout asked for.
+        wanted: String,
+    },
     /// No image of that name in the store.
     #[error("no such image: {name}")]
     ImageNotFound {

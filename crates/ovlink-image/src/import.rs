@@ -119,6 +119,7 @@ pub fn import_archive(
             diff_ids: image.diff_ids.clone(),
             layers: layers.iter().map(|l| l.chain_id.clone()).collect(),
             created: unix_now(),
+            layout: driver.name().to_string(),
         };
         for n in &names {
             store.put_image(&ImageRecord {

@@ -168,7 +168,7 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
             .map_err(|e| ImageError::io("write", out, e))
     };
     for name in names {
-        let img = store.image(name)?;
+        let img = store.image_in(name, driver.name())?;
         let mut diff_ids = Vec::new();
         let mut layer_paths = Vec::new();
         let mut parent: Option<&str> = None;
@@ -295,7 +295,7 @@ pub fn commit(
 ) -> Result<CommitReport> {
     crate::store::validate_image_name(new_name)?;
     let c = store.container(container)?;
-    let img = store.image(&c.image)?;
+    let img = store.image_in(&c.image, driver.name())?;
     let top = img
         .top_layer()
         .map(str::to_string)
@@ -367,6 +367,7 @@ pub fn commit(
         diff_ids,
         layers,
         created: unix_now(),
+        layout: driver.name().to_string(),
     })?;
     Ok(CommitReport {
         name: new_name.to_string(),

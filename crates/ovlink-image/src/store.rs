@@ -38,6 +38,14 @@ pub struct ImageRecord {
     pub layers: Vec<String>,
     /// When it was recorded (unix seconds).
     pub created: u64,
+    /// The layout (driver name) whose home holds its layers: `overlay` or `overlay2`. Records
+    /// written before layouts were recorded are the legacy layout's.
+    #[serde(default = "legacy_layout")]
+    pub layout: String,
+}
+
+fn legacy_layout() -> String {
+    "overlay".to_string()
 }
 
 impl ImageRecord {
@@ -362,6 +370,27 @@ impl Store {
         read_record(&path)?.ok_or_else(|| ImageError::ImageNotFound {
             name: name.to_string(),
         })
+    }
+
+    /// The image named `name` of `layout`: [`ImageError::WrongLayout`] when it was imported
+    /// with another layout (its layers are not in this one).
+    pub fn image_in(&self, name: &str, layout: &str) -> Result<ImageRecord> {
+        let rec = self.image(name)?;
+        if rec.layout != layout {
+            return Err(ImageError::WrongLayout {
+                name: name.to_string(),
+                layout: rec.layout,
+                wanted: layout.to_string(),
+            });
+        }
+        Ok(rec)
+    }
+
+    /// The images of `layout`, sorted by name.
+    pub fn images_in(&self, layout: &str) -> Result<Vec<ImageRecord>> {
+        let mut v = self.images()?;
+        v.retain(|i| i.layout == layout);
+        Ok(v)
     }
 
     /// All images, sorted by name.

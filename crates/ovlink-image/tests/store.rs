@@ -19,6 +19,7 @@ fn image(name: &str, n: u8) -> ImageRecord {
         diff_ids: vec![format!("sha256:{}", "a".repeat(64))],
         layers: vec!["a".repeat(64), format!("{n:02x}").repeat(32)],
         created: 1_700_000_000,
+        layout: "overlay".to_string(),
     }
 }
 
@@ -235,4 +236,38 @@ fn concurrent_writers_leave_valid_json() {
             image(&format!("own:{t}"), 24)
         );
     }
+}
+
+#[test]
+fn images_belong_to_a_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.add_image(&image("legacy", 1)).unwrap();
+    store
+        .add_image(&ImageRecord {
+            layout: "overlay2".into(),
+            ..image("new", 2)
+        })
+        .unwrap();
+    let names = |l: &str| -> Vec<String> {
+        store
+            .images_in(l)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
+    };
+    assert_eq!(names("overlay"), ["legacy"]);
+    assert_eq!(names("overlay2"), ["new"]);
+    assert!(store.image_in("legacy", "overlay").is_ok());
+    let err = store
+        .image_in("legacy", "overlay2")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to the overlay layout"), "{err}");
+    // A record written before layouts were recorded is the legacy layout's.
+    let old =
+        r#"{"name":"old","id":"sha256:00","config":"{}","diff_ids":[],"layers":[],"created":1}"#;
+    std::fs::write(dir.path().join("images/old.json"), old).unwrap();
+    assert_eq!(store.image("old").unwrap().layout, "overlay");
 }

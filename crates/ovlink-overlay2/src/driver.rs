@@ -269,6 +269,12 @@ impl Overlay2Driver {
         Ok(rec)
     }
 
+    /// Docker's `Native Overlay Diff` check, run in the home ([`crate::nativediff`]);
+    /// `extra` mount options are for tests (`redirect_dir=on`).
+    pub fn native_diff(&self, extra: &[&str]) -> Result<crate::nativediff::NativeDiff> {
+        crate::nativediff::check(&self.home_fd, &self.home, extra)
+    }
+
     /// Warnings found at init (for `status`).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -904,8 +910,20 @@ impl Driver for Overlay2Driver {
         let mut v = vec![
             ("Backing Filesystem".to_string(), self.backing_fs.clone()),
             ("Supports d_type".to_string(), self.d_type.to_string()),
-            ("Native Overlay Diff".to_string(), "false".to_string()),
         ];
+        // Computed as Docker does (a test mount with the kernel's defaults), each time.
+        let (native, why) = match self.native_diff(&[]) {
+            Ok(crate::nativediff::NativeDiff::Native) => (true, None),
+            Ok(crate::nativediff::NativeDiff::Naive(why)) => (false, Some(why)),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        v.push(("Native Overlay Diff".to_string(), native.to_string()));
+        if let Some(why) = why {
+            v.push((
+                "Warning".to_string(),
+                format!("Docker would not use the native diff for overlay2 here: {why}"),
+            ));
+        }
         let off = self.features.off_options();
         if !off.is_empty() {
             v.push(("Mount options added".to_string(), off.join(",")));

@@ -21,13 +21,14 @@
 //! Docker does ([`mount`]).
 //!
 //! Modules: [`driver`] (the layout and the trait), [`mount`] (option strings and the
-//! relative-path mount), [`whiteout`] (rewriting a layer tar's AUFS whiteouts into overlay
+//! relative-path mount), [`nativediff`] (Docker's `Native Overlay Diff` check), [`whiteout`] (rewriting a layer tar's AUFS whiteouts into overlay
 //! whiteouts), [`shortid`] (the `l/` names). Errors are [`ovlink_driver::DriverError`]: this
 //! crate has no error type of its own because every public call is a `Driver` call.
 #![forbid(unsafe_code)]
 
 pub mod driver;
 pub mod mount;
+pub mod nativediff;
 pub mod shortid;
 pub mod whiteout;
 
