@@ -2,8 +2,10 @@
 //! child process on a socket in the test's temporary root, and `ovlink_plugin::client::Client`
 //! speaks HTTP/1.1 to it. Shapes (empty `{}` requests, omitted and null fields), Init's option
 //! and id-map handling, ApplyDiff/Diff streaming (a Diff piped into an ApplyDiff on a second
-//! connection at the same time), concurrent Get/Put, SIGTERM unmounting, and recovery of a
-//! home whose server was killed.
+//! connection at the same time), concurrent Get/Put, a SIGTERM that leaves mounts in place,
+//! an Init that never unmounts, recovery of a home whose server was killed (also during an
+//! ApplyDiff), and one slow client that cannot stop the rest (stalled ApplyDiff with hundreds
+//! of Gets queued behind it, idle and half-sent connections, a flood of connections).
 
 use crate::util::{TarBuilder, TestRoot};
 use ovlink_plugin::client::Client;
@@ -27,8 +29,24 @@ impl Plugin {
     }
 
     fn start_at(socket: PathBuf) -> Plugin {
-        let child = Command::new(env!("CARGO_BIN_EXE_ovlink"))
-            .args(["plugin", "serve", "--shutdown-timeout", "20", "--socket"])
+        Self::start_with(socket, &[], None)
+    }
+
+    /// Starts with extra `serve` flags, under `prlimit --nofile=N` when `nofile` is given.
+    fn start_with(socket: PathBuf, extra: &[&str], nofile: Option<u32>) -> Plugin {
+        let bin = env!("CARGO_BIN_EXE_ovlink");
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
+            .args(["plugin", "serve", "--shutdown-timeout", "20"])
+            .args(extra)
+            .arg("--socket")
             .arg(&socket)
             .env("OVLINK_NO_FSYNC", "1")
             .stderr(Stdio::piped())
@@ -376,7 +394,7 @@ fn plugin_apply_diff_streams_and_diff_pipes_into_apply() {
 }
 
 #[test]
-fn plugin_concurrent_get_put_then_sigterm_unmounts() {
+fn plugin_concurrent_get_put_then_sigterm_keeps_mounts() {
     let tr = TestRoot::new();
     let mut p = Plugin::start(&tr);
     let home = tr.path().join("home");
@@ -419,13 +437,32 @@ fn plugin_concurrent_get_put_then_sigterm_unmounts() {
         "c1 still has one reference"
     );
 
+    // SIGTERM (a restart for an upgrade): running containers keep their root filesystems.
     let log = p.sigterm();
     assert!(log.contains("SIGTERM"), "{log}");
-    assert!(
-        crate::util::mounts_under(&home).is_empty(),
-        "mounts left: {log}"
-    );
     assert!(!p.socket.exists(), "the socket is removed at exit");
+    for c in ["c1", "c2", "c3"] {
+        assert!(
+            is_mounted(&home.join(c).join("merged")),
+            "{c} was unmounted by the plugin's own shutdown: {log}"
+        );
+    }
+    assert!(log.contains("3 container layer(s)"), "{log}");
+    drop(p);
+
+    // The restarted plugin serves at once; each mount counts as one reference.
+    let p = Plugin::start(&tr);
+    p.ok("GraphDriver.Get", json!({"ID": "c1"}));
+    p.ok("GraphDriver.Put", json!({"ID": "c1"}));
+    assert!(
+        is_mounted(&home.join("c1/merged")),
+        "the container's own use"
+    );
+    p.ok("GraphDriver.Put", json!({"ID": "c1"}));
+    assert!(!is_mounted(&home.join("c1/merged")), "released by its Put");
+    // dockerd's own shutdown (Cleanup) unmounts the rest.
+    p.ok("GraphDriver.Cleanup", json!({}));
+    assert!(crate::util::mounts_under(&home).is_empty());
 }
 
 #[test]
@@ -455,10 +492,20 @@ fn plugin_init_recovers_a_home_left_by_a_killed_server() {
         json!({"Exists": true})
     );
     assert!(is_mounted(&home.join("c/merged")));
-    // dockerd's Init (its own restart) unmounts the stale mount and reaps the temp dir.
+    // dockerd's Init (its own restart, --live-restore: the container still runs) keeps the
+    // mount and reaps the temp dir.
     p.init(&home);
-    assert!(!is_mounted(&home.join("c/merged")));
+    assert!(
+        is_mounted(&home.join("c/merged")),
+        "Init unmounted a running container's root filesystem"
+    );
     assert!(!home.join(".tmp-create-crashed").exists());
+    // The mount counts as one reference: a Get and a Put keep it, the container's Put ends it.
+    p.ok("GraphDriver.Get", json!({"ID": "c"}));
+    p.ok("GraphDriver.Put", json!({"ID": "c"}));
+    assert!(is_mounted(&home.join("c/merged")));
+    p.ok("GraphDriver.Put", json!({"ID": "c"}));
+    assert!(!is_mounted(&home.join("c/merged")));
     // The layer still works.
     p.ok("GraphDriver.Get", json!({"ID": "c"}));
     assert!(is_mounted(&home.join("c/merged")));
@@ -475,56 +522,317 @@ fn plugin_init_recovers_a_home_left_by_a_killed_server() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already listening"));
 }
 
+/// Sends the head of a chunked ApplyDiff and `first` as its first chunk, then nothing: the
+/// returned socket keeps the request open until dropped.
+fn stalled_apply(socket: &Path, query: &str, first: &[u8]) -> std::os::unix::net::UnixStream {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        s,
+        "POST /GraphDriver.ApplyDiff?{query} HTTP/1.1\r\nHost: plugin\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        first.len()
+    )
+    .unwrap();
+    s.write_all(first).unwrap();
+    s.write_all(b"\r\n").unwrap();
+    s.flush().unwrap();
+    s
+}
+
+/// The first 1024 bytes of a tar whose first file is 1 MiB: an apply that has started and
+/// needs more.
+fn tar_start() -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1 << 20);
+    h.set_path("big").unwrap();
+    h.set_cksum();
+    let mut v = h.as_bytes().to_vec();
+    v.extend_from_slice(&[1u8; 512]);
+    v
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_tmproot(layer: &Path) -> bool {
+    std::fs::read_dir(layer).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("tmproot"))
+    })
+}
+
 #[test]
-fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
+fn plugin_killed_during_apply_diff_removes_the_layer_at_restart() {
     let tr = TestRoot::new();
-    let p = Plugin::start(&tr);
     let home = tr.path().join("home");
-    let map = json!([{"container_id": 0, "host_id": 100000, "size": 65536}]);
-    p.ok(
-        "GraphDriver.Init",
-        json!({"Home": home, "UIDMaps": map, "GIDMaps": map}),
+    let mut p = Plugin::start(&tr);
+    p.init(&home);
+    // A parentless image layer and one on a parent, both mid-apply when the plugin dies.
+    p.ok("GraphDriver.Create", json!({"ID": "base"}));
+    p.apply(
+        "base",
+        "",
+        std::io::Cursor::new(TarBuilder::new().file("a", 0o644, b"a").build()),
     );
-    let m = std::fs::metadata(&home).unwrap();
-    assert_eq!((m.uid(), m.gid()), (100000, 100000));
-    p.ok("GraphDriver.Create", json!({"ID": "l"}));
-    let tar = TarBuilder::new()
-        .dir("app", 0o755)
-        .owned_file("app/f", 0o640, 1000, 50, b"data")
-        .file("rootfile", 0o644, b"r")
-        .build();
-    assert_eq!(p.apply("l", "", std::io::Cursor::new(tar)), 5);
-    let md = |rel: &str| {
-        let m = std::fs::symlink_metadata(home.join("l/root").join(rel)).unwrap();
-        (m.uid(), m.gid())
-    };
-    assert_eq!(md(""), (100000, 100000));
-    assert_eq!(md("app"), (100000, 100000));
-    assert_eq!(md("app/f"), (101000, 100050));
-    assert_eq!(md("rootfile"), (100000, 100000));
+    p.ok("GraphDriver.Create", json!({"ID": "top"}));
+    p.ok("GraphDriver.Create", json!({"ID": "mid", "Parent": "base"}));
+    let s1 = stalled_apply(&p.socket, "id=top", &tar_start());
+    let s2 = stalled_apply(&p.socket, "id=mid&parent=base", &tar_start());
+    wait_for("both applies to start", Duration::from_secs(20), || {
+        has_tmproot(&home.join("top")) && has_tmproot(&home.join("mid"))
+    });
+    assert!(home.join(".ovlink-apply.top").is_file());
+    assert!(home.join(".ovlink-apply.mid").is_file());
+    // Applied aside: the parentless layer's root/ holds nothing of the half-read tar.
+    assert_eq!(std::fs::read_dir(home.join("top/root")).unwrap().count(), 0);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    drop((s1, s2, p));
+
+    // Restarted while dockerd runs (from the Init record): both layers are removed.
+    let p = Plugin::start(&tr);
+    for id in ["top", "mid"] {
+        assert_eq!(
+            p.ok("GraphDriver.Exists", json!({"ID": id})),
+            json!({}),
+            "{id}"
+        );
+        assert!(!home.join(format!(".ovlink-apply.{id}")).exists());
+    }
+    assert_eq!(
+        p.ok("GraphDriver.Exists", json!({"ID": "base"})),
+        json!({"Exists": true})
+    );
+    p.ok("GraphDriver.Remove", json!({"ID": "base"}));
+    let left: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the home: {left:?}");
+}
+
+fn threads_of(child: &Child) -> usize {
+    let st = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Runs `f` in a thread and asserts it finishes within `limit` (the call answered at all;
+/// the bound is generous, not a timing).
+fn answers<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not answer within {limit:?}"))
+}
+
+#[test]
+fn plugin_a_stalled_apply_diff_and_300_gets_behind_it_stop_nothing_else() {
+    let tr = TestRoot::new();
+    let home = tr.path().join("home");
+    let p = Plugin::start(&tr);
+    p.init(&home);
+    p.ok("GraphDriver.Create", json!({"ID": "base"}));
+    p.ok("GraphDriver.Create", json!({"ID": "l", "Parent": "base"}));
     p.ok(
         "GraphDriver.CreateReadWrite",
-        json!({"ID": "c", "Parent": "l"}),
+        json!({"ID": "other", "Parent": "base"}),
     );
-    for d in ["c", "c/upper", "c/work"] {
-        let m = std::fs::metadata(home.join(d)).unwrap();
-        assert_eq!((m.uid(), m.gid()), (100000, 100000), "{d}");
+    let stalled = stalled_apply(&p.socket, "id=l&parent=base", &tar_start());
+    wait_for("the apply to start", Duration::from_secs(20), || {
+        has_tmproot(&home.join("l"))
+    });
+    let before = threads_of(&p.child);
+
+    // 300 Gets of the layer being applied: they wait for it, without a thread each.
+    let gets: Vec<_> = (0..300)
+        .map(|_| {
+            let socket = p.socket.clone();
+            std::thread::spawn(move || {
+                let c = Client::new(&socket).unwrap();
+                c.call_json("GraphDriver.Get", &json!({"ID": "l"})).unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let waiting = threads_of(&p.child);
+    assert!(
+        waiting < before + 50,
+        "300 queued Gets took {} threads (from {before} to {waiting})",
+        waiting - before
+    );
+
+    // Everything else answers: Status, Exists, Get/Put of another layer.
+    let limit = Duration::from_secs(20);
+    for (method, body) in [
+        ("GraphDriver.Status", json!({})),
+        ("GraphDriver.Exists", json!({"ID": "base"})),
+        ("GraphDriver.Get", json!({"ID": "other"})),
+        ("GraphDriver.Put", json!({"ID": "other"})),
+        ("GraphDriver.GetMetadata", json!({"ID": "l"})),
+    ] {
+        let socket = p.socket.clone();
+        let (status, v) = answers(method, limit, move || {
+            Client::new(&socket)
+                .unwrap()
+                .call_json(method, &body)
+                .unwrap()
+        });
+        assert_eq!(status, 200, "{method}: {v}");
     }
-    // An owner outside the map is refused with the entry named.
-    p.ok("GraphDriver.Create", json!({"ID": "l2", "Parent": "l"}));
-    let tar = TarBuilder::new()
-        .owned_file("huge", 0o644, 70000, 0, b"x")
-        .build();
-    let (status, out) = p
-        .client
-        .send_reader(
-            "GraphDriver.ApplyDiff?id=l2&parent=l",
-            std::io::Cursor::new(tar),
-        )
+
+    // The stalled client goes away: its apply fails, the layer keeps its state, and the
+    // queued Gets are served one after the other.
+    drop(stalled);
+    for g in gets {
+        let (status, v) = g.join().unwrap();
+        assert_eq!(status, 200, "{v}");
+    }
+    assert!(is_mounted(&home.join("l/merged")));
+    p.ok("GraphDriver.Remove", json!({"ID": "l"}));
+    assert!(!home.join(".ovlink-apply.l").exists());
+    assert!(crate::util::mounts_under(&home).is_empty());
+}
+
+/// Reads from `s` until EOF or error; true when the server closed it within `limit`.
+fn closed_by_server(s: &mut std::os::unix::net::UnixStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn plugin_closes_idle_and_half_sent_connections_and_stalled_bodies() {
+    let tr = TestRoot::new();
+    let home = tr.path().join("home");
+    let p = Plugin::start_with(
+        tr.path().join("plugin.sock"),
+        &["--header-timeout", "2", "--body-idle-timeout", "3"],
+        None,
+    );
+    p.init(&home);
+    // Idle (nothing sent), half a request head, half a JSON body.
+    let mut idle = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    let mut half_head = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    half_head
+        .write_all(b"POST /GraphDriver.Status HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    assert_eq!(status, 500);
-    let msg = String::from_utf8_lossy(&out);
-    assert!(msg.contains("huge") && msg.contains("70000"), "{msg}");
+    let mut half_body = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    half_body
+        .write_all(b"POST /GraphDriver.Status HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    for (what, s) in [
+        ("idle", &mut idle),
+        ("half head", &mut half_head),
+        ("half body", &mut half_body),
+    ] {
+        assert!(
+            closed_by_server(s, Duration::from_secs(20)),
+            "{what} connection kept open"
+        );
+    }
+    // A stalled ApplyDiff body fails with the timeout named; the layer keeps its state.
+    p.ok("GraphDriver.Create", json!({"ID": "l"}));
+    let mut s = stalled_apply(&p.socket, "id=l", &tar_start());
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.contains(" 500 ") && answer.contains("idle timeout"),
+        "{answer}"
+    );
+    assert_eq!(std::fs::read_dir(home.join("l/root")).unwrap().count(), 0);
+    assert!(!home.join(".ovlink-apply.l").exists());
+    // A Diff whose client stops reading: the stream fails after the idle timeout and the
+    // layer's queue moves on (a Remove of it answers).
+    p.ok("GraphDriver.Create", json!({"ID": "big"}));
+    p.apply("big", "", big_tar_stream(48 << 20));
+    let mut d = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    let body = br#"{"ID":"big"}"#;
+    write!(
+        d,
+        "POST /GraphDriver.Diff HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    d.write_all(body).unwrap();
+    let mut first = [0u8; 16];
+    d.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    let socket = p.socket.clone();
+    let (status, v) = answers(
+        "Remove behind a stalled Diff",
+        Duration::from_secs(30),
+        move || {
+            Client::new(&socket)
+                .unwrap()
+                .call_json("GraphDriver.Remove", &json!({"ID": "big"}))
+                .unwrap()
+        },
+    );
+    assert_eq!(status, 200, "{v}");
+    drop(d);
+    p.ok("GraphDriver.Status", json!({}));
+}
+
+#[test]
+fn plugin_survives_a_flood_of_connections_at_its_fd_limit() {
+    let tr = TestRoot::new();
+    let home = tr.path().join("home");
+    let mut p = Plugin::start_with(
+        tr.path().join("plugin.sock"),
+        &["--header-timeout", "3", "--max-connections", "100"],
+        Some(256),
+    );
+    p.init(&home);
+    // Far more connections than the plugin has fds (256): it serves at most 96 (half its fds,
+    // 64 spare), the rest wait in the listen backlog, and accept() never runs out of fds.
+    let held: Vec<_> = (0..600)
+        .map(|_| std::os::unix::net::UnixStream::connect(&p.socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // While the flood is held, a new client is served once idle ones time out.
+    let socket = p.socket.clone();
+    let (status, _) = answers(
+        "Status during the flood",
+        Duration::from_secs(60),
+        move || {
+            Client::new(&socket)
+                .unwrap()
+                .call_json("GraphDriver.Status", &json!({}))
+                .unwrap()
+        },
+    );
+    assert_eq!(status, 200);
+    drop(held);
+    p.ok("GraphDriver.Create", json!({"ID": "after"}));
+    let log = p.sigterm();
+    assert!(log.contains("serving at most 96 connections"), "{log}");
+    assert!(log.contains("the limit (--max-connections)"), "{log}");
+    let emfile = log.matches("Too many open files").count();
+    assert!(emfile <= 3, "accept spun on EMFILE ({emfile} lines): {log}");
 }
 
 /// Issue 11 items 1 and 2 through the plugin protocol: ids that overlayfs would unescape

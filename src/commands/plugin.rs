@@ -26,9 +26,24 @@ pub enum PluginCmd {
         /// recorded beside it (NAME.init.json) so that a restarted plugin serves at once.
         #[arg(long)]
         socket: Option<PathBuf>,
-        /// Seconds to wait for in-flight requests after SIGTERM before unmounting anyway.
+        /// Seconds to wait for in-flight requests after SIGTERM before exiting anyway. Mounts
+        /// stay in place either way (running containers keep their root filesystems); only
+        /// dockerd's /GraphDriver.Cleanup unmounts.
         #[arg(long, default_value_t = 60)]
         shutdown_timeout: u64,
+        /// Seconds a client may take to send a request head; also how long an idle kept-alive
+        /// connection stays open, and the bound for a JSON body.
+        #[arg(long, default_value_t = 120)]
+        header_timeout: u64,
+        /// Seconds without a byte moving after which a layer tar streamed in (ApplyDiff) or
+        /// out (Diff) fails. dockerd streams at disk speed; keep this long (a `docker import`
+        /// of a URL streams at the speed of that server).
+        #[arg(long, default_value_t = 600)]
+        body_idle_timeout: u64,
+        /// Connections served at once; more wait until one closes. Capped by the open-file
+        /// limit (the soft limit is raised to the hard one at start).
+        #[arg(long, default_value_t = 1000)]
+        max_connections: usize,
     },
     /// Send one protocol call to a running plugin and print the answer (for diagnostics),
     /// e.g. `ovlink plugin call GraphDriver.Status`.
@@ -54,6 +69,9 @@ pub fn run(kind: DriverKind, c: PluginCmd) -> anyhow::Result<()> {
             name,
             socket,
             shutdown_timeout,
+            header_timeout,
+            body_idle_timeout,
+            max_connections,
         } => {
             check_name(&name)?;
             let socket = socket.unwrap_or_else(|| ovlink_plugin::default_socket(&name));
@@ -73,9 +91,13 @@ pub fn run(kind: DriverKind, c: PluginCmd) -> anyhow::Result<()> {
                 },
                 socket.display()
             );
+            let max_connections = connection_limit(max_connections);
             let opts = ServerOptions {
                 shutdown_timeout: Duration::from_secs(shutdown_timeout),
                 init_record: Some(ovlink_plugin::default_init_record(&socket)),
+                header_timeout: Duration::from_secs(header_timeout.max(1)),
+                body_idle_timeout: Duration::from_secs(body_idle_timeout.max(1)),
+                max_connections,
             };
             Server::with_options(factory, opts)
                 .run(&socket)
@@ -103,6 +125,29 @@ pub fn run(kind: DriverKind, c: PluginCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Raises the open-file soft limit to the hard one and returns `wanted` capped so that every
+/// connection and the driver's own work fit in it (half the fds for connections, 64 spare).
+fn connection_limit(wanted: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        let _ = setrlimit(Resource::Nofile, lim);
+        lim = getrlimit(Resource::Nofile);
+    }
+    let fds = lim.current.unwrap_or(u64::MAX);
+    let room = usize::try_from(fds.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+    let n = wanted.clamp(1, room.max(8));
+    if n < wanted {
+        eprintln!(
+            "ovlink plugin: serving at most {n} connections (open-file limit {fds}; \
+             --max-connections {wanted} needs LimitNOFILE={})",
+            wanted * 2 + 64
+        );
+    }
+    n
 }
 
 /// A plugin name is one path component (it becomes a socket name and dockerd's home dir).

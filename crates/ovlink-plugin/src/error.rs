@@ -52,15 +52,6 @@ pub enum PluginError {
         #[source]
         source: std::io::Error,
     },
-    /// `Driver::cleanup` at shutdown failed (something may still be mounted).
-    #[error("cleanup of {} at shutdown failed", home.display())]
-    Cleanup {
-        /// The driver home.
-        home: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<ovlink_driver::DriverError>,
-    },
     /// The client could not connect to the socket.
     #[error("cannot connect to {}", path.display())]
     Connect {

@@ -2,22 +2,43 @@
 //! tokio), one handler per protocol method, and the process lifecycle.
 //!
 //! - Every driver call runs on tokio's blocking pool; the async threads only move bytes.
+//! - Calls on one layer (Get, Put, Remove, Create*, ApplyDiff, Diff, Changes, DiffSize) wait
+//!   for each other in a per-layer async queue ([`Gates`]) *before* they take a blocking
+//!   thread: a stalled ApplyDiff and hundreds of Gets waiting behind it hold one thread, not
+//!   hundreds, and calls on other layers (and Status, Exists, GetMetadata) never wait for them.
+//! - Waiting is bounded: a request head (and the idle time between requests on a kept-alive
+//!   connection) within [`ServerOptions::header_timeout`], a JSON body within the same time,
+//!   a layer tar streamed in (ApplyDiff) or out (Diff) with no byte moving for
+//!   [`ServerOptions::body_idle_timeout`] fails. At most [`ServerOptions::max_connections`]
+//!   connections are served at once; more wait in the listen backlog (logged once), so
+//!   `accept` never runs into the fd limit.
 //! - The server holds one driver (made by `/GraphDriver.Init` through the [`DriverFactory`]); its
-//!   reference counts of mounts therefore live as long as the server does. A second Init
-//!   replaces it (dockerd restarted).
-//! - Init recovers the home: the driver's own init reaps temporary dirs of dead processes, and
-//!   `cleanup` unmounts what a crashed server or daemon left mounted.
+//!   reference counts of mounts live as long as the server does. A second Init replaces it
+//!   (dockerd restarted).
+//! - Init never unmounts: with `--live-restore` containers keep running across a dockerd
+//!   restart, and their mounts must stay. Each mount found at `merged/` counts as one
+//!   reference the first time the driver touches that layer (the mount table is the truth,
+//!   as in Docker's built-in driver); dockerd's Put of a container it did not keep releases it.
+//! - Every ApplyDiff is journaled while it runs (`<home>/.ovlink-apply.<id>`, flocked): a layer
+//!   whose ApplyDiff was interrupted (the plugin killed during `docker load`) is removed at the
+//!   next start or Init (dockerd only ever removes such a layer, and its own Remove failed while
+//!   the plugin was down).
 //! - On SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
-//!   [`ServerOptions::shutdown_timeout`]), remove the socket, then `Driver::cleanup` (unmounts).
+//!   [`ServerOptions::shutdown_timeout`]), remove the socket, and exit **leaving every mount in
+//!   place** (a restart for an upgrade must not pull the root filesystem from under running
+//!   containers). Only `/GraphDriver.Cleanup` (dockerd's own shutdown) unmounts.
 //! - A successful Init is recorded ([`ServerOptions::init_record`], `<socket>.init.json` by
 //!   default, on `/run` so a reboot forgets it). A server restarted while dockerd runs (dockerd
-//!   never repeats Init) re-initializes from it at start, without `cleanup`: the containers'
-//!   mounts stay, and the driver counts each as one reference from the mount table.
+//!   never repeats Init) re-initializes from it at start: the containers' mounts stay, and the
+//!   driver counts each as one reference from the mount table.
 //!
 //! A failing call never stops the server: it answers `{"Err": "..."}` with status 500 and the
-//! whole cause chain. This module never touches the home itself.
+//! whole cause chain. This module never touches the home itself, except its own ApplyDiff
+//! journal files (`.ovlink-apply.*`, see [`crate::journal`]).
 
 use crate::error::PluginError;
+use crate::gate::Gates;
+use crate::journal;
 use crate::protocol::{
     self, non_empty, Activate, Capabilities, InitRequest, LayerRequest, Response, WireChange,
     JSON_CONTENT_TYPE,
@@ -113,16 +134,27 @@ pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, Plug
 pub struct Server {
     factory: DriverFactory,
     driver: RwLock<Option<Arc<dyn Driver>>>,
+    gates: Arc<Gates>,
     opts: ServerOptions,
 }
 
 /// How a [`Server`] behaves beyond the protocol.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// How long shutdown waits for in-flight requests before unmounting anyway.
+    /// How long shutdown waits for in-flight requests before exiting anyway.
     pub shutdown_timeout: Duration,
     /// Where a successful Init is recorded and re-read at start (`None`: not recorded).
     pub init_record: Option<PathBuf>,
+    /// The longest a client may take to send a request head, and the longest a kept-alive
+    /// connection may stay idle between requests; also the bound for a JSON body.
+    pub header_timeout: Duration,
+    /// A layer tar streamed in (ApplyDiff's body) or out (Diff's answer) fails when no byte
+    /// moves for this long. Only the time spent waiting for the client counts, not the
+    /// driver's own work; dockerd streams at disk speed, so minutes of silence mean a dead
+    /// client.
+    pub body_idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerOptions {
@@ -130,6 +162,9 @@ impl Default for ServerOptions {
         ServerOptions {
             shutdown_timeout: Duration::from_secs(60),
             init_record: None,
+            header_timeout: Duration::from_secs(120),
+            body_idle_timeout: Duration::from_secs(600),
+            max_connections: 1000,
         }
     }
 }
@@ -175,12 +210,14 @@ impl Server {
         Arc::new(Server {
             factory,
             driver: RwLock::new(None),
+            gates: Gates::new(),
             opts,
         })
     }
 
     /// Re-initializes from the Init record, if there is one (a restart while dockerd runs).
-    /// No `cleanup`: mounts in use by running containers stay. Failures are logged only.
+    /// Mounts in use by running containers stay; layers of interrupted ApplyDiffs are removed.
+    /// Failures are logged only.
     pub fn restore_init(&self) {
         let Some(rec) = &self.opts.init_record else {
             return;
@@ -199,6 +236,7 @@ impl Server {
                     d.home().display(),
                     rec.display()
                 ));
+                remove_interrupted(d.as_ref());
                 *self.driver.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(d));
             }
             Err(e) => log(format_args!(
@@ -250,12 +288,14 @@ impl Server {
     }
 
     /// Binds `socket`, serves until SIGTERM or SIGINT, then shuts down gracefully: in-flight
-    /// requests finish, the socket is removed, and the driver unmounts what it mounted.
+    /// requests finish, the socket is removed. Mounts stay (see the module docs).
     pub fn run(self: Arc<Self>, socket: &Path) -> Result<(), PluginError> {
         let std_listener = bind_socket(socket)?;
         self.restore_init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            // One blocking thread per connection at most, plus room for Diff writers.
+            .max_blocking_threads(self.opts.max_connections.saturating_mul(2).max(16))
             .build()
             .map_err(|source| PluginError::Setup {
                 what: "the async runtime",
@@ -280,7 +320,8 @@ impl Server {
                     _ = int.recv() => "SIGINT",
                 };
                 log(format_args!(
-                    "{sig}: finishing in-flight requests, then unmounting"
+                    "{sig}: finishing in-flight requests, then exiting (mounts stay for running \
+                     containers; only /GraphDriver.Cleanup unmounts)"
                 ));
             };
             srv.serve(listener, shutdown).await;
@@ -288,23 +329,17 @@ impl Server {
         });
         let _ = std::fs::remove_file(socket);
         rt.shutdown_timeout(Duration::from_secs(5));
-        let cleaned = self.shutdown_cleanup();
-        served.and(cleaned)
-    }
-
-    /// Unmounts everything the driver mounted (the end of [`Server::run`]).
-    pub fn shutdown_cleanup(&self) -> Result<(), PluginError> {
         if let Some(d) = self.driver() {
-            d.cleanup().map_err(|source| PluginError::Cleanup {
-                home: d.home().to_path_buf(),
-                source: Box::new(source),
-            })?;
+            let left = d
+                .layers()
+                .map(|v| v.iter().filter(|l| l.mounted).count())
+                .unwrap_or(0);
             log(format_args!(
-                "unmounted everything under {}",
+                "stopped; {left} container layer(s) under {} left mounted",
                 d.home().display()
             ));
         }
-        Ok(())
+        served
     }
 
     /// Serves connections from `listener` until `shutdown` completes, then waits (bounded) for
@@ -315,24 +350,61 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.opts.max_connections));
+        let mut accept_errors = RateLimited::default();
+        let mut at_limit = RateLimited::default();
         tokio::pin!(shutdown);
         loop {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if let Some(n) = at_limit.tick() {
+                        log(format_args!(
+                            "{} connections open, the limit (--max-connections): new \
+                             connections wait until one closes (idle ones close after {:?}); \
+                             reached {n} time(s) in the last minute",
+                            self.opts.max_connections, self.opts.header_timeout
+                        ));
+                    }
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                        _ = &mut shutdown => break,
+                    }
+                }
+            };
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, _)) => {
                         let srv = self.clone();
                         let svc = hyper::service::service_fn(move |req| srv.clone().handle(req));
                         let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(self.opts.header_timeout)
                             .serve_connection(TokioIo::new(stream), svc);
                         let fut = graceful.watch(conn);
                         tokio::spawn(async move {
                             if let Err(e) = fut.await {
-                                log(format_args!("connection: {}", error_chain(&e)));
+                                if !is_timeout_close(&e) {
+                                    log(format_args!("connection: {}", error_chain(&e)));
+                                }
                             }
+                            drop(permit);
                         });
                     }
                     Err(e) => {
-                        log(format_args!("accept: {e}"));
+                        drop(permit);
+                        if let Some(n) = accept_errors.tick() {
+                            let hint = if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) {
+                                " (the process is out of file descriptors: raise LimitNOFILE, \
+                                 or lower --max-connections)"
+                            } else {
+                                ""
+                            };
+                            log(format_args!("accept: {e}{hint}; {n} such error(s) in the last minute"));
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -360,7 +432,7 @@ impl Server {
         let query = req.uri().query().unwrap_or("").to_string();
         let resp = match path.as_str() {
             "Plugin.Activate" => {
-                let _ = read_json_body(req.into_body()).await;
+                let _ = read_json_body(req.into_body(), self.opts.header_timeout).await;
                 json(
                     StatusCode::OK,
                     &Activate {
@@ -389,7 +461,7 @@ impl Server {
     }
 
     async fn json_call(self: &Arc<Self>, method: &str, body: Incoming) -> CallResult {
-        let bytes = read_json_body(body).await?;
+        let bytes = read_json_body(body, self.opts.header_timeout).await?;
         if method == "Init" {
             return self.init(&bytes).await;
         }
@@ -413,8 +485,20 @@ impl Server {
             });
         }
         let d = self.need_driver()?;
+        // Calls that lock the layer wait in its queue first, without a thread.
+        let gate = match method {
+            "Create" | "CreateReadWrite" | "Remove" | "Get" | "Put" | "Changes" | "DiffSize" => {
+                Some(self.gates.enter(req.id()).await)
+            }
+            _ => None,
+        };
         let method = method.to_string();
-        blocking(move || call_driver(d.as_ref(), &method, &req)).await
+        blocking(move || {
+            let r = call_driver(d.as_ref(), &method, &req);
+            drop(gate);
+            r
+        })
+        .await
     }
 
     async fn init(self: &Arc<Self>, body: &[u8]) -> CallResult {
@@ -422,9 +506,10 @@ impl Server {
         let cfg = init_config(&req)?;
         let factory = self.factory.clone();
         let d = blocking(move || {
+            // No cleanup: mounts of running containers stay (--live-restore); the driver
+            // counts each as one reference from the mount table.
             let d = factory(&cfg)?;
-            // Recovery: unmount what a crashed server or daemon left mounted under the home.
-            d.cleanup()?;
+            remove_interrupted(d.as_ref());
             Ok(d)
         })
         .await?;
@@ -444,17 +529,23 @@ impl Server {
         body: Incoming,
     ) -> hyper::Response<RespBody> {
         let (tx, rx) = mpsc::channel(stream::CHANNEL_DEPTH);
-        let pump = tokio::spawn(stream::pump_body(body, tx));
+        let pump = tokio::spawn(stream::pump_body(body, tx, self.opts.body_idle_timeout));
         let id = query_param(query, "id").unwrap_or_default();
         let parent = query_param(query, "parent").filter(|p| !p.is_empty());
         let r: CallResult = match self.need_driver() {
             Ok(d) => {
+                let gate = self.gates.enter(&id).await;
                 let id = id.clone();
                 blocking(move || {
+                    ovlink_driver::validate_id(&id)?;
+                    let mark = journal::begin(d.home(), &id)
+                        .map_err(|e| format!("ApplyDiff {id}: cannot journal the apply: {e}"))?;
                     let mut reader = BodyReader::new(rx);
-                    let size = d.apply_diff(&id, parent.as_deref(), &mut reader)?;
+                    let size = d.apply_diff(&id, parent.as_deref(), &mut reader);
+                    drop(mark);
+                    drop(gate);
                     Ok(Response {
-                        size,
+                        size: size?,
                         ..Default::default()
                     })
                 })
@@ -472,7 +563,7 @@ impl Server {
 
     async fn diff(self: &Arc<Self>, body: Incoming) -> hyper::Response<RespBody> {
         let start = async {
-            let bytes = read_json_body(body).await?;
+            let bytes = read_json_body(body, self.opts.header_timeout).await?;
             let req: LayerRequest = protocol::parse(&bytes)?;
             let d = self.need_driver()?;
             Ok::<_, CallError>((d, req))
@@ -482,13 +573,19 @@ impl Server {
             Err(e) => return answer("Diff", Err(e)),
         };
         let id = req.id().to_string();
+        let gate = self.gates.enter(&id).await;
         let (tx, mut rx) = mpsc::channel(stream::CHANNEL_DEPTH);
+        let idle = (
+            tokio::runtime::Handle::current(),
+            self.opts.body_idle_timeout,
+        );
         tokio::task::spawn_blocking(move || {
-            let mut w = ChannelWriter::new(tx);
+            let mut w = ChannelWriter::new(tx).idle_timeout(idle.0, idle.1);
             let r = d
                 .diff(req.id(), req.parent(), &mut w)
                 .map_err(|e| error_chain(&e))
                 .and_then(|()| w.flush().map_err(|e| e.to_string()));
+            drop(gate);
             match r {
                 Ok(()) => {
                     let _ = w.finish();
@@ -505,6 +602,64 @@ impl Server {
             None => tar_response(ChannelBody::new(None, rx)),
         }
     }
+}
+
+/// Removes the layers whose ApplyDiff never answered (see [`crate::journal`]); logged only.
+fn remove_interrupted(d: &dyn Driver) {
+    let found = match journal::interrupted(d.home()) {
+        Ok(v) => v,
+        Err(e) => {
+            log(format_args!("cannot read the ApplyDiff journal: {e}"));
+            return;
+        }
+    };
+    for j in found {
+        match d.remove(&j.id) {
+            Ok(()) | Err(DriverError::LayerNotFound { .. }) => {
+                log(format_args!(
+                    "removed layer {} whose ApplyDiff was interrupted (dockerd discards it)",
+                    j.id
+                ));
+                j.done();
+            }
+            Err(e) => log(format_args!(
+                "cannot remove layer {} whose ApplyDiff was interrupted: {} (kept {} to retry)",
+                j.id,
+                error_chain(&e),
+                j.path().display()
+            )),
+        }
+    }
+}
+
+/// Counts events and says when to log them: the first, then at most once a minute.
+#[derive(Debug, Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl RateLimited {
+    /// Counts one; returns the count to report when a line is due.
+    fn tick(&mut self) -> Option<u64> {
+        self.count += 1;
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            self.last = Some(std::time::Instant::now());
+            let n = self.count;
+            self.count = 0;
+            Some(n)
+        } else {
+            None
+        }
+    }
+}
+
+/// A connection closed by the header/idle timeout is routine, not worth a log line each.
+fn is_timeout_close(e: &hyper::Error) -> bool {
+    e.is_timeout() || e.is_incomplete_message()
 }
 
 /// The driver's [`InitConfig`] from an Init request (Home required and absolute).
@@ -576,12 +731,16 @@ where
         .map_err(|e| CallError::from(format!("the driver call failed: {e}")))?
 }
 
-async fn read_json_body(body: Incoming) -> Result<Bytes, CallError> {
-    match Limited::new(body, MAX_JSON).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(CallError(
+async fn read_json_body(body: Incoming, limit: Duration) -> Result<Bytes, CallError> {
+    match tokio::time::timeout(limit, Limited::new(body, MAX_JSON).collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) => Err(CallError(
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
+        )),
+        Err(_) => Err(CallError(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {limit:?}"),
         )),
     }
 }

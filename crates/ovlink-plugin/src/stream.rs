@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Chunks in flight between the two halves of a bridge.
@@ -35,14 +36,29 @@ pub enum Chunk {
 
 /// Forwards `body`'s data frames into `tx` until the body ends. When the reader goes away
 /// (the apply finished or failed early) the rest of the body is still read and dropped, so the
-/// connection stays usable and the client never sees a half-read request.
-pub async fn pump_body<B>(mut body: B, tx: mpsc::Sender<Chunk>)
+/// connection stays usable and the client never sees a half-read request. A body that sends
+/// nothing for `idle` (only the wait for the client counts, not a full channel) fails.
+pub async fn pump_body<B>(mut body: B, tx: mpsc::Sender<Chunk>, idle: Duration)
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let mut tx = Some(tx);
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(_) => {
+                if let Some(t) = &tx {
+                    let _ = t
+                        .send(Chunk::Failed(format!(
+                            "the client sent nothing for {idle:?} (the body idle timeout)"
+                        )))
+                        .await;
+                }
+                return;
+            }
+        };
         match frame {
             Ok(f) => {
                 if let (Ok(data), Some(t)) = (f.into_data(), &tx) {
@@ -105,16 +121,25 @@ pub struct ChannelWriter {
     tx: mpsc::Sender<Chunk>,
     buf: BytesMut,
     sent: bool,
+    idle: Option<(tokio::runtime::Handle, Duration)>,
 }
 
 impl ChannelWriter {
-    /// Writes into `tx`.
+    /// Writes into `tx`, waiting as long as the reader needs.
     pub fn new(tx: mpsc::Sender<Chunk>) -> Self {
         ChannelWriter {
             tx,
             buf: BytesMut::with_capacity(CHUNK),
             sent: false,
+            idle: None,
         }
+    }
+
+    /// Fails a write (`TimedOut`) when the reader takes nothing for `idle` (a client that
+    /// stopped reading its Diff). `rt` is the runtime whose timers measure it.
+    pub fn idle_timeout(mut self, rt: tokio::runtime::Handle, idle: Duration) -> Self {
+        self.idle = Some((rt, idle));
+        self
     }
 
     /// True once some data left the writer (a failure can then no longer be a JSON error).
@@ -126,12 +151,25 @@ impl ChannelWriter {
         if matches!(c, Chunk::Data(_)) {
             self.sent = true;
         }
-        self.tx.blocking_send(c).map_err(|_| {
+        let closed = || {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the client closed the connection",
             )
-        })
+        };
+        match &self.idle {
+            None => self.tx.blocking_send(c).map_err(|_| closed()),
+            Some((rt, idle)) => {
+                let idle = *idle;
+                match rt.block_on(tokio::time::timeout(idle, self.tx.send(c))) {
+                    Ok(r) => r.map_err(|_| closed()),
+                    Err(_) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the client read nothing for {idle:?} (the body idle timeout)"),
+                    )),
+                }
+            }
+        }
     }
 
     /// Sends what is buffered and ends the stream successfully.
