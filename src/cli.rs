@@ -122,7 +122,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Bytes of the regular files a layer changed.
+    /// Bytes a layer changed, as `docker ps -s` counts them: regular files and symlinks
+    /// (their target's length), a hardlinked file once.
     DiffSize {
         /// Layer id.
         #[arg(value_parser = layer_id)]

@@ -122,6 +122,21 @@ fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
+/// What applying `tar` reports (the regular files' bytes) and what Docker's `ChangesSize`
+/// gives for the same changes (those bytes plus each symlink's target length).
+fn tar_sizes(tar: &[u8]) -> (u64, u64) {
+    let (mut regular, mut links) = (0, 0);
+    for e in tar::Archive::new(tar).entries().unwrap() {
+        let e = e.unwrap();
+        match e.header().entry_type() {
+            tar::EntryType::Regular => regular += e.header().size().unwrap(),
+            tar::EntryType::Symlink => links += e.link_name_bytes().map_or(0, |l| l.len() as u64),
+            _ => {}
+        }
+    }
+    (regular, regular + links)
+}
+
 /// Groups of paths (relative) sharing one inode, for regular files.
 fn link_groups(root: &Path) -> Vec<Vec<String>> {
     let mut by: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
@@ -165,7 +180,11 @@ fn round_trip(d: &OverlayDriver, id: &str, parent: &str, fresh: &str, mode: Diff
         d.put(fresh).unwrap();
         stats.size
     };
-    assert_eq!(applied, size, "diff_size is what applying the diff reports");
+    assert_eq!(
+        (applied, size),
+        tar_sizes(&tar),
+        "applying reports the regular files' bytes, diff_size Docker's ChangesSize"
+    );
     let want = d.get(id, None).unwrap();
     let got = d.get(fresh, None).unwrap();
     assert_same_tree(&want, &got);
@@ -518,11 +537,10 @@ fn image_layer_diffs_round_trip() {
         let fresh = format!("r{i}");
         d.create(&fresh, parent.as_deref(), &CreateOpts::default())
             .unwrap();
-        assert_eq!(
-            d.apply_diff(&fresh, parent.as_deref(), &mut &tar[..])
-                .unwrap(),
-            size
-        );
+        let applied = d
+            .apply_diff(&fresh, parent.as_deref(), &mut &tar[..])
+            .unwrap();
+        assert_eq!((applied, size), tar_sizes(&tar));
         assert_same_tree(
             &t.home().join(&id).join("root"),
             &t.home().join(&fresh).join("root"),
@@ -603,4 +621,116 @@ fn diff_benchmark() {
         });
         println!("| {files} | {nd:.2?} | {vd:.2?} | {nc:.2?} | {vc:.2?} |");
     }
+}
+
+/// The raw 512-byte header of tar entry `name` in `tar`.
+fn raw_header(tar: &[u8], name: &str) -> [u8; 512] {
+    let mut ar = tar::Archive::new(tar);
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == name {
+            let mut h = [0u8; 512];
+            h.copy_from_slice(e.header().as_bytes());
+            return h;
+        }
+    }
+    panic!("{name} not in the tar");
+}
+
+#[test]
+fn diff_headers_are_docker_archive_headers_and_diff_size_counts_symlinks() {
+    let t = TestRoot::new();
+    let d = driver(&t);
+    let top = import_fx(&d);
+    let (init, c) = container(&d, &top, "hdr");
+    let m = d.get(&c, None).unwrap();
+    std::fs::create_dir(m.join("newdir")).unwrap();
+    std::fs::write(m.join("newdir/f"), b"1234").unwrap();
+    std::os::unix::fs::symlink("/etc/motd", m.join("newdir/link")).unwrap();
+    std::os::unix::fs::symlink("f", m.join("newdir/ln2")).unwrap();
+    std::fs::hard_link(m.join("newdir/f"), m.join("newdir/f2")).unwrap();
+    let mut tar = Vec::new();
+    diff_with(&d, &c, Some(&init), DiffMode::Auto, &mut tar).unwrap();
+    // Docker's ChangesSize: the file once (hardlinked), each symlink's target length.
+    assert_eq!(
+        d.diff_size(&c, Some(&init)).unwrap(),
+        4 + "/etc/motd".len() as u64 + 1
+    );
+    for (name, mode) in [
+        ("newdir/", &b"0040755\0"[..]),
+        ("newdir/f", b"0100644\0"),
+        ("newdir/link", b"0120777\0"),
+    ] {
+        let h = raw_header(&tar, name);
+        assert_eq!(&h[100..108], mode, "{name}: mode with the file-type bits");
+        // Go's checksum field: six octal digits, NUL, space.
+        assert!(
+            h[148..154].iter().all(u8::is_ascii_digit),
+            "{name}: {:?}",
+            &h[148..156]
+        );
+        assert_eq!(&h[154..156], b"\0 ", "{name}");
+        assert_eq!(
+            &h[257..265],
+            b"ustar\x0000",
+            "{name}: USTAR magic and version"
+        );
+        assert_eq!(
+            &h[265..269],
+            b"root",
+            "{name}: uname of uid 0 from /etc/passwd"
+        );
+        assert_eq!(&h[329..337], b"0000000\0", "{name}: devmajor");
+        assert_eq!(&h[337..345], b"0000000\0", "{name}: devminor");
+        let sum: u32 = h
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u32::from(*b)
+                }
+            })
+            .sum();
+        let field = std::str::from_utf8(&h[148..154]).unwrap();
+        assert_eq!(
+            u32::from_str_radix(field, 8).unwrap(),
+            sum,
+            "{name}: checksum"
+        );
+    }
+    // The second name of the hardlinked file is a link entry, mode of a regular file.
+    let h = raw_header(&tar, "newdir/f2");
+    assert_eq!(h[156], b'1');
+    assert_eq!(&h[100..108], b"0100644\0");
+    d.put(&c).unwrap();
+}
+
+#[test]
+fn long_names_split_at_the_last_slash_that_fits_as_go_does() {
+    let t = TestRoot::new();
+    let d = driver(&t);
+    let top = import_fx(&d);
+    let (init, c) = container(&d, &top, "long");
+    let m = d.get(&c, None).unwrap();
+    // 120 bytes of directories then a short name: Go puts everything up to the last '/'
+    // within the first 156 bytes into the prefix.
+    let dirs = ["a".repeat(50), "b".repeat(50), "c".repeat(18)];
+    let rel = dirs.join("/");
+    std::fs::create_dir_all(m.join(&rel)).unwrap();
+    std::fs::write(m.join(&rel).join("file.txt"), b"x").unwrap();
+    let mut tar = Vec::new();
+    diff_with(&d, &c, Some(&init), DiffMode::Auto, &mut tar).unwrap();
+    let full = format!("{rel}/file.txt");
+    let h = raw_header(&tar, &full);
+    let prefix: Vec<u8> = h[345..500]
+        .iter()
+        .copied()
+        .take_while(|b| *b != 0)
+        .collect();
+    let name: Vec<u8> = h[0..100].iter().copied().take_while(|b| *b != 0).collect();
+    assert_eq!(prefix, rel.as_bytes());
+    assert_eq!(name, b"file.txt");
+    d.put(&c).unwrap();
 }

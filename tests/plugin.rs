@@ -909,3 +909,141 @@ fn plugin_refuses_escaping_ids_and_labels() {
     assert!(Path::new(&dir).join("f").exists());
     p.ok("GraphDriver.Put", json!({"ID": "c1"}));
 }
+
+#[test]
+fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
+    let tr = TestRoot::new();
+    let p = Plugin::start(&tr);
+    let home = tr.path().join("home");
+    let map = json!([{"container_id": 0, "host_id": 100000, "size": 65536}]);
+    p.ok(
+        "GraphDriver.Init",
+        json!({"Home": home, "UIDMaps": map, "GIDMaps": map}),
+    );
+    // Docker's owners: home and layer dirs 0:<remapped root gid>, their contents remapped root.
+    let m = std::fs::metadata(&home).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 100000, 0o710));
+    p.ok("GraphDriver.Create", json!({"ID": "l"}));
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, mode) in [
+        ("dev/", tar::EntryType::Directory, 0o755),
+        ("dev/null", tar::EntryType::Char, 0o666),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        if kind == tar::EntryType::Char {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        b.append_data(&mut h, path, std::io::empty()).unwrap();
+    }
+    let devices = b.into_inner().unwrap();
+    let tar = TarBuilder::new()
+        .dir("app", 0o755)
+        .owned_file("app/f", 0o640, 1000, 50, b"data")
+        .file("rootfile", 0o644, b"r")
+        .build();
+    let mut both = devices[..devices.len() - 1024].to_vec();
+    both.extend_from_slice(&tar);
+    assert_eq!(p.apply("l", "", std::io::Cursor::new(both)), 5);
+    let md = |rel: &str| {
+        let m = std::fs::symlink_metadata(home.join("l/root").join(rel)).unwrap();
+        (m.uid(), m.gid())
+    };
+    let l = std::fs::metadata(home.join("l")).unwrap();
+    assert_eq!((l.uid(), l.gid(), l.mode() & 0o7777), (0, 100000, 0o710));
+    assert_eq!(md(""), (100000, 100000));
+    assert_eq!(md("app"), (100000, 100000));
+    assert_eq!(md("app/f"), (101000, 100050));
+    assert_eq!(md("rootfile"), (100000, 100000));
+    // Device nodes of the image are kept (the built-in driver keeps them under remapping).
+    let dn = std::fs::symlink_metadata(home.join("l/root/dev/null")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &dn.file_type()
+    ));
+    assert_eq!(dn.rdev(), rustix::fs::makedev(1, 3));
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c", "Parent": "l"}),
+    );
+    let c = std::fs::metadata(home.join("c")).unwrap();
+    assert_eq!((c.uid(), c.gid()), (0, 100000), "c");
+    for d in ["c/upper", "c/work"] {
+        let m = std::fs::metadata(home.join(d)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (100000, 100000), "{d}");
+    }
+    // A file the container writes (host ids) comes back in Diff as container ids.
+    let merged = PathBuf::from(
+        p.ok("GraphDriver.Get", json!({"ID": "c"}))["Dir"]
+            .as_str()
+            .unwrap(),
+    );
+    let mm = std::fs::metadata(&merged).unwrap();
+    assert_eq!((mm.uid(), mm.gid()), (100000, 100000), "merged/");
+    std::fs::write(merged.join("app/new"), b"x").unwrap();
+    std::os::unix::fs::lchown(merged.join("app/new"), Some(101000), Some(100050)).unwrap();
+    let diff_owners = || {
+        let (status, out) = p
+            .client
+            .call("GraphDriver.Diff", br#"{"ID":"c","Parent":"l"}"#)
+            .unwrap();
+        let mut owners = std::collections::BTreeMap::new();
+        let mut ar = tar::Archive::new(&out[..]);
+        let read = ar.entries().and_then(|es| {
+            for e in es {
+                let e = e?;
+                let h = e.header();
+                owners.insert(
+                    e.path()?.to_string_lossy().into_owned(),
+                    (h.uid()?, h.gid()?),
+                );
+            }
+            Ok(())
+        });
+        (
+            status,
+            owners,
+            read.is_ok(),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    };
+    let (status, owners, complete, _) = diff_owners();
+    assert_eq!(status, 200);
+    assert!(complete);
+    assert_eq!(owners.get("app/new"), Some(&(1000, 50)), "{owners:?}");
+    assert_eq!(owners.get("app/"), Some(&(0, 0)), "{owners:?}");
+    // A host id outside the map cannot be written as a container id: the Diff fails (a JSON
+    // error naming the file, or a broken stream once data went out) and never carries it.
+    std::os::unix::fs::lchown(merged.join("app/new"), Some(5), Some(5)).unwrap();
+    let (status, owners, complete, text) = diff_owners();
+    assert!(
+        !owners.contains_key("app/new"),
+        "an unmapped owner was written"
+    );
+    assert!(status != 200 || !complete, "the Diff succeeded: {owners:?}");
+    if status != 200 {
+        assert!(
+            text.contains("app/new") && text.contains("host uid 5"),
+            "{text}"
+        );
+    }
+    p.ok("GraphDriver.Put", json!({"ID": "c"}));
+    // An owner outside the map is refused with the entry named.
+    p.ok("GraphDriver.Create", json!({"ID": "l2", "Parent": "l"}));
+    let tar = TarBuilder::new()
+        .owned_file("huge", 0o644, 70000, 0, b"x")
+        .build();
+    let (status, out) = p
+        .client
+        .send_reader(
+            "GraphDriver.ApplyDiff?id=l2&parent=l",
+            std::io::Cursor::new(tar),
+        )
+        .unwrap();
+    assert_eq!(status, 500);
+    let msg = String::from_utf8_lossy(&out);
+    assert!(msg.contains("huge") && msg.contains("70000"), "{msg}");
+}

@@ -82,8 +82,8 @@ fn changes_commit_save_import_round_trip() {
         .any(|c| c["Path"] == "/app/big.bin" && c["Kind"] == 2));
     assert_eq!(
         t.ok(&["diff-size", &cid]).trim(),
-        "22",
-        "changed\\n + fresh\\n + newfile\\n"
+        "31",
+        "Docker's ChangesSize: changed\\n + fresh\\n + newfile\\n + the symlink /etc/motd"
     );
     t.ok(&["umount", &cid]);
 

@@ -39,6 +39,17 @@ pub enum DiffError {
         /// The size its header announced.
         expected: u64,
     },
+    /// A host id has no container id under the id map (`--userns-remap`): the file cannot be
+    /// written into a layer tar with container ids.
+    #[error("{}: host {what} {id} has no mapping in the user namespace's {what} map (it cannot be written as a container id)", path.display())]
+    Unmapped {
+        /// The file.
+        path: PathBuf,
+        /// `uid` or `gid`.
+        what: &'static str,
+        /// The host id.
+        id: u32,
+    },
     /// The upper dir holds overlay metadata (`redirect_dir` or `metacopy`) that makes it
     /// something other than a plain diff: the caller must compare the merged view instead.
     #[error("{} carries {xattr}: the upper dir is not a plain diff", path.display())]

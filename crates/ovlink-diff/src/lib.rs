@@ -26,7 +26,7 @@ mod walk;
 
 pub use changes::{Change, ChangeKind};
 pub use error::{DiffError, Result};
-pub use export::ExportStats;
+pub use export::{ExportOptions, ExportStats, IdRange};
 pub use tree::{check_plain_upper, is_exported_xattr, Tree, OVERLAY_METACOPY, OVERLAY_REDIRECT};
 pub use walk::Compare;
 
@@ -50,13 +50,29 @@ pub fn export(
     cmp: Compare,
     out: &mut dyn Write,
 ) -> Result<ExportStats> {
-    let sink = export::TarSink::new(Some(out));
+    export_with(new, old, cmp, out, &ExportOptions::default())
+}
+
+/// [`export`] with owners mapped from host to container ids (`--userns-remap`).
+pub fn export_with(
+    new: &Tree,
+    old: Option<&Tree>,
+    cmp: Compare,
+    out: &mut dyn Write,
+    opts: &ExportOptions,
+) -> Result<ExportStats> {
+    let sink = export::TarSink::new(Some(out), opts.clone());
     walk::Walker::new(new, old, cmp, sink).run()?.finish()
 }
 
-/// The bytes of the regular files [`export`] would write (hardlinked files once), without
-/// reading any content that the comparison does not need.
+/// The size Docker reports for these changes (`docker ps -s`, `system df`): its
+/// `archive.ChangesSize`, the `lstat` size of every added or changed entry that is not a
+/// directory (symlinks count their target's length), an inode linked more than once counted
+/// once. Reads no file content.
 pub fn size(new: &Tree, old: Option<&Tree>, cmp: Compare) -> Result<u64> {
-    let sink = export::TarSink::<std::io::Sink>::new(None);
-    Ok(walk::Walker::new(new, old, cmp, sink).run()?.finish()?.size)
+    let sink = export::TarSink::<std::io::Sink>::new(None, ExportOptions::default());
+    Ok(walk::Walker::new(new, old, cmp, sink)
+        .run()?
+        .finish()?
+        .changes_size)
 }

@@ -245,7 +245,22 @@ pub fn diff_with(
 ) -> Result<()> {
     let plan = plan(d, id, parent, mode)?;
     let (new, old) = plan.trees()?;
-    ovlink_diff::export(new, old, plan.cmp, out).map_err(diff_err(id))?;
+    // Owners back to container ids under --userns-remap (the apply mapped them to host ids).
+    let (um, gm) = d.id_maps();
+    let ranges = |maps: &[crate::IdMap]| {
+        maps.iter()
+            .map(|m| ovlink_diff::IdRange {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                size: m.size,
+            })
+            .collect()
+    };
+    let opts = ovlink_diff::ExportOptions {
+        uid_maps: ranges(um),
+        gid_maps: ranges(gm),
+    };
+    ovlink_diff::export_with(new, old, plan.cmp, out, &opts).map_err(diff_err(id))?;
     Ok(())
 }
 
@@ -277,8 +292,8 @@ pub fn changes_with(
         .collect())
 }
 
-/// [`Driver::diff_size`]: the bytes of the regular files the diff carries (what applying it
-/// reports).
+/// [`Driver::diff_size`]: Docker's `ChangesSize` of the changes (regular files and symlinks,
+/// hardlinked inodes once; see [`ovlink_diff::size`]).
 pub fn diff_size(d: &OverlayDriver, id: &str, parent: Option<&str>) -> Result<u64> {
     diff_size_with(d, id, parent, DiffMode::Auto)
 }

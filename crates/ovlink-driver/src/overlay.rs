@@ -206,8 +206,10 @@ impl OverlayDriver {
             Err(e) => return Err(FsError::io("create directory", &home, e).into()),
         }
         let home_fd = open_dir(&home)?;
-        if let Some((u, g)) = root_ids {
-            rustix::fs::fchown(&home_fd, Some(uid(u)), Some(gid(g)))
+        if let Some((_, g)) = root_ids {
+            // Docker's owner of the home and of layer dirs: this process's uid, the remapped
+            // root's gid (0710: the remapped root may traverse, not list).
+            rustix::fs::fchown(&home_fd, Some(rustix::process::getuid()), Some(gid(g)))
                 .ctx("change owner of", &home)?;
         }
         let sync = SyncMode::from_env(&backing_fs);
@@ -591,7 +593,10 @@ impl OverlayDriver {
         }
         let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-create-", 0o710)?;
         let tp = tmp.path();
-        self.chown_root(tmp.fd(), &tp)?;
+        if let Some((_, g)) = self.root_ids {
+            rustix::fs::fchown(tmp.fd(), Some(rustix::process::getuid()), Some(gid(g)))
+                .ctx("change owner of", &tp)?;
+        }
         let dir = tmp.fd();
         match parent {
             None => {
@@ -906,7 +911,9 @@ impl OverlayDriver {
                 .collect()
         };
         ovlink_tar::ApplyOptions {
-            skip_devices: !self.uid_maps.is_empty(),
+            // Docker keeps device nodes under --userns-remap (it skips them only when dockerd
+            // itself runs in a user namespace, where mknod fails).
+            skip_devices: false,
             uid_maps: ranges(&self.uid_maps),
             gid_maps: ranges(&self.gid_maps),
             sync_data: false,
@@ -977,10 +984,15 @@ impl Driver for OverlayDriver {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(undo(FsError::io("create directory", &merged, e).into())),
         }
-        if let Err(e) = open_dir_at(&fd, MERGED, &merged).and_then(|m| {
-            rustix::fs::fchmod(&m, Mode::from_raw_mode(0o700)).ctx("change mode of", &merged)
-        }) {
-            return Err(undo(e.into()));
+        if let Err(e) = open_dir_at(&fd, MERGED, &merged)
+            .map_err(DriverError::from)
+            .and_then(|m| {
+                rustix::fs::fchmod(&m, Mode::from_raw_mode(0o700))
+                    .ctx("change mode of", &merged)?;
+                self.chown_root(&m, &merged)
+            })
+        {
+            return Err(undo(e));
         }
         let opts = mount::overlay_options(
             &self.home.join(&lower).join(ROOT),
