@@ -306,3 +306,24 @@ fn lab_markdown_worksheet_and_flags() {
         .to_string_lossy()
         .starts_with("ovlink-lab-workdir-"));
 }
+
+#[test]
+fn lab_xfs_v4_ftype0_against_this_kernel() {
+    let t = TestRoot::new();
+    let r = lab(&t, "xfs", &[]);
+    assert_eq!(r["v5_ftype0_refused"], true, "{r}");
+    assert_eq!(r["v5_ftype"], "ftype=1", "{r}");
+    assert_eq!(r["v5_dtype"], true);
+    assert_eq!(r["overlay_on_v5"], true);
+    let config = std::process::Command::new("zcat")
+        .arg("/proc/config.gz")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if r["v4_made"] == true && config.contains("# CONFIG_XFS_SUPPORT_V4 is not set") {
+        assert!(
+            r["v4_mount_error"].is_string(),
+            "V4 mounted without V4 support: {r}"
+        );
+    }
+}

@@ -32,6 +32,8 @@ pub enum LabCmd {
     Workdir(Common),
     /// Deleted lower files still use space; editing the lower dir under a mount.
     Lower(Common),
+    /// d_type on xfs: an ftype=0 (V4) filesystem against today's kernel and mkfs.xfs.
+    Xfs(Common),
 }
 
 /// What every lab takes.
@@ -249,6 +251,11 @@ pub fn run(root: Option<&Path>, driver_given: bool, c: LabCmd) -> anyhow::Result
             let p = Printer::new(c.json);
             let r = ovlink_lab::lower::run(&config(root, c.keep), &p)?;
             finish(&p, &c, "lower", &r)
+        }
+        LabCmd::Xfs(c) => {
+            let p = Printer::new(c.json);
+            let r = ovlink_lab::xfs::run(&config(root, c.keep), &p)?;
+            finish(&p, &c, "xfs", &r)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! ovlink's teaching scenarios as a library: `ovlink demo` ([`demo`]) and the labs of
 //! `ovlink lab <name>` ([`inodes`], [`copy_up`], [`whiteouts`], [`rename`], [`page_cache`],
-//! [`layers`], [`workdir`], [`lower`]).
+//! [`layers`], [`workdir`], [`lower`], [`xfs`]).
 //!
 //! Every scenario runs on real mounts below a private scratch directory ([`scratch`]), undoes
 //! every mount on the way out (also on error), narrates what it does through a [`Narrator`]
@@ -25,6 +25,7 @@ pub mod scratch;
 pub mod whiteouts;
 pub mod workdir;
 pub mod worksheet;
+pub mod xfs;
 
 pub use error::{LabError, Result};
 pub use worksheet::Worksheet;
@@ -180,6 +181,10 @@ pub const LABS: &[(&str, &str)] = &[
     (
         "lower",
         "deleted lower files still use space; editing the lower dir under a mount",
+    ),
+    (
+        "xfs",
+        "ftype/d_type on xfs: V4 ftype=0 refused by today's kernels, V5 implies ftype=1",
     ),
 ];
 
