@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A tree manifest without inode identity (dev/ino/nlink differ between homes).
-type Tree = BTreeMap<String, Entry>;
+pub(crate) type Tree = BTreeMap<String, Entry>;
 
-fn tree(root: &Path) -> Tree {
+pub(crate) fn tree(root: &Path) -> Tree {
     manifest(root)
         .into_iter()
         .map(|(k, mut e)| {
@@ -42,7 +42,11 @@ pub fn gen_image(dir: &Path, name: &str, entries: usize, layers: usize, seed: u6
 }
 
 /// Imports `image` into a fresh root and returns (chain ids bottom-first, layer trees).
-fn reference(t: &TestRoot, image: &Path, tag: &str) -> (Vec<String>, BTreeMap<String, Tree>) {
+pub(crate) fn reference(
+    t: &TestRoot,
+    image: &Path,
+    tag: &str,
+) -> (Vec<String>, BTreeMap<String, Tree>) {
     let root = t.path().join(format!("ref-{tag}"));
     let out = ovlink_cmd(&root, &["image", "import", image.to_str().unwrap()])
         .output()
@@ -99,7 +103,11 @@ fn dir_names(dir: &Path) -> Vec<String> {
 /// every layer of it present must be either complete (its tree equals the reference) or
 /// exactly as `create` made it (an empty `root/` for the base, or `lower-id` = its parent
 /// with an empty `upper/`). Returns the layer ids on disk.
-fn check_after_kill(root: &Path, chain: &[String], trees: &BTreeMap<String, Tree>) -> Vec<String> {
+pub(crate) fn check_after_kill(
+    root: &Path,
+    chain: &[String],
+    trees: &BTreeMap<String, Tree>,
+) -> Vec<String> {
     let out = ovlink_cmd(root, &["layer", "ls", "--json"])
         .output()
         .unwrap();
@@ -176,7 +184,7 @@ fn check_after_kill(root: &Path, chain: &[String], trees: &BTreeMap<String, Tree
 
 /// Runs `args` under `OVLINK_CRASH_AT=at(run)` until a run is not killed; checks the home
 /// after each kill and asserts the final run succeeded. Returns the number of kills.
-fn kill_loop(
+pub(crate) fn kill_loop(
     root: &Path,
     args: &[&str],
     at: impl Fn(u64) -> String,
@@ -205,7 +213,7 @@ fn kill_loop(
     panic!("{args:?} still crashing after {max_runs} runs");
 }
 
-fn assert_image_complete(root: &Path, chain: &[String], trees: &BTreeMap<String, Tree>) {
+pub(crate) fn assert_image_complete(root: &Path, chain: &[String], trees: &BTreeMap<String, Tree>) {
     for id in chain {
         let got = tree(&root.join("overlay").join(id).join("root"));
         assert!(
@@ -239,7 +247,7 @@ fn assert_image_complete(root: &Path, chain: &[String], trees: &BTreeMap<String,
 }
 
 /// The named crash points an import goes through.
-const IMPORT_POINTS: &[&str] = &[
+pub(crate) const IMPORT_POINTS: &[&str] = &[
     "create.before-rename",
     "create.after-rename",
     "apply.after-copy",
@@ -259,25 +267,39 @@ fn import_killed_at_every_named_point_recovers() {
     let t = TestRoot::new();
     let image = gen_image(t.path(), "kill", 120, 3, 11);
     let (chain, trees) = reference(&t, &image, "kill");
+    let total = import_kill_loops(&t, &image, (&chain, &trees), IMPORT_POINTS, "named");
+    eprintln!("import: {total} kills at named points, all recovered");
+}
+
+/// For each crash point of `points`, in a fresh root `<tag>-<i>`: the import killed at the
+/// point's 1st, 2nd, ... hit, the home checked after each kill, until an import succeeds and
+/// equals the reference `(chain, trees)`. Every point must be hit. Returns the kills.
+pub(crate) fn import_kill_loops(
+    t: &TestRoot,
+    image: &Path,
+    (chain, trees): (&[String], &BTreeMap<String, Tree>),
+    points: &[&str],
+    tag: &str,
+) -> u64 {
     let args = ["image", "import", image.to_str().unwrap()];
     let mut total = 0;
-    for (i, point) in IMPORT_POINTS.iter().enumerate() {
-        let root = t.path().join(format!("named-{i}"));
+    for (i, point) in points.iter().enumerate() {
+        let root = t.path().join(format!("{tag}-{i}"));
         let kills = kill_loop(
             &root,
             &args,
             |run| format!("{point}:{}", run + 1),
             30,
             || {
-                check_after_kill(&root, &chain, &trees);
+                check_after_kill(&root, chain, trees);
             },
         );
         assert!(kills > 0, "{point} was never hit");
         total += kills;
-        check_after_kill(&root, &chain, &trees);
-        assert_image_complete(&root, &chain, &trees);
+        check_after_kill(&root, chain, trees);
+        assert_image_complete(&root, chain, trees);
     }
-    eprintln!("import: {total} kills at named points, all recovered");
+    total
 }
 
 /// Kills inside the tar applier (every 9th entry, then further on) and at random points

@@ -15,6 +15,7 @@ mod ids_mounts;
 mod init;
 mod lab;
 mod layouts;
+mod oldkernel;
 mod overlay2;
 mod plugin;
 mod report;

@@ -100,9 +100,40 @@ impl Drop for TestRoot {
     }
 }
 
-/// `ovlink --root ROOT ARGS…` as a command.
+thread_local! {
+    /// A command every `ovlink_cmd` of this thread runs ovlink under (see [`run_ovlink_under`]).
+    static WRAPPER: std::cell::RefCell<Vec<std::ffi::OsString>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// While the returned guard lives, every [`ovlink_cmd`] made on this thread runs
+/// `WRAPPER… ovlink …` (e.g. `strace -f -e inject=…`), so helpers written for plain runs
+/// (the kill loops of `faults.rs`) run unchanged under the wrapper.
+pub fn run_ovlink_under(wrapper: Vec<std::ffi::OsString>) -> WrapperGuard {
+    WRAPPER.with(|w| *w.borrow_mut() = wrapper);
+    WrapperGuard
+}
+
+/// Ends [`run_ovlink_under`] on drop.
+pub struct WrapperGuard;
+
+impl Drop for WrapperGuard {
+    fn drop(&mut self) {
+        WRAPPER.with(|w| w.borrow_mut().clear());
+    }
+}
+
+/// `ovlink --root ROOT ARGS…` as a command (under this thread's wrapper, if any).
 pub fn ovlink_cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ovlink"));
+    let bin = env!("CARGO_BIN_EXE_ovlink");
+    let wrapper = WRAPPER.with(|w| w.borrow().clone());
+    let mut c = match wrapper.split_first() {
+        Some((prog, rest)) => {
+            let mut c = Command::new(prog);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     c.arg("--root").arg(root).args(args);
     c.env_remove("OVLINK_ROOT");
     c

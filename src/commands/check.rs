@@ -1,97 +1,290 @@
-//! `ovlink check`: every host check the driver makes, one line each, with the fix.
+//! `ovlink check`: what this host's kernel and filesystem can do, one line per feature, which
+//! layout needs it, and the fix for every requirement of the selected layout (`--driver`) that
+//! fails (then the command exits non-zero). Support is decided by features (a real test mount,
+//! d_type, the backing filesystem), never by the kernel's release number, which is parsed and
+//! reported, and only warned about.
+//!
+//! This module only reads and probes: what it creates (the home, via driver init; probe and
+//! mount directories) it creates through the driver's own code, which removes its probes.
 
+use crate::cli::DriverKind;
 use crate::output;
-use ovlink_driver::checks;
+use ovlink_driver::checks::{self, KernelRelease, Layout, OverlayFeatures};
+use ovlink_driver::overlay::error_chain;
+use ovlink_driver::rename::{FlagSupport, Renamer};
 use serde::Serialize;
 use std::path::Path;
+
+const BOTH: &[Layout] = &[Layout::Overlay, Layout::Overlay2];
+const NONE: &[Layout] = &[];
+
+/// A line's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Status {
+    /// Present (or fine).
+    Ok,
+    /// Missing, and the selected layout needs it: the command fails.
+    Fail,
+    /// Missing, but the selected layout does not need it.
+    No,
+    /// Worth knowing; nothing fails (the kernel release).
+    Warn,
+}
 
 #[derive(Serialize)]
 struct Line {
     check: &'static str,
+    /// `status != fail` (kept for scripts written against the first `--json` format).
     ok: bool,
+    status: Status,
+    /// The layouts that need this feature (empty: neither needs it).
+    needed_by: Vec<&'static str>,
     detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
 }
 
-pub fn run(root: &Path, json: bool) -> anyhow::Result<()> {
-    let mut lines = Vec::new();
-    let mut push = |check, r: Result<String, ovlink_driver::DriverError>| {
-        let (ok, detail) = match r {
-            Ok(d) => (true, d),
-            Err(e) => (false, ovlink_driver::overlay::error_chain(&e)),
+struct Report {
+    layout: Layout,
+    lines: Vec<Line>,
+}
+
+impl Report {
+    /// Adds a feature line: `Ok(detail)` present; `Err((detail, fix))` missing, a failure
+    /// only when the selected layout is in `needed_by`.
+    fn feature(
+        &mut self,
+        check: &'static str,
+        needed_by: &[Layout],
+        r: Result<String, (String, String)>,
+    ) {
+        let (status, detail, fix) = match r {
+            Ok(d) => (Status::Ok, d, None),
+            Err((d, fix)) if needed_by.contains(&self.layout) => (Status::Fail, d, Some(fix)),
+            Err((d, _)) => (Status::No, d, None),
         };
-        lines.push(Line { check, ok, detail });
+        self.lines.push(Line {
+            check,
+            ok: status != Status::Fail,
+            status,
+            needed_by: needed_by.iter().map(|l| l.name()).collect(),
+            detail,
+            fix,
+        });
+    }
+
+    fn warn(&mut self, check: &'static str, detail: String) {
+        self.lines.push(Line {
+            check,
+            ok: true,
+            status: Status::Warn,
+            needed_by: Vec::new(),
+            detail,
+            fix: None,
+        });
+    }
+}
+
+/// A driver error as (what was found, the fix): host-check errors carry their fix after `; `.
+fn split_fix(e: &ovlink_driver::DriverError) -> (String, String) {
+    let msg = error_chain(e);
+    match msg.rsplit_once("; ") {
+        Some((what, fix)) => (what.to_string(), fix.to_string()),
+        None => (msg, "see the error above".to_string()),
+    }
+}
+
+pub fn run(root: &Path, kind: DriverKind, json: bool) -> anyhow::Result<()> {
+    let layout = match kind {
+        DriverKind::Overlay => Layout::Overlay,
+        DriverKind::Overlay2 => Layout::Overlay2,
     };
-    let v = checks::kernel_version();
-    push(
-        "kernel version",
-        checks::check_kernel().map(|_| format!("{}.{}.{} (3.18 or later needed)", v.0, v.1, v.2)),
-    );
-    push(
-        "overlay support",
-        checks::check_overlay_available()
-            .map(|_| "'overlay' listed in /proc/filesystems".to_string()),
-    );
-    // The rest needs the home: initialize the driver (which creates it and test-mounts).
-    let driver = super::open_driver(root);
-    match &driver {
-        Ok(d) => {
-            use ovlink_driver::Driver;
-            let st: std::collections::BTreeMap<_, _> = d.status().into_iter().collect();
-            push(
-                "backing filesystem",
-                Ok(format!(
-                    "{} is on {}",
-                    d.home().display(),
-                    st.get("Backing Filesystem").cloned().unwrap_or_default()
-                )),
-            );
-            push(
-                "d_type",
-                Ok(format!(
-                    "supported: {}",
-                    st.get("Supports d_type").cloned().unwrap_or_default()
-                )),
-            );
-            push(
-                "test mount",
-                d.check_mount()
-                    .map(|_| "mounted and unmounted an overlay inside the home".to_string()),
-            );
-            let off = d.features().off_options();
-            push(
-                "overlay features",
-                Ok(if off.is_empty() {
-                    "no redirect_dir/index/metacopy on by default: upper/ is a plain diff"
-                        .to_string()
-                } else {
+    let mut r = Report {
+        layout,
+        lines: Vec::new(),
+    };
+    match KernelRelease::current() {
+        Ok(rel) => {
+            let w = rel.warnings(layout);
+            if w.is_empty() {
+                r.feature(
+                    "kernel release",
+                    NONE,
+                    Ok(format!(
+                        "{}; only the features below decide",
+                        rel.describe()
+                    )),
+                );
+            } else {
+                r.warn(
+                    "kernel release",
                     format!(
-                        "on by default here, turned off at mount: {}",
-                        off.join(", ")
-                    )
-                }),
-            );
+                        "{}: {} (the features below decide)",
+                        rel.describe(),
+                        w.join("; ")
+                    ),
+                );
+            }
         }
-        Err(e) => lines.push(Line {
-            check: "driver init",
-            ok: false,
-            detail: format!("{e:#}"),
-        }),
+        Err(e) => r.warn("kernel release", format!("{e}; the features below decide")),
     }
-    let all_ok = lines.iter().all(|l| l.ok);
+    let overlay = checks::check_overlay_available();
+    r.feature(
+        "overlay support",
+        BOTH,
+        overlay
+            .as_ref()
+            .map(|_| "'overlay' listed in /proc/filesystems".to_string())
+            .map_err(split_fix),
+    );
+    let home = root.join(layout.name());
+    // Probe where the home is, or will be (as init does): its nearest existing ancestor.
+    let probe = home
+        .ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let backing = checks::check_backing_fs(&probe);
+    r.feature(
+        "backing filesystem",
+        BOTH,
+        backing
+            .as_ref()
+            .map(|fs| format!("{} is on {fs}", home.display()))
+            .map_err(split_fix),
+    );
+    let fs_name = match &backing {
+        Ok(n) => n.clone(),
+        Err(_) => checks::backing_fs(&probe)
+            .map(|(_, n)| n)
+            .unwrap_or_default(),
+    };
+    let d_type = checks::supports_dtype(&probe);
+    r.feature(
+        "d_type",
+        BOTH,
+        match &d_type {
+            Ok(true) => Ok(format!("{fs_name} reports file types in readdir")),
+            Ok(false) => Err((
+                format!(
+                    "{} is on {fs_name} without d_type (overlayfs then misbehaves on whiteouts \
+                     and copy-up)",
+                    home.display()
+                ),
+                "reformat the backing filesystem with d_type support (xfs: mkfs.xfs -n ftype=1, \
+                 check with xfs_info MOUNT; ext4: mkfs.ext4 -O filetype) or move the root there \
+                 with --root"
+                    .to_string(),
+            )),
+            Err(e) => Err(split_fix(e)),
+        },
+    );
+    let features = OverlayFeatures::read();
+    if overlay.is_ok() {
+        // Driver init creates the home (test-mounting a fresh one) and recovers it.
+        match super::open_any_driver(root, kind) {
+            Ok(_driver) => probe_home(&mut r, &home, &fs_name, &features),
+            Err(e) => r.feature(
+                "driver init",
+                &[layout],
+                Err((format!("{e:#}"), "fix the failed checks above".to_string())),
+            ),
+        }
+    }
+    for (name, f, since) in [
+        ("redirect_dir", features.redirect_dir, "4.10"),
+        ("index", features.index, "4.13"),
+        ("metacopy", features.metacopy, "4.19"),
+    ] {
+        let detail = match (f.known, f.on) {
+            (true, true) => format!(
+                "present, on by default: ovlink mounts with {name}=off so upper/ stays a plain diff"
+            ),
+            (true, false) => "present, off by default (ovlink never turns it on)".to_string(),
+            (false, _) => format!("not in this kernel (upstream {since}+): nothing to turn off"),
+        };
+        r.feature(name, NONE, Ok(detail));
+    }
+    let failed = r.lines.iter().any(|l| l.status == Status::Fail);
     if json {
-        output::json(&lines)?;
+        output::json(&r.lines)?;
     } else {
-        for l in &lines {
-            println!(
-                "{:<4} {:<20} {}",
-                if l.ok { "ok" } else { "FAIL" },
-                l.check,
-                l.detail
-            );
+        println!(
+            "checking the {} layout in {}",
+            layout.name(),
+            home.display()
+        );
+        for l in &r.lines {
+            let st = match l.status {
+                Status::Ok => "ok",
+                Status::Fail => "FAIL",
+                Status::No => "no",
+                Status::Warn => "warn",
+            };
+            let needs = if l.needed_by.is_empty() {
+                "-".to_string()
+            } else {
+                l.needed_by.join(",")
+            };
+            println!("{st:<4} {:<19} {needs:<17} {}", l.check, l.detail);
+            if let Some(fix) = &l.fix {
+                println!("     {:<19} {:<17} fix: {fix}", "", "");
+            }
         }
+        println!("(third column: the layouts that need the feature; -: neither)");
     }
-    if !all_ok {
-        anyhow::bail!("some checks failed");
+    if failed {
+        anyhow::bail!(
+            "the {} layout cannot run on this host: see the FAIL lines and their fixes",
+            layout.name()
+        );
     }
     Ok(())
+}
+
+/// The checks that need the home: both test mounts and the rename flags of its filesystem.
+fn probe_home(r: &mut Report, home: &Path, fs_name: &str, features: &OverlayFeatures) {
+    let home_fd = match ovlink_fs::at::open_dir(home) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let e = ovlink_driver::DriverError::from(e);
+            let layout = r.layout;
+            r.feature("driver home", &[layout], Err(split_fix(&e)));
+            return;
+        }
+    };
+    for (check, lowers, needed) in [
+        ("single lowerdir", 1, &[Layout::Overlay][..]),
+        ("multi-lowerdir", 2, &[Layout::Overlay2][..]),
+    ] {
+        let res = checks::test_mount(&home_fd, home, lowers, features, fs_name)
+            .map(|_| {
+                format!(
+                    "a test mount with {lowers} lowerdir{} in {} worked",
+                    if lowers > 1 { "s" } else { "" },
+                    home.display()
+                )
+            })
+            .map_err(|e| split_fix(&e));
+        r.feature(check, needed, res);
+    }
+    let renamer = Renamer::new();
+    let res = match renamer.probe(&home_fd, home) {
+        Ok((noreplace, exchange)) => {
+            let line = format!(
+                "RENAME_NOREPLACE: {}; RENAME_EXCHANGE: {} (on {fs_name})",
+                noreplace.describe(),
+                exchange.describe()
+            );
+            if (noreplace, exchange) == (FlagSupport::Native, FlagSupport::Native) {
+                Ok(line)
+            } else {
+                Err((line, String::new()))
+            }
+        }
+        Err(e) => Err(split_fix(&e)),
+    };
+    // Neither layout needs the flags: docs/old-systems.md describes the fallbacks.
+    r.feature("renameat2 flags", NONE, res);
 }

@@ -29,7 +29,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
     let root = cli.root.as_path();
     let kind = cli.driver;
     match cli.command {
-        Command::Check(j) => check::run(root, j.json),
+        Command::Check(j) => check::run(root, kind, j.json),
         Command::Layer(c) => layer::run(root, kind, c),
         Command::Mount { id, mount_label } => {
             let d = open_any_driver(root, kind)?;

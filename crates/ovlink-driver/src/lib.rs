@@ -18,7 +18,8 @@
 //! ```
 //!
 //! This crate owns layer ids ([`id`]), the trait and its error type ([`error`]), host checks
-//! ([`checks`]), mounting ([`mount`]) and the overlay layout itself ([`overlay`]).
+//! ([`checks`]), mounting ([`mount`]), publishing renames on every kernel ([`rename`]) and the
+//! overlay layout itself ([`overlay`]).
 #![forbid(unsafe_code)]
 
 pub mod checks;
@@ -29,6 +30,7 @@ pub mod lock;
 pub mod mount;
 pub mod overlay;
 pub mod refs;
+pub mod rename;
 
 pub use error::{DriverError, Result};
 pub use id::validate_id;

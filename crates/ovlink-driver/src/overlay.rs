@@ -24,6 +24,7 @@ use crate::error::{DriverError, Result};
 use crate::lock::{reap_temp_dirs, reap_temp_dirs_except, DirLock, TempDir};
 use crate::mount;
 use crate::refs::MountRefs;
+use crate::rename::{Claim, Renamer};
 use crate::{validate_id, CreateOpts, Driver, IdMap, InitConfig, LayerInfo, LayerKind};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
 use ovlink_fs::error::Context;
@@ -66,6 +67,7 @@ pub struct OverlayDriver {
     uid_maps: Vec<IdMap>,
     gid_maps: Vec<IdMap>,
     refs: MountRefs,
+    renamer: Renamer,
     warnings: Vec<String>,
     durable: bool,
     sync: SyncMode,
@@ -155,7 +157,6 @@ impl OverlayDriver {
         if let Some(o) = cfg.options.first() {
             return Err(DriverError::UnknownOption { option: o.clone() });
         }
-        checks::check_kernel()?;
         checks::check_overlay_available()?;
         let home = cfg.home.clone();
         let root_ids = remapped_root(&cfg.uid_maps, &cfg.gid_maps);
@@ -172,7 +173,7 @@ impl OverlayDriver {
             .to_path_buf();
         let backing_fs = checks::check_backing_fs(&probe).map_err(|e| relabel(e, &probe, &home))?;
         let d_type = checks::supports_dtype(&probe)?;
-        let mut warnings = Vec::new();
+        let mut warnings = checks::kernel_warnings(checks::Layout::Overlay);
         if !d_type {
             let fix = "reformat the backing filesystem with d_type support \
                        (xfs: mkfs.xfs -n ftype=1; ext4: mkfs.ext4 -O filetype)";
@@ -225,6 +226,7 @@ impl OverlayDriver {
             uid_maps: cfg.uid_maps.clone(),
             gid_maps: cfg.gid_maps.clone(),
             refs: MountRefs::new(),
+            renamer: Renamer::new(),
             warnings,
             durable: sync != SyncMode::None,
             background_reclaim: AtomicBool::new(background),
@@ -244,36 +246,16 @@ impl OverlayDriver {
         Ok(driver)
     }
 
-    /// Really mounts a tiny overlay inside the home (the check Docker makes), then removes it.
+    /// Really mounts a tiny overlay with one lowerdir inside the home (the check Docker
+    /// makes), then removes it.
     pub fn check_mount(&self) -> Result<()> {
-        let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-check-", 0o700)?;
-        for d in ["lower", "upper", "work", "merged"] {
-            ovlink_fs::at::mkdir_at(tmp.fd(), d, 0o700, &tmp.path().join(d))?;
-        }
-        let p = tmp.path();
-        let opts = mount::overlay_options(
-            &p.join("lower"),
-            &p.join("upper"),
-            &p.join("work"),
+        checks::test_mount(
+            &self.home_fd,
+            &self.home,
+            1,
             &self.features,
-            None,
-        )?;
-        mount::mount_overlay(&p.join("merged"), &opts).map_err(|e| match e {
-            // Not a kernel or filesystem problem: say so (EPERM kept as the cause).
-            e @ DriverError::MountNotPermitted { .. } => e,
-            e => DriverError::HostCheck {
-                check: "overlay support",
-                detail: format!(
-                "a test mount of overlay on {} failed ({}); the kernel or the backing filesystem \
-                 ({}) cannot run overlayfs",
-                p.join("merged").display(),
-                error_chain(&e),
-                self.backing_fs
-            ),
-            },
-        })?;
-        mount::unmount(&p.join("merged"))?;
-        Ok(())
+            &self.backing_fs,
+        )
     }
 
     /// Removes temporary directories of dead processes and finishes applies that crashed after
@@ -294,6 +276,14 @@ impl OverlayDriver {
             let Ok(fd) = open_dir_at(&self.home_fd, &id, &path) else {
                 continue;
             };
+            // First: an exchange a crash interrupted (its trees are not temporary names).
+            crate::rename::recover_exchanges(
+                &self.home_fd,
+                &id,
+                (&fd, &path),
+                &[ROOT, UPPER],
+                self.durable,
+            )?;
             for n in reap_temp_dirs(&fd, &path, &[TMP_ROOT_PREFIX, TMP_UPPER_PREFIX])? {
                 rec.removed_temp.push(path.join(n));
             }
@@ -647,7 +637,7 @@ impl OverlayDriver {
     /// there first, and then the one built here is removed, never theirs).
     fn publish(&self, tmp: TempDir, id: &str) -> Result<()> {
         ovlink_fs::crash::point("create.before-rename");
-        match tmp.rename_noreplace(OsStr::new(id)) {
+        match tmp.rename_noreplace(&self.renamer, OsStr::new(id), Claim::LockDir) {
             Ok(()) => {}
             Err((_tmp, Errno::EXIST)) | Err((_tmp, Errno::NOTEMPTY)) => {
                 return Err(DriverError::LayerExists { id: id.to_string() })
@@ -803,7 +793,7 @@ impl OverlayDriver {
         self.chown_root(tmp.fd(), &tp)?;
         let (root, size) = self.build_root(id, tmp.fd(), &tp, parent_root.as_ref(), diff)?;
         ovlink_fs::crash::point("apply.before-rename");
-        root.rename_noreplace(OsStr::new(ROOT))
+        root.rename_noreplace(&self.renamer, OsStr::new(ROOT), tmp.claim())
             .map_err(|(_t, e)| FsError::io("rename into place", tp.join(ROOT), e))?;
         self.sync_dir(tmp.fd(), &tp)?;
         self.publish(tmp, id)?;
@@ -820,7 +810,7 @@ impl OverlayDriver {
     fn apply_through_mount(
         &self,
         id: &str,
-        fd: &OwnedFd,
+        (fd, lock): (&OwnedFd, &DirLock),
         path: &Path,
         diff: &mut dyn Read,
     ) -> Result<u64> {
@@ -848,14 +838,12 @@ impl OverlayDriver {
             rustix::fs::syncfs(&staged).ctx("syncfs", sp.join(UPPER))?;
         }
         ovlink_fs::crash::point("apply.mount-before-exchange");
-        rustix::fs::renameat_with(
-            stage.fd(),
+        self.renamer.exchange(
+            (stage.fd(), OsStr::new(UPPER)),
+            (fd, path, lock),
             UPPER,
-            fd,
-            UPPER,
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .ctx("exchange into place", path.join(UPPER))?;
+            self.durable,
+        )?;
         self.sync_dir(fd, path)?;
         drop(stage); // now holds the old upper/: removed
         Ok(size)
@@ -1052,7 +1040,7 @@ impl Driver for OverlayDriver {
             let pfd = self.open_parent(id, p)?;
             let ppath = self.home.join(p);
             if !is_dir_at(&pfd, ROOT) {
-                let res = self.apply_through_mount(id, &fd, &path, diff);
+                let res = self.apply_through_mount(id, (&fd, &lock), &path, diff);
                 drop(lock);
                 return res.map_err(|e| self.classify(e));
             }
@@ -1067,17 +1055,15 @@ impl Driver for OverlayDriver {
             let (tmp, size) = self.build_root(id, &fd, &path, base.as_ref(), diff)?;
             ovlink_fs::crash::point("apply.before-rename");
             if has_root {
-                rustix::fs::renameat_with(
-                    &fd,
-                    tmp.name(),
-                    &fd,
+                self.renamer.exchange(
+                    (&fd, tmp.name()),
+                    (&fd, &path, &lock),
                     ROOT,
-                    rustix::fs::RenameFlags::EXCHANGE,
-                )
-                .ctx("exchange into place", path.join(ROOT))?;
+                    self.durable,
+                )?;
                 drop(tmp); // now holds the old root/: removed
             } else {
-                tmp.rename_noreplace(OsStr::new(ROOT))
+                tmp.rename_noreplace(&self.renamer, OsStr::new(ROOT), Claim::Held(&lock))
                     .map_err(|(_t, e)| FsError::io("rename into place", path.join(ROOT), e))?;
             }
             ovlink_fs::crash::point("apply.after-rename");

@@ -22,6 +22,7 @@ use ovlink_driver::lock::{random_suffix, reap_temp_dirs, DirLock, TempDir};
 use ovlink_driver::mount as dmount;
 use ovlink_driver::overlay::RECOVERY_WARNING;
 use ovlink_driver::refs::MountRefs;
+use ovlink_driver::rename::{Claim, Renamer};
 use ovlink_driver::{validate_id, CreateOpts, Driver, InitConfig, LayerInfo, LayerKind};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
 use ovlink_fs::error::Context;
@@ -58,6 +59,7 @@ pub struct Overlay2Driver {
     features: OverlayFeatures,
     root_ids: Option<(u32, u32)>,
     refs: MountRefs,
+    renamer: Renamer,
     warnings: Vec<String>,
     durable: bool,
 }
@@ -74,26 +76,15 @@ pub struct Recovery {
 }
 
 impl Overlay2Driver {
-    /// Initializes the driver: refuses options, checks the kernel (4.0 or later, for several
-    /// lowerdirs), overlay support, the backing filesystem and d_type, creates the home (0710)
-    /// and `l/` (0700), makes a test mount with two lowerdirs on a fresh home, and recovers
+    /// Initializes the driver: refuses options, checks overlay support, the backing
+    /// filesystem and d_type, creates the home (0710) and `l/` (0700), makes a test mount with
+    /// two lowerdirs on a fresh home (what decides support: a kernel release before 4.0 is
+    /// only warned about, since RHEL 7's 3.10.0-514+ has several lowerdirs), and recovers
     /// from crashes.
     pub fn init(cfg: &InitConfig) -> Result<Self> {
         if !cfg.options.is_empty() {
             return Err(DriverError::Unsupported {
                 what: "driver options for overlay2",
-            });
-        }
-        checks::check_kernel()?;
-        let v = checks::kernel_version();
-        if v < (4, 0, 0) {
-            return Err(DriverError::HostCheck {
-                check: "kernel version",
-                detail: format!(
-                    "kernel {}.{}.{} cannot mount several lowerdirs (overlay2 needs 4.0 or \
-                     later); upgrade the kernel or use --driver overlay",
-                    v.0, v.1, v.2
-                ),
             });
         }
         checks::check_overlay_available()?;
@@ -129,7 +120,7 @@ impl Overlay2Driver {
         chown(&home_fd, &home)?;
         let backing_fs = checks::check_backing_fs(&home)?;
         let d_type = checks::supports_dtype(&home)?;
-        let mut warnings = Vec::new();
+        let mut warnings = checks::kernel_warnings(checks::Layout::Overlay2);
         if !d_type {
             let fix = "reformat the backing filesystem with d_type support \
                        (xfs: mkfs.xfs -n ftype=1; ext4: mkfs.ext4 -O filetype)";
@@ -162,6 +153,7 @@ impl Overlay2Driver {
             features: OverlayFeatures::read(),
             root_ids,
             refs: MountRefs::new(),
+            renamer: Renamer::new(),
             warnings,
             durable: std::env::var_os("OVLINK_NO_FSYNC").is_none(),
         };
@@ -183,35 +175,13 @@ impl Overlay2Driver {
     /// Mounts a tiny overlay with two lowerdirs inside the home (Docker's
     /// `supportsMultipleLowerDir` check), then removes it.
     pub fn check_mount(&self) -> Result<()> {
-        let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-check-", 0o700)?;
-        for d in ["lower1", "lower2", "upper", "work", "merged"] {
-            ovlink_fs::at::mkdir_at(tmp.fd(), d, 0o700, &tmp.path().join(d))?;
-        }
-        let p = tmp.path();
-        let path = |what, n: &str| dmount::option_path(what, &p.join(n)).map(str::to_string);
-        let mut opts = format!(
-            "lowerdir={}:{},upperdir={},workdir={}",
-            path("lowerdir", "lower1")?,
-            path("lowerdir", "lower2")?,
-            path("upperdir", "upper")?,
-            path("workdir", "work")?
-        );
-        dmount::push_tail(&mut opts, &self.features, None)?;
-        dmount::mount_overlay(&p.join("merged"), &opts).map_err(|e| match e {
-            e @ DriverError::MountNotPermitted { .. } => e,
-            e => DriverError::HostCheck {
-                check: "overlay support",
-                detail: format!(
-                    "a test mount of overlay with two lowerdirs on {} failed ({}); the kernel or \
-                 the backing filesystem ({}) cannot run overlay2",
-                    p.join("merged").display(),
-                    ovlink_driver::overlay::error_chain(&e),
-                    self.backing_fs
-                ),
-            },
-        })?;
-        dmount::unmount(&p.join("merged"))?;
-        Ok(())
+        checks::test_mount(
+            &self.home_fd,
+            &self.home,
+            2,
+            &self.features,
+            &self.backing_fs,
+        )
     }
 
     /// Removes temporary directories of dead processes, re-creates short links a crash left
@@ -226,6 +196,14 @@ impl Overlay2Driver {
             let Ok(fd) = open_dir_at(&self.home_fd, &id, &path) else {
                 continue;
             };
+            // First: an exchange a crash interrupted (its trees are not temporary names).
+            ovlink_driver::rename::recover_exchanges(
+                &self.home_fd,
+                &id,
+                (&fd, &path),
+                &[DIFF],
+                self.durable,
+            )?;
             for n in reap_temp_dirs(&fd, &path, &[TMP_DIFF_PREFIX])? {
                 rec.removed_temp.push(path.join(n));
             }
@@ -548,7 +526,7 @@ impl Overlay2Driver {
     /// Renames a layer built aside to `id` (no-replace: `LayerExists` when another process
     /// made `id` first; theirs is kept) and makes its short link.
     fn publish(&self, tmp: TempDir, id: &str, lid: &str) -> Result<()> {
-        match tmp.rename_noreplace(OsStr::new(id)) {
+        match tmp.rename_noreplace(&self.renamer, OsStr::new(id), Claim::LockDir) {
             Ok(()) => {}
             Err((_tmp, Errno::EXIST)) | Err((_tmp, Errno::NOTEMPTY)) => {
                 return Err(DriverError::LayerExists { id: id.to_string() })
@@ -622,7 +600,13 @@ impl Overlay2Driver {
         Ok(LayerKind::Container { lower_id })
     }
 
-    fn apply_into(&self, id: &str, fd: &OwnedFd, path: &Path, diff: &mut dyn Read) -> Result<u64> {
+    fn apply_into(
+        &self,
+        id: &str,
+        (fd, lock): (&OwnedFd, &DirLock),
+        path: &Path,
+        diff: &mut dyn Read,
+    ) -> Result<u64> {
         let dpath = path.join(DIFF);
         let dfd = open_dir_at(fd, DIFF, &dpath)?;
         let tmp = TempDir::new(fd, path, TMP_DIFF_PREFIX, 0o755)?;
@@ -639,8 +623,8 @@ impl Overlay2Driver {
             if self.durable {
                 rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
             }
-            rustix::fs::renameat_with(fd, tmp.name(), fd, DIFF, rustix::fs::RenameFlags::EXCHANGE)
-                .ctx("exchange into place", &dpath)?;
+            self.renamer
+                .exchange((fd, tmp.name()), (fd, path, lock), DIFF, self.durable)?;
             self.sync_dir(fd, path)?;
             Ok(size)
         })()
@@ -896,7 +880,7 @@ impl Driver for Overlay2Driver {
                 needs: "a layer with diff/",
             });
         }
-        let res = self.apply_into(id, &fd, &path, diff);
+        let res = self.apply_into(id, (&fd, &lock), &path, diff);
         drop(lock);
         res
     }

@@ -12,7 +12,8 @@
 //! directories) is counted as overhead, so the layers' inodes plus the overhead are exactly
 //! the inodes of the home.
 //!
-//! This module only reads.
+//! This module only reads. Its one call newer than Linux 3.10, `statx` (4.11, for birth
+//! times), falls back to `fstatat` on `ENOSYS`.
 
 use crate::project::{link_max, project, FsStats, Projection};
 use crate::walk::{walk, Bucket, EntryCounts, Walk};
@@ -26,26 +27,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The on-disk layout of a home.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// Docker's legacy `overlay`: `<id>/root` hardlink trees, `lower-id`/`upper`/`work`.
-    Overlay,
-    /// Docker's `overlay2`: `<id>/diff`, `link`, `lower`, `l/`.
-    Overlay2,
-}
-
-impl Layout {
-    /// `overlay` or `overlay2`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::Overlay => "overlay",
-            Layout::Overlay2 => "overlay2",
-        }
-    }
-}
+/// The on-disk layout of a home (one type for the driver's checks and the report).
+pub use ovlink_driver::checks::Layout;
 
 /// The layer with the most links in a layer's tree, and what that means for descendants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -394,18 +379,34 @@ fn block_bytes(st: &rustix::fs::Stat) -> u64 {
     (st.st_blocks as u64).saturating_mul(512)
 }
 
+/// Set once `statx` answered `ENOSYS` (kernels before 4.11) or `EPERM` (old seccomp profiles
+/// that do not know it): the process then asks `fstatat` only.
+static NO_STATX: AtomicBool = AtomicBool::new(false);
+
+/// When `name` was made: its birth time where `statx` reports one, else its ctime (before
+/// 4.11, through `fstatat`: the order of layers' trees is what matters, and a tree's ctime
+/// only moves forward); `(0, 0)` when it cannot be stat'ed.
 fn birth_time(dir: &OwnedFd, name: &str) -> (i64, u32) {
     use rustix::fs::{statx, StatxFlags};
-    match statx(
-        dir,
-        name,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BTIME | StatxFlags::CTIME,
-    ) {
-        Ok(sx) if sx.stx_mask & StatxFlags::BTIME.bits() != 0 => {
-            (sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec)
+    if !NO_STATX.load(Ordering::Relaxed) {
+        match statx(
+            dir,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BTIME | StatxFlags::CTIME,
+        ) {
+            Ok(sx) if sx.stx_mask & StatxFlags::BTIME.bits() != 0 => {
+                return (sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec)
+            }
+            Ok(sx) => return (sx.stx_ctime.tv_sec, sx.stx_ctime.tv_nsec),
+            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+                NO_STATX.store(true, Ordering::Relaxed)
+            }
+            Err(_) => return (0, 0),
         }
-        Ok(sx) => (sx.stx_ctime.tv_sec, sx.stx_ctime.tv_nsec),
+    }
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => (st.st_ctime, st.st_ctime_nsec as u32),
         Err(_) => (0, 0),
     }
 }
