@@ -585,7 +585,7 @@ fn assert_no_temp(home: &Path) {
     }
 }
 
-fn mkfs_ext4(t: &TestRoot, size_mb: u64, args: &[&str]) -> Option<LoopFs> {
+fn mkfs_ext4(t: &TestRoot, size_mb: u64, args: &[&str]) -> LoopFs {
     let dir = t.path().join(format!("fs-{size_mb}-{}", args.join("")));
     std::fs::create_dir_all(&dir).unwrap();
     let mut mkfs = vec!["mkfs.ext4", "-q", "-F", "-m", "0"];
@@ -600,9 +600,7 @@ fn mkfs_ext4(t: &TestRoot, size_mb: u64, args: &[&str]) -> Option<LoopFs> {
 #[test]
 fn out_of_inodes_mid_apply_and_mid_copy() {
     let t = TestRoot::new();
-    let Some(fs) = mkfs_ext4(&t, 64, &["-N", "2048"]) else {
-        return;
-    };
+    let fs = mkfs_ext4(&t, 64, &["-N", "2048"]);
     let root = fs.mnt.join("root");
     let home = root.join("overlay");
     let first = gen_image(t.path(), "first", 80, 2, 21);
@@ -713,9 +711,7 @@ fn out_of_inodes_mid_apply_and_mid_copy() {
 #[test]
 fn out_of_bytes_mid_apply_container_write_and_commit() {
     let t = TestRoot::new();
-    let Some(fs) = mkfs_ext4(&t, 48, &["-b", "1024", "-N", "8192"]) else {
-        return;
-    };
+    let fs = mkfs_ext4(&t, 48, &["-b", "1024", "-N", "8192"]);
     let root = fs.mnt.join("root");
     let home = root.join("overlay");
     let img = gen_image(t.path(), "bytes", 60, 2, 31);
@@ -867,9 +863,7 @@ fn out_of_bytes_mid_apply_container_write_and_commit() {
 #[test]
 fn emlink_mid_copy_falls_back_to_a_content_copy() {
     let t = TestRoot::new();
-    let Some(fs) = mkfs_ext4(&t, 64, &["-N", "16384"]) else {
-        return;
-    };
+    let fs = mkfs_ext4(&t, 64, &["-N", "16384"]);
     let root = fs.mnt.join("root");
     let home = root.join("overlay");
     let base = TarBuilder::new()

@@ -14,11 +14,19 @@ pub struct LoopFs {
 
 impl LoopFs {
     /// Makes `size_mb` of `mkfs_args` (e.g. `["mkfs.ext4", "-q", "-F"]`) in `dir` and mounts it.
-    pub fn new(dir: &Path, size_mb: u64, mkfs: &[&str]) -> Option<LoopFs> {
-        if Command::new(mkfs[0]).arg("-V").output().is_err() {
-            eprintln!("skipping: {} is not installed", mkfs[0]);
-            return None;
-        }
+    /// A missing mkfs fails the test (naming the package): a test that cannot make its
+    /// filesystem has not run, so it must not pass.
+    pub fn new(dir: &Path, size_mb: u64, mkfs: &[&str]) -> LoopFs {
+        let package = match mkfs[0] {
+            "mkfs.btrfs" => "btrfs-progs",
+            "mkfs.xfs" => "xfsprogs",
+            _ => "e2fsprogs",
+        };
+        assert!(
+            Command::new(mkfs[0]).arg("-V").output().is_ok(),
+            "{} is not installed: this test needs it (apt-get install {package})",
+            mkfs[0]
+        );
         let img = dir.join(format!("{}.img", mkfs[0]));
         let f = std::fs::File::create(&img).unwrap();
         f.set_len(size_mb << 20).unwrap();
@@ -47,7 +55,7 @@ impl LoopFs {
             img.display(),
             String::from_utf8_lossy(&st.stderr)
         );
-        Some(LoopFs { mnt })
+        LoopFs { mnt }
     }
 }
 
@@ -69,9 +77,7 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn refuses_btrfs_and_leaves_nothing() {
     let t = TestRoot::new();
-    let Some(fs) = LoopFs::new(t.path(), 200, &["mkfs.btrfs", "-q", "-f"]) else {
-        return;
-    };
+    let fs = LoopFs::new(t.path(), 200, &["mkfs.btrfs", "-q", "-f"]);
     let before = entries(&fs.mnt);
     let err = ovlink_cmd(&fs.mnt.join("root"), &["status"])
         .output()
@@ -114,9 +120,7 @@ fn refuses_a_home_inside_an_overlay_mount() {
 #[test]
 fn refuses_a_new_home_without_d_type() {
     let t = TestRoot::new();
-    let Some(fs) = LoopFs::new(t.path(), 32, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]) else {
-        return;
-    };
+    let fs = LoopFs::new(t.path(), 32, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]);
     let before = entries(&fs.mnt);
     let out = ovlink_cmd(&fs.mnt.join("root"), &["layer", "ls"])
         .output()
