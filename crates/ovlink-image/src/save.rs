@@ -12,7 +12,7 @@
 use crate::digest::{chain_ids, sha256_hex};
 use crate::error::{ImageError, Result};
 use crate::store::{unix_now, ImageRecord, LayerRecord, Store};
-use ovlink_driver::{CreateOpts, Driver, DriverError, LayerKind};
+use ovlink_driver::{Driver, DriverError, LayerKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{self, Seek, Write};
@@ -323,16 +323,15 @@ pub fn commit(
     let size = if driver.exists(&layer_id) {
         driver.diff_size(&layer_id, Some(&top)).unwrap_or(0)
     } else {
-        driver
-            .create(&layer_id, Some(&top), &CreateOpts::default())
-            .map_err(driver_err(&layer_id, "create"))?;
-        ovlink_fs::crash::point("commit.after-create");
-        match driver.apply_diff(&layer_id, Some(&top), &mut t.file) {
+        // Built aside and published complete: a failure leaves nothing to remove, and a
+        // concurrent commit of the same content (same chain id) that got there first keeps
+        // its layer, which is this one's too.
+        match driver.create_and_apply(&layer_id, Some(&top), &mut t.file) {
             Ok(size) => size,
-            Err(e) => {
-                let _ = driver.remove(&layer_id);
-                return Err(driver_err(&layer_id, "apply_diff")(e));
+            Err(DriverError::LayerExists { .. }) => {
+                driver.diff_size(&layer_id, Some(&top)).unwrap_or(0)
             }
+            Err(e) => return Err(driver_err(&layer_id, "apply_diff")(e)),
         }
     };
     let mut config: Value =

@@ -267,14 +267,8 @@ pub(crate) fn add_layer(
     parent: Option<&str>,
     tar: &[u8],
 ) -> std::result::Result<(), DriverError> {
-    d.create(id, parent, &CreateOpts::default())?;
-    match d.apply_diff(id, parent, &mut &tar[..]) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let _ = d.remove(id);
-            Err(e)
-        }
-    }
+    // Built aside: a layer that hits the full disk leaves nothing behind to clean up.
+    d.create_and_apply(id, parent, &mut &tar[..]).map(|_| ())
 }
 
 fn chain_parents(n: u32) -> BTreeMap<String, Option<String>> {
