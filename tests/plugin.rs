@@ -898,6 +898,17 @@ fn plugin_refuses_escaping_ids_and_labels() {
     );
     let e = p.err("GraphDriver.Get", json!({"ID": "c1", "MountLabel": evil}));
     assert!(e.contains("mount label"), "{e}");
+    // Refused at create already (Docker passes the label to CreateReadWrite).
+    let e = p.err(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c3", "Parent": "base", "MountLabel": evil}),
+    );
+    assert!(e.contains("mount label"), "{e}");
+    assert!(!home.join("c3").exists());
+    p.ok(
+        "GraphDriver.CreateReadWrite",
+        json!({"ID": "c4", "Parent": "base", "MountLabel": "system_u:object_r:container_file_t:s0:c1,c2"}),
+    );
     assert!(!is_mounted(&home.join("c1").join("merged")));
     assert!(tr.mounts().is_empty(), "{:?}", tr.mounts());
     assert_eq!(crate::ids_mounts::manifests(&sentinels), before);

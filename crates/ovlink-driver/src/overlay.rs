@@ -578,6 +578,10 @@ impl OverlayDriver {
                 option: format!("{k}={v}"),
             });
         }
+        if let Some(label) = opts.mount_label.as_deref().filter(|l| !l.is_empty()) {
+            // Refused at create already, not only at the first mount.
+            mount::label_option(label)?;
+        }
         if ovlink_fs::at::exists_at(&self.home_fd, id) {
             return Err(DriverError::LayerExists { id: id.to_string() });
         }

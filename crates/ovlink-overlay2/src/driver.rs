@@ -392,11 +392,13 @@ impl Overlay2Driver {
         let shown = self.home.join(lower);
         let target =
             rustix::fs::readlinkat(&self.link_fd, name, Vec::new()).ctx("read link", &shown)?;
-        id_of_link_target(target.as_bytes()).ok_or_else(|| DriverError::WrongKind {
-            id: lower.to_string(),
-            is: "a short link not of the form ../<id>/diff",
-            needs: "a link into a layer's diff/",
-        })
+        id_of_link_target(target.as_bytes())
+            .filter(|id| validate_id(id).is_ok())
+            .ok_or_else(|| DriverError::WrongKind {
+                id: lower.to_string(),
+                is: "a short link not of the form ../<id>/diff",
+                needs: "a link into a layer's diff/ (a valid layer id)",
+            })
     }
 
     fn chown_root<Fd: AsFd>(&self, fd: Fd, shown: &Path) -> Result<()> {
@@ -477,6 +479,9 @@ impl Overlay2Driver {
             return Err(DriverError::StorageOptNotSupported {
                 option: format!("{k}={v}"),
             });
+        }
+        if let Some(label) = opts.mount_label.as_deref().filter(|l| !l.is_empty()) {
+            dmount::label_option(label)?;
         }
         if ovlink_fs::at::exists_at(&self.home_fd, id) {
             return Err(DriverError::LayerExists { id: id.to_string() });
