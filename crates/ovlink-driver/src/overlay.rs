@@ -782,6 +782,10 @@ impl OverlayDriver {
                     let tmp = self.build_layer(id, parent, &CreateOpts::default())?;
                     let lower = self.read_lower_id(tmp.fd(), &tmp.path())?;
                     let size = self.apply_in_mount(id, tmp.fd(), &tmp.path(), &lower, diff)?;
+                    if self.durable {
+                        // What the tar wrote through the mount, before the rename publishes it.
+                        rustix::fs::syncfs(tmp.fd()).ctx("syncfs", tmp.path())?;
+                    }
                     self.sync_dir(tmp.fd(), &tmp.path())?;
                     self.publish(tmp, id)?;
                     return Ok(size);
@@ -884,10 +888,12 @@ impl OverlayDriver {
                     },
                 )
             });
-        // Classified while the mount still holds what the tar wrote.
+        // Classified while the mount still holds what the tar wrote; the tar's error wins
+        // over an unmount error (reaping the temporary tree unmounts it anyway).
         let res = res.map_err(|e| self.classify(e));
-        mount::unmount(&merged)?;
+        let unmounted = mount::unmount(&merged);
         let stats = res?;
+        unmounted?;
         rustix::fs::unlinkat(dir, MERGED, AtFlags::REMOVEDIR).ctx("remove directory", &merged)?;
         Ok(stats.size)
     }
