@@ -14,7 +14,7 @@
 use crate::error::{io, mem, LabError, Result};
 use crate::scratch::Scratch;
 use crate::{LabConfig, Narrator, Say};
-use ovlink_driver::{CreateOpts, Driver, DriverError, InitConfig, OverlayDriver};
+use ovlink_driver::{Driver, DriverError, InitConfig, OverlayDriver};
 use ovlink_overlay2::Overlay2Driver;
 use ovlink_report::render::{self, bar, human_bytes, thousands};
 use ovlink_report::{scan, FsStats, Layout};
