@@ -49,21 +49,11 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-fn big_file(path: &std::path::Path, mib: u64) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(io("create", path))?;
-    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
-    for _ in 0..mib {
-        f.write_all(&chunk).map_err(io("write", path))?;
-    }
-    f.sync_all().map_err(io("fsync", path))?;
-    Ok(())
-}
-
 /// Runs `lab copy-up`.
 pub fn run(cfg: &LabConfig, c: &CopyUpConfig, n: &dyn Narrator) -> Result<CopyUpResult> {
     crate::scratch::require_root("lab copy-up")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-copy-up")?;
+    let s = Scratch::new(cfg, "lab-copy-up")?;
     let d = s.path().to_path_buf();
     say.title("ovlink lab copy-up: the first write copies the WHOLE file up, once");
     say.step("a lower dir with two big files, an empty upper, a work dir");
@@ -74,8 +64,8 @@ pub fn run(cfg: &LabConfig, c: &CopyUpConfig, n: &dyn Narrator) -> Result<CopyUp
         "head -c {}M /dev/urandom > lower/big-chmod.bin; cp lower/big-chmod.bin lower/big-write.bin",
         c.size_mib
     ));
-    big_file(&d.join("lower/big-chmod.bin"), c.size_mib)?;
-    big_file(&d.join("lower/big-write.bin"), c.size_mib)?;
+    crate::scratch::write_big(&d.join("lower/big-chmod.bin"), c.size_mib)?;
+    crate::scratch::write_big(&d.join("lower/big-write.bin"), c.size_mib)?;
     let ovl = Ovl::simple(&d);
     say.cmd(ovl.shell());
     ovl.mount()?;
@@ -192,11 +182,7 @@ pub fn run(cfg: &LabConfig, c: &CopyUpConfig, n: &dyn Narrator) -> Result<CopyUp
     say.ask("Why does chmod, which changes no data, need a copy of the file at all?");
     say.ask("What would you put in a volume instead of the image, and why?");
     say.ask("The second write was fast: where did it go?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(CopyUpResult {
         lower,
         upper_after_chmod,

@@ -84,7 +84,7 @@ fn home_inodes(home: &Path) -> u64 {
 pub fn run(cfg: &LabConfig, c: &LayersConfig, n: &dyn Narrator) -> Result<LayersResult> {
     crate::scratch::require_root("lab layers")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-layers")?;
+    let s = Scratch::new(cfg, "lab-layers")?;
     let d = s.path().to_path_buf();
     let root = d.join("root");
     say.title("ovlink lab layers: the same image in the legacy overlay and in overlay2");
@@ -220,11 +220,7 @@ pub fn run(cfg: &LabConfig, c: &LayersConfig, n: &dyn Narrator) -> Result<Layers
     say.ask("Where do the extra inodes of the legacy home come from?");
     say.ask("Why does overlay2 mount with l/ short names and a working directory?");
     let same_content = contents.windows(2).all(|w| w[0] == w[1]);
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(LayersResult {
         image_layers: layer_ids.len(),
         deep_file: deep.display().to_string(),

@@ -34,16 +34,6 @@ pub struct LowerResult {
     pub new_lower_file_listed: bool,
 }
 
-fn big(path: &std::path::Path, mib: u64) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(io("create", path))?;
-    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 241) as u8 + 1).collect();
-    for _ in 0..mib {
-        f.write_all(&chunk).map_err(io("write", path))?;
-    }
-    f.sync_all().map_err(io("fsync", path))?;
-    Ok(())
-}
-
 fn used(p: &std::path::Path) -> Result<u64> {
     rustix::fs::sync();
     Ok(FsStats::of(p)?.bytes_used)
@@ -57,7 +47,7 @@ fn mib(b: u64) -> String {
 pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<LowerResult> {
     crate::scratch::require_root("lab lower")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-lower")?;
+    let s = Scratch::new(cfg, "lab-lower")?;
     say.title("ovlink lab lower: the image layer is read-only, even when it looks deleted");
     say.cmd(format!("cd {}", s.path().display()));
     say.cmd("truncate -s 64M fs.img && mkfs.ext4 -q fs.img && mkdir fs && mount -o loop fs.img fs && cd fs");
@@ -67,8 +57,8 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<LowerResult> {
     }
     let size = 8u64;
     say.cmd("mkdir lower upper work merged; head -c 8M /dev/urandom > lower/big.bin; cp lower/big.bin lower/other.bin");
-    big(&fs.join("lower/big.bin"), size)?;
-    big(&fs.join("lower/other.bin"), size)?;
+    crate::scratch::write_big(&fs.join("lower/big.bin"), size)?;
+    crate::scratch::write_big(&fs.join("lower/other.bin"), size)?;
     std::fs::write(fs.join("lower/note.txt"), b"first\n")
         .map_err(io("write", &fs.join("lower/note.txt")))?;
     let ovl = Ovl::simple(&fs);
@@ -151,11 +141,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<LowerResult> {
     ovl.umount()?;
     say.ask("A container deletes a 1 GB log file that came with the image. How much space is freed, and where?");
     say.ask("Why is editing a lower dir under a mount undefined rather than forbidden?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(LowerResult {
         file_bytes: size << 20,
         used_before,

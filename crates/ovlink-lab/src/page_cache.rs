@@ -10,7 +10,6 @@ use crate::error::{io, LabError, Result};
 use crate::scratch::{Ovl, Scratch};
 use crate::{LabConfig, Narrator, Say};
 use serde::Serialize;
-use std::io::Write;
 use std::path::Path;
 
 /// What `lab page-cache` is asked to do.
@@ -91,7 +90,7 @@ fn drop_pages(p: &Path) -> Result<()> {
 pub fn run(cfg: &LabConfig, c: &PageCacheConfig, n: &dyn Narrator) -> Result<PageCacheResult> {
     crate::scratch::require_root("lab page-cache")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-page-cache")?;
+    let s = Scratch::new(cfg, "lab-page-cache")?;
     let d = s.path().to_path_buf();
     say.title("ovlink lab page-cache: two containers, one copy of the image's pages in memory");
     say.cmd(format!("cd {}", d.display()));
@@ -110,14 +109,7 @@ pub fn run(cfg: &LabConfig, c: &PageCacheConfig, n: &dyn Narrator) -> Result<Pag
         "head -c {}M /dev/urandom > lower/lib.so; sync",
         c.size_mib
     ));
-    {
-        let mut f = std::fs::File::create(&lower).map_err(io("create", &lower))?;
-        let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
-        for _ in 0..c.size_mib {
-            f.write_all(&chunk).map_err(io("write", &lower))?;
-        }
-        f.sync_all().map_err(io("fsync", &lower))?;
-    }
+    crate::scratch::write_big(&lower, c.size_mib)?;
     let page = rustix::param::page_size() as u64;
     let file_pages = (c.size_mib << 20).div_ceil(page);
     say.cmd("dd if=lower/lib.so iflag=nocache count=0  # drop this file's cached pages only");
@@ -193,11 +185,7 @@ pub fn run(cfg: &LabConfig, c: &PageCacheConfig, n: &dyn Narrator) -> Result<Pag
     );
     say.ask("Why do the pages double after the copy-up?");
     say.ask("What would happen with a storage driver that copies the image per container (vfs)?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(PageCacheResult {
         file_pages,
         before,

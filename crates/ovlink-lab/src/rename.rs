@@ -38,7 +38,7 @@ pub struct RenameResult {
 pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
     crate::scratch::require_root("lab rename")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-rename")?;
+    let s = Scratch::new(cfg, "lab-rename")?;
     let d = s.path().to_path_buf();
     say.title("ovlink lab rename: moving a directory of the image");
     say.cmd(format!("cd {}", d.display()));
@@ -166,11 +166,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
     say.ask("Why can overlayfs rename a file from the lower layer but not a directory?");
     say.ask("mv worked. What did it cost, and what would a program calling rename(2) see?");
     say.ask("Why does Docker not simply turn redirect_dir on?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(RenameResult {
         off_errno,
         off_error,

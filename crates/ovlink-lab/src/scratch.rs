@@ -86,6 +86,19 @@ impl Scratch {
         self.dir.take().map(|d| d.keep())
     }
 
+    /// The end of a lab: with `cfg.keep`, leaves the directory and says where it is;
+    /// otherwise the directory is cleaned up when `self` drops.
+    pub(crate) fn finish(mut self, cfg: &LabConfig, say: &crate::Say<'_>) {
+        if cfg.keep {
+            if let Some(k) = self.keep() {
+                say.text(format!(
+                    "kept {} (umount what is mounted below it, then rm -rf it)",
+                    k.display()
+                ));
+            }
+        }
+    }
+
     /// Makes a `size_mib` filesystem image `name.img` with `mkfs` (`mkfs.ext4`, `mkfs.xfs`)
     /// and `args`, and loop-mounts it on `name/`. A missing `mkfs` is an error naming the
     /// package, never a skipped step.
@@ -152,6 +165,19 @@ impl Drop for Scratch {
             }
         }
     }
+}
+
+/// Writes a `mib` MiB file of non-zero bytes (no holes, so its blocks are all allocated)
+/// and fsyncs it.
+pub fn write_big(path: &Path, mib: u64) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(io("create", path))?;
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    for _ in 0..mib {
+        f.write_all(&chunk).map_err(io("write", path))?;
+    }
+    f.sync_all().map_err(io("fsync", path))?;
+    Ok(())
 }
 
 /// Runs a tool; its failure (or absence) is an error with its stderr.
@@ -293,6 +319,21 @@ impl Ovl {
             )),
             source: e.into(),
         })
+    }
+
+    /// mount(2) that the lab expects the kernel to refuse: (errno, its text); a mount that
+    /// succeeds is undone and reported as `(None, "mounted (unexpected)")`.
+    pub fn refused(&self) -> Result<(Option<i32>, String)> {
+        match self.try_mount() {
+            Ok(()) => {
+                self.umount()?;
+                Ok((None, "mounted (unexpected)".to_string()))
+            }
+            Err(e) => {
+                let e: std::io::Error = e.into();
+                Ok((e.raw_os_error(), errno_text(&e)))
+            }
+        }
     }
 
     /// umount(2).

@@ -47,7 +47,7 @@ pub struct WhiteoutsResult {
 pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WhiteoutsResult> {
     crate::scratch::require_root("lab whiteouts")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-whiteouts")?;
+    let s = Scratch::new(cfg, "lab-whiteouts")?;
     let d = s.path().to_path_buf();
     say.title("ovlink lab whiteouts: what a delete leaves in the upper dir");
     say.step("a lower and an upper that both hold in_both.txt");
@@ -206,11 +206,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WhiteoutsResult> {
     say.ask("Why is a whiteout a character device and not simply a missing file?");
     say.ask("What would happen to merged/dir if upper/dir were a plain (not opaque) directory?");
     say.ask("Why can the kernel use one inode for all whiteouts?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(WhiteoutsResult {
         upper_hides_lower,
         file_whiteout,

@@ -39,7 +39,7 @@ fn kernel_log_line() -> Option<String> {
 pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
     crate::scratch::require_root("lab workdir")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-workdir")?;
+    let s = Scratch::new(cfg, "lab-workdir")?;
     let d = s.path().to_path_buf();
     say.title("ovlink lab workdir: the kernel's scratch space, on the upper's filesystem");
     say.cmd(format!("cd {}", d.display()));
@@ -90,16 +90,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
         ..Ovl::simple(&d)
     };
     say.cmd(bad.shell());
-    let (other_fs_errno, other_fs_error) = match bad.try_mount() {
-        Ok(()) => {
-            bad.umount()?;
-            (None, "mounted (unexpected)".to_string())
-        }
-        Err(e) => {
-            let e: std::io::Error = e.into();
-            (e.raw_os_error(), crate::scratch::errno_text(&e))
-        }
-    };
+    let (other_fs_errno, other_fs_error) = bad.refused()?;
     say.out(format!("mount: {other_fs_error}"));
     let kernel_log = kernel_log_line();
     say.cmd("dmesg | grep overlayfs | tail -1");
@@ -122,16 +113,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
         ..Ovl::simple(&d)
     };
     say.cmd(nested.shell());
-    let (nested_errno, nested_error) = match nested.try_mount() {
-        Ok(()) => {
-            nested.umount()?;
-            (None, "mounted (unexpected)".to_string())
-        }
-        Err(e) => {
-            let e: std::io::Error = e.into();
-            (e.raw_os_error(), crate::scratch::errno_text(&e))
-        }
-    };
+    let (nested_errno, nested_error) = nested.refused()?;
     say.out(format!("mount: {nested_error}"));
     say.saw(format!(
         "refused too ({nested_error}): the workdir must be an empty directory on the same filesystem as the \
@@ -144,11 +126,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
     say.ask("Which operations need the workdir, and why must they be atomic?");
     say.ask("Why does a rename between two filesystems not work, even as root?");
     say.ask("Where are Docker's workdirs, and why is that always the same filesystem?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(WorkdirResult {
         work_entries,
         work_work_after,

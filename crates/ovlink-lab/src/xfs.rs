@@ -44,7 +44,7 @@ fn kernel_log_xfs() -> Option<String> {
 pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<XfsResult> {
     crate::scratch::require_root("lab xfs")?;
     let say = Say(n);
-    let mut s = Scratch::new(cfg, "lab-xfs")?;
+    let s = Scratch::new(cfg, "lab-xfs")?;
     let d = s.path().to_path_buf();
     say.title("ovlink lab xfs: d_type (ftype) on xfs, as today's kernels and mkfs see it");
     say.cmd(format!("cd {}", d.display()));
@@ -155,11 +155,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<XfsResult> {
     say.saw(format!("an overlay on the V5 xfs mounts: {overlay_on_v5}"));
     say.ask("What is d_type, and why does overlayfs need it to find whiteouts quickly?");
     say.ask("Why is the ftype check in the articles mostly history on a current distribution?");
-    if cfg.keep {
-        if let Some(k) = s.keep() {
-            say.text(format!("kept {}", k.display()));
-        }
-    }
+    s.finish(cfg, &say);
     Ok(XfsResult {
         v4_made,
         v4_mkfs_message,
