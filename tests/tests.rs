@@ -11,6 +11,7 @@ mod demo;
 mod diff;
 mod faults;
 mod hardening;
+mod hardening2;
 mod ids_mounts;
 mod init;
 mod lab;

@@ -97,6 +97,14 @@ pub fn proc_path<Fd: AsFd>(dir: Fd, name: &OsStr) -> PathBuf {
     p
 }
 
+/// `/proc/self/fd/N` of the open `fd`: a path that resolves to the fd's own inode (for an
+/// `O_PATH | O_NOFOLLOW` fd of a symlink, the symlink itself, never its target). Used for
+/// the calls that take no `O_PATH` fd (`setxattr`, `chmod`, `utimensat` on Linux 3.10).
+pub fn proc_fd_path<Fd: AsFd>(fd: Fd) -> PathBuf {
+    use rustix::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
 /// The process umask, read from `/proc/self/status` without changing it (changing it is
 /// process-wide and racy). Defaults to 0o022 when unreadable.
 pub fn current_umask() -> u32 {

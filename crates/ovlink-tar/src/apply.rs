@@ -17,9 +17,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use ovlink_fs::at::{open_dir_at, proc_path, stat_at, DIR_FLAGS};
+use ovlink_fs::at::{open_dir_at, proc_fd_path, stat_at, DIR_FLAGS};
 use ovlink_fs::error::Context;
-use ovlink_fs::{xattr, FsError};
+use ovlink_fs::FsError;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -94,7 +94,9 @@ enum Kind {
 }
 
 fn kind_of(h: &tar::Header, raw_name: &[u8], name: &Path) -> Result<Kind, TarError> {
-    Ok(match h.entry_type().as_byte() {
+    // The raw type byte: the parser's `entry_type()` folds V7's `\0` into `0`, which would
+    // lose the V7 directory below.
+    Ok(match h.as_old().linkflag[0] {
         // Contiguous files ('7') are regular files; GNU sparse files ('S') are expanded by the
         // parser.
         b'0' | b'7' | b'S' => Kind::File,
@@ -184,7 +186,7 @@ impl Applier<'_> {
         if kind == Kind::Global {
             return Ok(());
         }
-        let comps = path::normalize(&raw).map_err(|r| escape(name, r))?;
+        let comps = path::normalize(&raw).map_err(|r| r.into_error(name, ""))?;
         let Some((base, parent)) = comps.split_last() else {
             return self.root_entry(entry, kind, name);
         };
@@ -215,7 +217,7 @@ impl Applier<'_> {
         }
         let meta = self.map_owner(meta::read(entry, name)?, name)?;
         let shown = self.tree.shown(&[]);
-        set_fd_meta(self.tree.root(), &shown, &meta).map_err(fe(name))?;
+        set_fd_meta(self.tree.root(), &shown, &meta, name)?;
         self.dir_times.insert(&[], &meta);
         Ok(())
     }
@@ -298,8 +300,8 @@ impl Applier<'_> {
         };
         // A hardlink target is resolved first, on its own fds (the cache holds our parent).
         let link_target = if kind == Kind::Hardlink {
-            let t = path::normalize(&link_name)
-                .map_err(|r| escape(name, format!("hardlink target: {r}")))?;
+            let t =
+                path::normalize(&link_name).map_err(|r| r.into_error(name, "hardlink target: "))?;
             let Some((tbase, tdir)) = t.split_last() else {
                 return Err(invalid(name, "a hardlink to the layer root"));
             };
@@ -366,14 +368,18 @@ impl Applier<'_> {
                         .map_err(fe(name))?;
                 }
                 let fd = open_dir_at(parent, base, &shown).map_err(fe(name))?;
-                set_fd_meta(fd.as_fd(), &shown, &meta).map_err(fe(name))?;
+                if !merge_dir {
+                    check_created(fd.as_fd(), FileType::Directory, 0, &shown, name)?;
+                }
+                set_fd_meta(fd.as_fd(), &shown, &meta, name)?;
                 dir_times.insert(comps, &meta);
             }
             Kind::Symlink => {
                 rustix::fs::symlinkat(OsStr::from_bytes(&link_name), parent, base)
                     .ctx("create symlink", &shown)
                     .map_err(fe(name))?;
-                set_at_meta(parent, base, &shown, &meta, false).map_err(fe(name))?;
+                let fd = open_created(parent, base, FileType::Symlink, 0, &shown, name)?;
+                set_path_meta(fd.as_fd(), &shown, &meta, false, name)?;
             }
             Kind::Hardlink => {
                 // The new name shares the target's inode: its metadata is the target's and is
@@ -404,16 +410,12 @@ impl Applier<'_> {
                     Kind::Char => FileType::CharacterDevice,
                     _ => FileType::BlockDevice,
                 };
-                rustix::fs::mknodat(
-                    parent,
-                    base,
-                    ft,
-                    Mode::from_raw_mode(meta.mode & 0o777),
-                    dev,
-                )
-                .ctx("create node", &shown)
-                .map_err(fe(name))?;
-                set_at_meta(parent, base, &shown, &meta, true).map_err(fe(name))?;
+                // Created 0600: the final mode is set below, on the inode itself.
+                rustix::fs::mknodat(parent, base, ft, Mode::from_raw_mode(0o600), dev)
+                    .ctx("create node", &shown)
+                    .map_err(fe(name))?;
+                let fd = open_created(parent, base, ft, dev, &shown, name)?;
+                set_path_meta(fd.as_fd(), &shown, &meta, true, name)?;
             }
             Kind::Global => {}
         }
@@ -426,36 +428,34 @@ impl Applier<'_> {
         if let Some(sync) = self.sync.take() {
             sync.finish()?;
         }
-        let times = std::mem::take(&mut self.dir_times).into_deepest_first();
-        for (comps, ts) in times {
-            let shown = self.tree.shown(&comps);
+        let mut times = std::mem::take(&mut self.dir_times);
+        let Applier { tree, created, .. } = &mut self;
+        times.drain(|comps, ts| -> Result<(), TarError> {
+            let shown = tree.shown(comps);
             let entry: PathBuf = if comps.is_empty() {
                 PathBuf::from(".")
             } else {
                 comps.iter().collect()
             };
             let fd: OwnedFd = match comps.split_last() {
-                None => rustix::fs::openat(self.tree.root(), ".", DIR_FLAGS, Mode::empty())
+                None => rustix::fs::openat(tree.root(), ".", DIR_FLAGS, Mode::empty())
                     .ctx("open directory", &shown)
                     .map_err(fe(&entry))?,
                 Some((base, dir)) => {
-                    let Some(parent) =
-                        self.tree
-                            .dir(dir, &entry, Missing::Lenient, &mut self.created)?
-                    else {
-                        continue;
+                    let Some(parent) = tree.dir(dir, &entry, Missing::Lenient, created)? else {
+                        return Ok(());
                     };
                     match rustix::fs::openat(parent, base.as_os_str(), DIR_FLAGS, Mode::empty()) {
                         Ok(fd) => fd,
-                        Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => continue,
+                        Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => return Ok(()),
                         Err(e) => return Err(fe(&entry)(FsError::io("open directory", &shown, e))),
                     }
                 }
             };
             rustix::fs::futimens(&fd, &ts)
                 .ctx("set times of", &shown)
-                .map_err(fe(&entry))?;
-        }
+                .map_err(fe(&entry))
+        })?;
         Ok(self.stats)
     }
 }
@@ -513,7 +513,7 @@ fn write_file<R: Read>(
         });
     }
     let fd = OwnedFd::from(file);
-    set_fd_meta(fd.as_fd(), shown, meta).map_err(fe(name))?;
+    set_fd_meta(fd.as_fd(), shown, meta, name)?;
     rustix::fs::futimens(&fd, &meta.timestamps())
         .ctx("set times of", shown)
         .map_err(fe(name))?;
@@ -522,57 +522,129 @@ fn write_file<R: Read>(
 
 /// Owner, xattrs, then mode (chown clears setuid/setgid) on an open file or directory this
 /// apply created (or a directory the tar names). Times are set by the caller.
-fn set_fd_meta(fd: BorrowedFd<'_>, shown: &Path, meta: &Meta) -> Result<(), FsError> {
+fn set_fd_meta(fd: BorrowedFd<'_>, shown: &Path, meta: &Meta, name: &Path) -> Result<(), TarError> {
     rustix::fs::fchown(
         fd,
         Some(Uid::from_raw(meta.uid)),
         Some(Gid::from_raw(meta.gid)),
     )
-    .ctx("change owner of", shown)?;
+    .ctx("change owner of", shown)
+    .map_err(fe(name))?;
     for (k, v) in &meta.xattrs {
-        xattr::set_fd(fd, k, v, shown)?;
+        rustix::fs::fsetxattr(fd, k.as_os_str(), v, XattrFlags::empty())
+            .map_err(|e| xattr_err(name, k, v, shown, e))?;
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).ctx("change mode of", shown)
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
+        .ctx("change mode of", shown)
+        .map_err(fe(name))
 }
 
-/// Owner, xattrs, mode (unless a symlink) and times of the symlink or node `base` in
-/// `parent`, just created by this apply; no call follows the final component, except
-/// `chmod` on a node (never a symlink; there is no portable `lchmod`).
-fn set_at_meta(
+/// A failed `setxattr`, naming the key, its size and the entry. Its errno is kept out of
+/// [`TarError::raw_os_error`]: an xattr that does not fit (`ENOSPC`, `E2BIG`) is not a full
+/// disk, and must not be reported as one.
+fn xattr_err(name: &Path, key: &OsStr, value: &[u8], shown: &Path, e: Errno) -> TarError {
+    TarError::Xattr {
+        entry: name.to_path_buf(),
+        key: key.to_os_string(),
+        size: value.len(),
+        path: shown.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+/// Opens the symlink or node `base` this apply just created in `parent` as an `O_PATH` fd,
+/// without following it, and checks it is the inode the apply made (see [`check_created`]).
+/// Every later metadata call goes through this fd, so a concurrent writer in the tree (an
+/// apply through a container's `merged/`) that swaps the entry for a symlink to a host file
+/// cannot redirect any of them.
+fn open_created(
     parent: BorrowedFd<'_>,
     base: &OsStr,
+    ft: FileType,
+    rdev: u64,
+    shown: &Path,
+    name: &Path,
+) -> Result<OwnedFd, TarError> {
+    let fd = rustix::fs::openat(
+        parent,
+        base,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open", shown)
+    .map_err(fe(name))?;
+    check_created(fd.as_fd(), ft, rdev, shown, name)?;
+    Ok(fd)
+}
+
+/// Checks that the open `fd` is an entry this apply has just created: of type `ft` (with
+/// device number `rdev` for a device), owned by this process's effective uid (a fresh inode
+/// is; a process in the tree cannot make one of ours) and, unless a directory, with a single
+/// link. Anything else means the entry was replaced under the apply.
+fn check_created(
+    fd: BorrowedFd<'_>,
+    ft: FileType,
+    rdev: u64,
+    shown: &Path,
+    name: &Path,
+) -> Result<(), TarError> {
+    let st = rustix::fs::fstat(fd).ctx("stat", shown).map_err(fe(name))?;
+    let dev_ok =
+        !matches!(ft, FileType::CharacterDevice | FileType::BlockDevice) || st.st_rdev == rdev;
+    let links_ok = ft == FileType::Directory || st.st_nlink == 1;
+    if FileType::from_raw_mode(st.st_mode) != ft
+        || !dev_ok
+        || !links_ok
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
+        return Err(TarError::EscapeAttempt {
+            entry: name.to_path_buf(),
+            reason: format!(
+                "{} was replaced while the apply was creating it (a process writing into the \
+                 same tree?); nothing was changed on the replacement",
+                shown.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Owner, xattrs, mode (when `chmod`: never on a symlink) and times of the symlink or node
+/// open as the `O_PATH` fd `fd` (from [`open_created`]). `chown` is `AT_EMPTY_PATH` on the
+/// fd; xattrs, mode and times go through `/proc/self/fd/N`, which resolves to the fd's own
+/// inode (a symlink itself, never its target). All of this works on Linux 3.10 (`O_PATH`
+/// and `AT_EMPTY_PATH` are 2.6.39), which has no `lchmod` and no `fchmod` on `O_PATH`.
+fn set_path_meta(
+    fd: BorrowedFd<'_>,
     shown: &Path,
     meta: &Meta,
     chmod: bool,
-) -> Result<(), FsError> {
+    name: &Path,
+) -> Result<(), TarError> {
     rustix::fs::chownat(
-        parent,
-        base,
+        fd,
+        "",
         Some(Uid::from_raw(meta.uid)),
         Some(Gid::from_raw(meta.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
+        AtFlags::EMPTY_PATH,
     )
-    .ctx("change owner of", shown)?;
-    if !meta.xattrs.is_empty() {
-        let p = proc_path(parent, base);
-        for (k, v) in &meta.xattrs {
-            match rustix::fs::lsetxattr(&p, k.as_os_str(), v, XattrFlags::empty()) {
-                Ok(()) => {}
-                // The kernel refuses user.* xattrs on symlinks and device nodes.
-                Err(Errno::PERM) | Err(Errno::NOTSUP) if k.as_bytes().starts_with(b"user.") => {}
-                Err(e) => return Err(FsError::io("set xattr on", shown, e)),
-            }
+    .ctx("change owner of", shown)
+    .map_err(fe(name))?;
+    let p = proc_fd_path(fd);
+    for (k, v) in &meta.xattrs {
+        match rustix::fs::setxattr(&p, k.as_os_str(), v, XattrFlags::empty()) {
+            Ok(()) => {}
+            // The kernel refuses user.* xattrs on symlinks and device nodes.
+            Err(Errno::PERM) | Err(Errno::NOTSUP) if k.as_bytes().starts_with(b"user.") => {}
+            Err(e) => return Err(xattr_err(name, k, v, shown, e)),
         }
     }
     if chmod {
-        rustix::fs::chmodat(
-            parent,
-            base,
-            Mode::from_raw_mode(meta.mode),
-            AtFlags::empty(),
-        )
-        .ctx("change mode of", shown)?;
+        rustix::fs::chmod(&p, Mode::from_raw_mode(meta.mode))
+            .ctx("change mode of", shown)
+            .map_err(fe(name))?;
     }
-    rustix::fs::utimensat(parent, base, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
+    rustix::fs::utimensat(rustix::fs::CWD, &p, &meta.timestamps(), AtFlags::empty())
         .ctx("set times of", shown)
+        .map_err(fe(name))
 }

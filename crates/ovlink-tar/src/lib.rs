@@ -21,7 +21,7 @@
 //!
 //! Modules: `apply` (the entry loop and per-type creation), `decompress` (magic-byte
 //! detection, decoding, draining), `path` (entry-name normalization), `tree` (fd-relative
-//! walks below the root), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
+//! walks below the root), `trie` (what the apply remembers per path), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
 //! names, opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
 //! [`ApplyOptions::sync_data`]).
 #![forbid(unsafe_code)]
@@ -32,6 +32,7 @@ pub mod decompress;
 mod meta;
 mod path;
 mod tree;
+mod trie;
 mod whiteout;
 
 use std::io;
@@ -135,6 +136,23 @@ pub enum TarError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Setting an extended attribute of an entry failed: the filesystem has no room for it
+    /// (`ENOSPC`: ext4 keeps a file's xattrs in its inode and one block; `E2BIG`), or does not
+    /// support its namespace (`ENOTSUP`: `user.*` on tmpfs before 6.6, for one).
+    #[error("cannot set xattr {key:?} ({size} bytes) of tar entry {entry:?} on {}{}", path.display(), xattr_hint(source))]
+    Xattr {
+        /// The entry's name as it appears in the tar.
+        entry: PathBuf,
+        /// The xattr name.
+        key: std::ffi::OsString,
+        /// The size of its value.
+        size: usize,
+        /// The path it was set on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A filesystem operation failed while applying an entry (the source names the
     /// operation and the path).
     #[error("cannot apply tar entry {entry:?}")]
@@ -147,8 +165,22 @@ pub enum TarError {
     },
 }
 
+/// What an xattr errno means for the user.
+fn xattr_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error().map(rustix::io::Errno::from_raw_os_error) {
+        Some(rustix::io::Errno::NOSPC) => {
+            ": no room for it (the file's xattr space is full, or the filesystem is)"
+        }
+        Some(rustix::io::Errno::TOOBIG) => ": larger than the filesystem allows",
+        Some(rustix::io::Errno::NOTSUP) => ": the filesystem does not support this xattr namespace",
+        _ => "",
+    }
+}
+
 impl TarError {
     /// The OS errno at the root of this error, if any (for `ENOSPC` detection and the like).
+    /// [`TarError::Xattr`] gives `None`: an xattr that does not fit in its file is not a
+    /// full disk, and callers must not report it as one.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             TarError::Fs(e) | TarError::Entry { source: e, .. } => e.raw_os_error(),
@@ -168,6 +200,7 @@ impl TarError {
             TarError::EscapeAttempt { entry, .. }
             | TarError::Unsupported { entry, .. }
             | TarError::Invalid { entry, .. }
+            | TarError::Xattr { entry, .. }
             | TarError::Entry { entry, .. } => Some(entry),
             TarError::Read { entry, .. } => entry.as_deref(),
             TarError::Fs(_) => None,

@@ -4,7 +4,6 @@
 //!
 //! This module only parses and remembers; it never touches the filesystem.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -12,7 +11,7 @@ use std::path::Path;
 
 use rustix::fs::{Timespec, Timestamps};
 
-use crate::path::Comps;
+use crate::trie::PathTrie;
 use crate::TarError;
 
 const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
@@ -157,49 +156,45 @@ pub(crate) fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     })
 }
 
-/// Directory times to set at the end of an apply, deepest directories first, so creating
-/// children does not change them afterwards.
+/// Directory times to set at the end of an apply, children before their parents, so
+/// creating children does not change them afterwards.
 #[derive(Debug, Default)]
 pub(crate) struct DirTimes {
-    map: HashMap<Comps, (Timespec, Timespec)>,
+    map: PathTrie<(Timespec, Timespec)>,
 }
 
 impl DirTimes {
     /// Remembers the times of the directory at `comps` (a later entry for it wins).
     pub(crate) fn insert(&mut self, comps: &[OsString], meta: &Meta) {
-        self.map.insert(comps.to_vec(), (meta.atime, meta.mtime));
+        self.map.insert(comps, (meta.atime, meta.mtime));
     }
 
     /// Forgets the directories at and below `comps` (they were removed).
     pub(crate) fn forget_under(&mut self, comps: &[OsString]) {
-        if !self.map.is_empty() {
-            self.map.retain(|k, _| !k.starts_with(comps));
-        }
+        self.map.remove_under(comps);
     }
 
-    /// All remembered directories, deepest first (siblings grouped by path).
-    pub(crate) fn into_deepest_first(self) -> Vec<(Comps, Timestamps)> {
-        let mut v: Vec<_> = self
-            .map
-            .into_iter()
-            .map(|(k, (a, m))| {
-                (
-                    k,
-                    Timestamps {
-                        last_access: a,
-                        last_modification: m,
-                    },
-                )
-            })
-            .collect();
-        v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        v
+    /// Takes every remembered directory out, children before parents, calling `f`.
+    pub(crate) fn drain<E>(
+        &mut self,
+        mut f: impl FnMut(&[OsString], Timestamps) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.map.drain_children_first(|comps, (a, m)| {
+            f(
+                comps,
+                Timestamps {
+                    last_access: a,
+                    last_modification: m,
+                },
+            )
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::Comps;
 
     fn t(s: &str) -> Option<(i64, i64)> {
         parse_pax_time(s.as_bytes()).map(|t| (t.tv_sec, t.tv_nsec))
@@ -239,7 +234,12 @@ mod tests {
             d.insert(&p(s), &meta);
         }
         d.forget_under(&p("x"));
-        let order: Vec<Comps> = d.into_deepest_first().into_iter().map(|(k, _)| k).collect();
+        let mut order: Vec<Comps> = Vec::new();
+        d.drain::<()>(|k, _| {
+            order.push(k.to_vec());
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(order, vec![p("a/b/c"), p("a/b"), p("a"), p("")]);
     }
 }

@@ -1,6 +1,8 @@
 //! fd-relative walks below the layer root, one component at a time with
 //! `openat(O_NOFOLLOW | O_DIRECTORY)`, with a cache of the open directories of the last walk
-//! (entries come grouped by directory, so most walks reuse all of it).
+//! (entries come grouped by directory, so most walks reuse all of it); the cache keeps a
+//! bounded number of them open, so an entry as deep as `PATH_MAX` allows does not need one
+//! fd per level (the caller's open-file limit may be 1024).
 //!
 //! A symlink met as an intermediate component is refused ([`TarError::EscapeAttempt`]); a
 //! missing directory is created (mode 0755) only when asked. This module never follows a
@@ -65,13 +67,20 @@ fn shown_of(root_shown: &Path, comps: &[OsString]) -> PathBuf {
     p
 }
 
+/// How many of the deepest directories of the last walk stay open.
+const FD_WINDOW: usize = 16;
+/// Every `FD_STRIDE`-th directory of the last walk stays open too, so a walk restarts at most
+/// this many components up.
+const FD_STRIDE: usize = 64;
+
 /// The layer root and the directories of the last walk.
 pub(crate) struct Tree<'r> {
     /// The root, reopened as a readable directory (the caller's fd may be `O_PATH`).
     root: OwnedFd,
     root_shown: &'r Path,
-    /// Open directories from the root down: `stack[i]` is `comps[..=i]` of the last walk.
-    stack: Vec<(OsString, OwnedFd)>,
+    /// Directories from the root down: `stack[i]` is `comps[..=i]` of the last walk, with its
+    /// fd while it is kept open (see [`Tree::trim`]).
+    stack: Vec<(OsString, Option<OwnedFd>)>,
 }
 
 impl<'r> Tree<'r> {
@@ -105,12 +114,18 @@ impl<'r> Tree<'r> {
         missing: Missing,
         created: &mut Created,
     ) -> Result<Option<BorrowedFd<'_>>, TarError> {
-        let keep = self
+        let same = self
             .stack
             .iter()
             .zip(comps)
             .take_while(|((have, _), want)| have == *want)
             .count();
+        // Restart below the deepest directory of the common part that is still open (at
+        // most FD_STRIDE components up): the ones between are opened again by name.
+        let keep = (0..=same)
+            .rev()
+            .find(|&k| k == 0 || self.stack[k - 1].1.is_some())
+            .unwrap_or(0);
         self.stack.truncate(keep);
         let root_shown = self.root_shown;
         for i in keep..comps.len() {
@@ -119,7 +134,8 @@ impl<'r> Tree<'r> {
             let cur = self
                 .stack
                 .last()
-                .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd());
+                .and_then(|(_, fd)| fd.as_ref())
+                .map_or(self.root.as_fd(), |fd| fd.as_fd());
             let entry_err = |source: FsError| TarError::Entry {
                 entry: entry.to_path_buf(),
                 source,
@@ -142,7 +158,10 @@ impl<'r> Tree<'r> {
                 }
             }
             match st {
-                Step::Dir(fd) => self.stack.push((name.clone(), fd)),
+                Step::Dir(fd) => {
+                    self.stack.push((name.clone(), Some(fd)));
+                    self.trim();
+                }
                 Step::Symlink if missing == Missing::Lenient => return Ok(None),
                 Step::Symlink => {
                     return Err(TarError::EscapeAttempt {
@@ -171,8 +190,22 @@ impl<'r> Tree<'r> {
         Ok(Some(
             self.stack
                 .last()
-                .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd()),
+                .and_then(|(_, fd)| fd.as_ref())
+                .map_or(self.root.as_fd(), |fd| fd.as_fd()),
         ))
+    }
+
+    /// Closes the directories of the stack that are neither among the last [`FD_WINDOW`]
+    /// nor at a multiple of [`FD_STRIDE`]: the walk holds at most `depth / FD_STRIDE +
+    /// FD_WINDOW` fds (48 at the deepest entry `PATH_MAX` allows), not one per level.
+    fn trim(&mut self) {
+        let len = self.stack.len();
+        if len > FD_WINDOW {
+            let i = len - FD_WINDOW - 1;
+            if (i + 1) % FD_STRIDE != 0 {
+                self.stack[i].1 = None;
+            }
+        }
     }
 
     /// Opens the directory at `comps` without touching the cache (for hardlink targets, which

@@ -8,7 +8,6 @@
 //! below a directory fd it is handed, never follows a symlink (it unlinks them), and never
 //! removes anything this apply created.
 
-use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -21,6 +20,7 @@ use rustix::fs::{AtFlags, Dir, FileType};
 
 use crate::meta::DirTimes;
 use crate::path::Comps;
+use crate::trie::PathTrie;
 
 /// The whiteout prefix.
 pub(crate) const PREFIX: &[u8] = b".wh.";
@@ -63,26 +63,21 @@ pub(crate) fn classify(base: &OsStr) -> Result<Whiteout<'_>, String> {
 }
 
 /// The paths this apply created (entries, and parent directories it had to make), and every
-/// ancestor of them, relative to the root.
+/// ancestor of them, relative to the root; in memory linear in the paths, whatever their
+/// depth (see [`PathTrie`]).
 #[derive(Debug, Default)]
 pub(crate) struct Created {
-    paths: HashSet<Comps>,
-    ancestors: HashSet<Comps>,
+    paths: PathTrie<()>,
 }
 
 impl Created {
     /// Records `comps` (and its ancestors) as created by this apply.
     pub(crate) fn insert(&mut self, comps: &[OsString]) {
-        self.paths.insert(comps.to_vec());
-        for n in (1..comps.len()).rev() {
-            if !self.ancestors.insert(comps[..n].to_vec()) {
-                break;
-            }
-        }
+        self.paths.insert(comps, ());
     }
 
-    fn keep(&self, comps: &Comps) -> bool {
-        self.paths.contains(comps) || self.ancestors.contains(comps)
+    fn keep(&self, comps: &[OsString]) -> bool {
+        self.paths.has_node(comps)
     }
 }
 

@@ -1,0 +1,241 @@
+//! Hardening, round two (issue 11): inputs that cost resources out of proportion (memory
+//! quadratic in path depth, configs named many times, sparse files, trees deeper than the
+//! open-file limit) and the smaller input cases (V7 directories, xattrs that do not fit, a
+//! home on procfs). Each case runs the real `ovlink` binary on a real home; peak memory is
+//! measured in the command's own process (`VmHWM`, polled), fd limits are set per command
+//! with `prlimit`.
+
+use crate::init::LoopFs;
+use crate::util::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Runs `cmd`, polling its `VmHWM` until it exits; returns its output and peak RSS in KiB.
+/// The command runs under an address-space limit of `as_limit_mb` (through `prlimit`), so a
+/// memory bomb fails the test instead of the machine.
+fn measured(root: &Path, tmp: &Path, args: &[&str], as_limit_mb: u64) -> (Output, u64) {
+    let mut c = Command::new("prlimit");
+    c.arg(format!("--as={}", as_limit_mb << 20))
+        .arg(env!("CARGO_BIN_EXE_ovlink"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("OVLINK_ROOT")
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().expect("prlimit (util-linux) is needed");
+    let pid = child.id();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poll = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            let status = format!("/proc/{pid}/status");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(s) = std::fs::read_to_string(&status) {
+                    // prlimit execs ovlink in the same process: only count ovlink.
+                    let is_ovlink = s
+                        .lines()
+                        .any(|l| l.starts_with("Name:") && l.contains("ovlink"));
+                    if let Some(kb) = s
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                    {
+                        if is_ovlink {
+                            peak = peak.max(kb);
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = poll.join().unwrap();
+    (out, peak)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A plain tar of regular files named `names` (long names as GNU long-name entries).
+fn tar_of(names: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for n in names {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes_compat(n));
+        b.append_data(&mut h, p, &b"x"[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+trait FromBytes {
+    fn from_bytes_compat(b: &[u8]) -> &Self;
+}
+impl FromBytes for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &Self {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut c = Command::new("gzip")
+        .arg("-9c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip is needed");
+    let mut stdin = c.stdin.take().unwrap();
+    let data = data.to_vec();
+    let w = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = c.wait_with_output().unwrap();
+    w.join().unwrap();
+    out.stdout
+}
+
+fn deep_name(depth: usize) -> Vec<u8> {
+    let mut n = b"a/".repeat(depth - 1);
+    n.push(b'f');
+    n
+}
+
+/// A home with one small image layer `base`; returns the root and the tar path helper.
+fn home_with_base() -> TestRoot {
+    let t = TestRoot::new();
+    let base = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n")
+        .write_to(t.path(), "base.tar");
+    t.ok(&["layer", "apply", "base", base.to_str().unwrap()]);
+    t
+}
+
+fn write(t: &TestRoot, name: &str, data: &[u8]) -> PathBuf {
+    let p = t.path().join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// Item 4: one entry 12,000 directories deep (a ~200-byte gzip) and one 4,000 deep: refused
+/// at once, naming the entry and the limit, in bounded memory, with the home unchanged.
+#[test]
+fn deep_entries_refused_in_bounded_memory() {
+    let t = home_with_base();
+    let before = manifest(&t.root());
+    for depth in [12_000usize, 4_000] {
+        let gz = gzip(&tar_of(&[deep_name(depth)]));
+        eprintln!("{depth} deep: {} bytes of gzip", gz.len());
+        let p = write(&t, &format!("deep{depth}.tar.gz"), &gz);
+        let (out, peak_kb) = measured(
+            &t.root(),
+            &t.tmp(),
+            &[
+                "layer",
+                "apply",
+                "--parent",
+                "base",
+                &format!("deep{depth}"),
+                p.to_str().unwrap(),
+            ],
+            3072,
+        );
+        eprintln!("{depth} deep: peak RSS {} MiB", peak_kb / 1024);
+        let msg = text(&out);
+        assert!(!out.status.success(), "{depth} deep was accepted: {msg}");
+        assert_eq!(out.status.code(), Some(1), "{depth} deep: killed? {msg}");
+        assert!(
+            msg.contains("a/a/a"),
+            "{depth} deep: the entry is not named: {msg}"
+        );
+        assert!(
+            msg.contains("PATH_MAX"),
+            "{depth} deep: the limit is not named: {msg}"
+        );
+        assert!(peak_kb < 200 * 1024, "{depth} deep: peak RSS {peak_kb} KiB");
+        assert_eq!(
+            manifest(&t.root()),
+            before,
+            "{depth} deep: the home changed"
+        );
+    }
+}
+
+/// Item 4: what is allowed (names just under PATH_MAX, 2,047 directories deep) costs memory
+/// linear in the entries: sixteen such entries under different top directories stay small.
+#[test]
+fn deepest_allowed_entries_cost_linear_memory() {
+    let t = home_with_base();
+    let names: Vec<Vec<u8>> = (0..16u8)
+        .map(|i| {
+            let mut n = vec![b'a' + i, b'/'];
+            n.extend(b"a/".repeat(2045));
+            n.push(b'f');
+            assert!(n.len() <= 4095);
+            n
+        })
+        .collect();
+    let p = write(&t, "wide-deep.tar", &tar_of(&names));
+    let (out, peak_kb) = measured(
+        &t.root(),
+        &t.tmp(),
+        &[
+            "layer",
+            "apply",
+            "--parent",
+            "base",
+            "deepok",
+            p.to_str().unwrap(),
+        ],
+        3072,
+    );
+    eprintln!("16 entries 2047 deep: peak RSS {} MiB", peak_kb / 1024);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(peak_kb < 200 * 1024, "peak RSS {peak_kb} KiB");
+    // Longer than PATH_MAX with the home in front: read relative to the layer root.
+    let root = ovlink_fs::at::open_dir(&t.home().join("deepok/root")).unwrap();
+    let f = rustix::fs::openat(
+        &root,
+        std::ffi::OsStr::from_bytes_compat(&names[3]),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("the deepest file of the fourth entry");
+    let mut data = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(f), &mut data).unwrap();
+    assert_eq!(data, "x");
+}
+
+/// Item 4: a component longer than NAME_MAX is refused naming the entry and the limit.
+#[test]
+fn overlong_component_refused() {
+    let t = home_with_base();
+    let before = manifest(&t.root());
+    let mut name = b"d/".to_vec();
+    name.extend(std::iter::repeat(b'n').take(300));
+    let p = write(&t, "longcomp.tar", &tar_of(&[name]));
+    let err = t.fails(&[
+        "layer",
+        "apply",
+        "--parent",
+        "base",
+        "lc",
+        p.to_str().unwrap(),
+    ]);
+    assert!(err.contains("NAME_MAX"), "{err}");
+    assert!(err.contains("nnnn"), "{err}");
+    assert_eq!(manifest(&t.root()), before);
+}
