@@ -239,3 +239,112 @@ fn overlong_component_refused() {
     assert!(err.contains("nnnn"), "{err}");
     assert_eq!(manifest(&t.root()), before);
 }
+
+/// Makes a chain of directories `depth` deep (a file at every tenth level) below `dir`,
+/// holding one fd at a time, so no open-file limit matters here.
+fn deep_tree(dir: &Path, depth: usize) {
+    let mut cur = ovlink_fs::at::open_dir(dir).unwrap();
+    for i in 0..depth {
+        rustix::fs::mkdirat(&cur, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        if i % 10 == 0 {
+            let f = rustix::fs::openat(
+                &cur,
+                "f",
+                rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+                rustix::fs::Mode::from_raw_mode(0o644),
+            )
+            .unwrap();
+            drop(f);
+        }
+        cur = ovlink_fs::at::open_dir_at(&cur, "d", Path::new("d")).unwrap();
+    }
+}
+
+/// `ovlink ARGS` under an open-file limit of `nofile` (soft and hard).
+fn with_nofile(t: &TestRoot, nofile: u32, args: &[&str]) -> Output {
+    Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(env!("CARGO_BIN_EXE_ovlink"))
+        .arg("--root")
+        .arg(t.root())
+        .args(args)
+        .env_remove("OVLINK_ROOT")
+        .env("TMPDIR", t.tmp())
+        .output()
+        .expect("prlimit (util-linux) is needed")
+}
+
+fn leftovers(home: &Path) -> Vec<String> {
+    std::fs::read_dir(home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect()
+}
+
+/// Item 6: a layer holding a tree 3,000 directories deep (made by a process with a high
+/// open-file limit) is removed by a CLI limited to 256 open files; a `.tmp-remove-*` left
+/// with such a tree is reaped by init under the same limit; `layer ls` and `status` work.
+#[test]
+fn tree_deeper_than_the_fd_limit_is_removed_and_reaped() {
+    let t = home_with_base();
+    t.ok(&["layer", "create", "--parent", "base", "deep"]);
+    // An image layer with its tree.
+    let p = write(&t, "one.tar", &tar_of(&[b"x".to_vec()]));
+    t.ok(&["layer", "apply", "img", p.to_str().unwrap()]);
+    deep_tree(&t.home().join("img/root"), 3000);
+    let out = with_nofile(&t, 256, &["layer", "rm", "img"]);
+    assert!(out.status.success(), "layer rm at 256 fds: {}", text(&out));
+    assert!(!t.home().join("img").exists());
+    assert_eq!(leftovers(&t.home()), Vec::<String>::new());
+
+    // A removed layer left behind by a process that died (no lock held): init reaps it.
+    let trash = t.home().join(".tmp-remove-deadbeef");
+    std::fs::create_dir(&trash).unwrap();
+    deep_tree(&trash, 3000);
+    let out = with_nofile(&t, 256, &["layer", "ls"]);
+    assert!(out.status.success(), "layer ls at 256 fds: {}", text(&out));
+    assert!(!trash.exists(), "init did not reap {}", trash.display());
+    let out = with_nofile(&t, 256, &["status"]);
+    assert!(out.status.success(), "status at 256 fds: {}", text(&out));
+}
+
+/// Item 6: a leftover init cannot reap (here an immutable file inside) never blocks the
+/// home: init warns, naming it, and `layer ls`, `status` work.
+#[test]
+fn unreapable_leftover_is_a_warning_not_an_error() {
+    let t = home_with_base();
+    let trash = t.home().join(".tmp-remove-stuck");
+    std::fs::create_dir_all(trash.join("a/b")).unwrap();
+    std::fs::write(trash.join("a/b/pinned"), b"x").unwrap();
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(trash.join("a/b/pinned"))
+        .status()
+        .expect("chattr is needed");
+    assert!(
+        st.success(),
+        "chattr +i failed (the test directory must be on ext4/xfs)"
+    );
+    let ls = t.ovlink(&["layer", "ls"]);
+    let status = t.ovlink(&["status"]);
+    let _ = Command::new("chattr")
+        .arg("-i")
+        .arg(trash.join("a/b/pinned"))
+        .status();
+    assert!(ls.status.success(), "layer ls: {}", text(&ls));
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("base"),
+        "{}",
+        text(&ls)
+    );
+    let err = String::from_utf8_lossy(&ls.stderr);
+    assert!(
+        err.contains(".tmp-remove-stuck"),
+        "no warning naming the leftover: {err}"
+    );
+    assert!(status.status.success(), "status: {}", text(&status));
+    // Once removable, the next init reaps it.
+    t.ok(&["layer", "ls"]);
+    assert!(!trash.exists());
+}

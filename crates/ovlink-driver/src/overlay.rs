@@ -148,6 +148,9 @@ pub struct Recovery {
     pub removed_temp: Vec<PathBuf>,
     /// Layers whose apply had been renamed into place but not cleaned up.
     pub finished_apply: Vec<String>,
+    /// What could not be cleaned up (a leftover that cannot be removed now): reported, never
+    /// an error, so that a leftover never blocks the home; the next init tries again.
+    pub warnings: Vec<String>,
 }
 
 impl OverlayDriver {
@@ -237,11 +240,17 @@ impl OverlayDriver {
         // Recovery that cannot finish (a read-only remount, a leftover it cannot reap) must
         // not stop every command: it is reported (status, and the CLI prints it) and runs
         // again at the next init.
-        if let Err(e) = driver.recover() {
-            driver.warnings.push(format!(
+        match driver.recover() {
+            // What it could not clean up is reported the same way, entry by entry.
+            Ok(rec) => driver.warnings.extend(
+                rec.warnings
+                    .into_iter()
+                    .map(|w| format!("{RECOVERY_WARNING}: {w}")),
+            ),
+            Err(e) => driver.warnings.push(format!(
                 "{RECOVERY_WARNING} ({}); it runs again at the next start",
                 error_chain(&e)
-            ));
+            )),
         }
         Ok(driver)
     }
@@ -265,8 +274,18 @@ impl OverlayDriver {
         // In background mode, removed layers left by a dead process are reclaimed by a thread.
         let background = self.background_reclaim();
         let except: &[&str] = if background { &[TRASH_PREFIX] } else { &[] };
-        for n in reap_temp_dirs_except(&self.home_fd, &self.home, &[TMP_HOME_PREFIX], except)? {
-            rec.removed_temp.push(self.home.join(n));
+        let leftover = |dir: &Path, e: DriverError| {
+            format!(
+                "cannot clean up leftovers in {} ({}); the next init tries again",
+                dir.display(),
+                error_chain(&e)
+            )
+        };
+        match reap_temp_dirs_except(&self.home_fd, &self.home, &[TMP_HOME_PREFIX], except) {
+            Ok(names) => rec
+                .removed_temp
+                .extend(names.into_iter().map(|n| self.home.join(n))),
+            Err(e) => rec.warnings.push(leftover(&self.home, e)),
         }
         if background {
             self.spawn_reclaim_pending()?;
@@ -284,8 +303,11 @@ impl OverlayDriver {
                 &[ROOT, UPPER],
                 self.durable,
             )?;
-            for n in reap_temp_dirs(&fd, &path, &[TMP_ROOT_PREFIX, TMP_UPPER_PREFIX])? {
-                rec.removed_temp.push(path.join(n));
+            match reap_temp_dirs(&fd, &path, &[TMP_ROOT_PREFIX, TMP_UPPER_PREFIX]) {
+                Ok(names) => rec
+                    .removed_temp
+                    .extend(names.into_iter().map(|n| path.join(n))),
+                Err(e) => rec.warnings.push(leftover(&path, e)),
             }
             if is_dir_at(&fd, ROOT)
                 && [LOWER_ID, UPPER, WORK, MERGED]
