@@ -348,3 +348,148 @@ fn unreapable_leftover_is_a_warning_not_an_error() {
     t.ok(&["layer", "ls"]);
     assert!(!trash.exists());
 }
+
+/// A V7 (pre-POSIX) header: no magic, the type byte as given.
+fn v7_header(name: &[u8], kind: u8, mode: u32, size: usize) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    let field = |h: &mut [u8; 512], off: usize, len: usize, v: u64| {
+        let s = format!("{v:0w$o}\0", w = len - 1);
+        h[off..off + len].copy_from_slice(s.as_bytes());
+    };
+    field(&mut h, 100, 8, u64::from(mode));
+    field(&mut h, 108, 8, 0);
+    field(&mut h, 116, 8, 0);
+    field(&mut h, 124, 12, size as u64);
+    field(&mut h, 136, 12, 1_600_000_000);
+    h[156] = kind;
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    h
+}
+
+/// Item 12: a V7 directory entry (type `\0`, trailing `/`) is a directory, as in Go's
+/// reader, not an empty file (the parser reports the type as `0`).
+#[test]
+fn v7_directory_entry_is_a_directory() {
+    let t = home_with_base();
+    let mut tar = Vec::new();
+    tar.extend(v7_header(b"v7dir/", 0, 0o750, 0));
+    tar.extend(v7_header(b"v7dir/f", 0, 0o644, 2));
+    let mut data = [0u8; 512];
+    data[..2].copy_from_slice(b"hi");
+    tar.extend(data);
+    tar.extend([0u8; 1024]);
+    let p = write(&t, "v7.tar", &tar);
+    t.ok(&[
+        "layer",
+        "apply",
+        "--parent",
+        "base",
+        "v7",
+        p.to_str().unwrap(),
+    ]);
+    let d = t.home().join("v7/root/v7dir");
+    let md = std::fs::symlink_metadata(&d).unwrap();
+    assert!(md.is_dir(), "v7dir/ became {:?}", md.file_type());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777,
+        0o750
+    );
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), b"hi");
+}
+
+/// A tar of one file `name` with one PAX xattr record.
+fn tar_with_xattr(name: &str, key: &str, value: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let rec = format!("SCHILY.xattr.{key}");
+    b.append_pax_extensions([(rec.as_str(), value)]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_mtime(1_600_000_000);
+    b.append_data(&mut h, name, &b"hi"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Item 12: an xattr that does not fit in its file (ext4 with 128-byte inodes and 1 KiB
+/// blocks keeps a file's xattrs in one block) fails naming the key, its size and the entry,
+/// and is not reported as a full disk; an xattr the filesystem does not support (an unknown
+/// namespace: `ENOTSUP`) names its key too.
+#[test]
+fn xattr_errors_name_the_key_not_a_full_disk() {
+    let t = TestRoot::new();
+    let dir = t.path().join("fs");
+    std::fs::create_dir(&dir).unwrap();
+    let fs = LoopFs::new(
+        &dir,
+        32,
+        &["mkfs.ext4", "-q", "-F", "-I", "128", "-b", "1024"],
+    )
+    .expect("mkfs.ext4 (e2fsprogs) is needed");
+    let root = fs.mnt.join("root");
+    let run = |args: &[&str]| {
+        ovlink_cmd(&root, args)
+            .env("TMPDIR", t.tmp())
+            .output()
+            .unwrap()
+    };
+    let p = write(
+        &t,
+        "big-xattr.tar",
+        &tar_with_xattr("big.txt", "trusted.big", &[b'v'; 2000]),
+    );
+    let out = run(&["layer", "apply", "bigx", p.to_str().unwrap()]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("trusted.big"), "the xattr is not named: {msg}");
+    assert!(msg.contains("2000 bytes"), "its size is not given: {msg}");
+    assert!(msg.contains("big.txt"), "the entry is not named: {msg}");
+    assert!(
+        !msg.contains("no space left on extfs"),
+        "reported as a full disk: {msg}"
+    );
+    assert!(
+        !root.join("overlay/bigx").exists(),
+        "the failed layer was left"
+    );
+
+    let p = write(
+        &t,
+        "odd-xattr.tar",
+        &tar_with_xattr("odd.txt", "foo.bar", b"1"),
+    );
+    let out = run(&["layer", "apply", "oddx", p.to_str().unwrap()]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("foo.bar"), "the xattr is not named: {msg}");
+    assert!(msg.contains("odd.txt"), "the entry is not named: {msg}");
+    assert!(msg.contains("not support"), "{msg}");
+}
+
+/// Item 12: a home on procfs (or sysfs) is refused naming the filesystem, creating nothing.
+#[test]
+fn home_on_procfs_is_refused() {
+    for root in [
+        "/proc/ovlink-test-root",
+        "/proc/self/ovlink",
+        "/sys/kernel/ovlink-test",
+    ] {
+        let out = ovlink_cmd(Path::new(root), &["layer", "ls"])
+            .output()
+            .unwrap();
+        let msg = text(&out);
+        assert!(!out.status.success(), "{root}: {msg}");
+        assert!(msg.contains("pseudo-filesystem"), "{root}: {msg}");
+        assert!(!Path::new(root).exists());
+        let out = ovlink_cmd(Path::new(root), &["check"]).output().unwrap();
+        assert!(
+            text(&out).contains("pseudo-filesystem"),
+            "{root}: {}",
+            text(&out)
+        );
+    }
+}

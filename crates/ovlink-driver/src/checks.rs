@@ -37,6 +37,26 @@ pub const OVERLAYFS_MAGIC: u64 = 0x794C_7630;
 /// Filesystems the legacy driver refuses as backing filesystem.
 const REFUSED: &[&str] = &["overlayfs", "aufs", "zfs", "btrfs", "ecryptfs"];
 
+/// Kernel pseudo-filesystems (`statfs.f_type`), which hold no layers: a home there is
+/// refused before anything is created (issue 11: init accepted a home on procfs).
+const PSEUDO_FS: &[(u64, &str)] = &[
+    (0x9fa0, "proc"),
+    (0x6265_6572, "sysfs"),
+    (0x1cd1, "devpts"),
+    (0x0027_e0eb, "cgroup"),
+    (0x6367_7270, "cgroup2"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0xcafe_4a11, "bpf"),
+    (0x6265_6570, "configfs"),
+    (0x6165_676c, "pstore"),
+    (0xf97c_ff8c, "selinuxfs"),
+    (0x4249_4e4d, "binfmt_misc"),
+    (0x1980_0202, "mqueue"),
+    (0x6e73_6673, "nsfs"),
+];
+
 /// The backing filesystem of `path`: its magic and Docker's name for it.
 pub fn backing_fs(path: &Path) -> Result<(u64, String)> {
     let st = rustix::fs::statfs(path).ctx("statfs", path)?;
@@ -51,7 +71,17 @@ pub fn backing_fs(path: &Path) -> Result<(u64, String)> {
 
 /// Refuses a backing filesystem the legacy overlay driver cannot sit on.
 pub fn check_backing_fs(path: &Path) -> Result<String> {
-    let (_, name) = backing_fs(path)?;
+    let (magic, name) = backing_fs(path)?;
+    if let Some((_, pseudo)) = PSEUDO_FS.iter().find(|(m, _)| *m == magic) {
+        return Err(DriverError::HostCheck {
+            check: "backing filesystem",
+            detail: format!(
+                "{} is on {pseudo}, a kernel pseudo-filesystem that cannot hold layers; put \
+                 the ovlink root on ext4 or xfs (ftype=1) with --root",
+                path.display()
+            ),
+        });
+    }
     if REFUSED.contains(&name.as_str()) {
         return Err(DriverError::HostCheck {
             check: "backing filesystem",

@@ -96,7 +96,7 @@ pub fn empty_dir<Fd: AsFd>(dir: Fd, shown: &Path) -> Result<()> {
                 let len = stack.len();
                 if len > FD_WINDOW {
                     let i = len - FD_WINDOW - 1;
-                    if (i + 1) % FD_STRIDE != 0 {
+                    if !(i + 1).is_multiple_of(FD_STRIDE) {
                         stack[i].fd = None;
                     }
                 }

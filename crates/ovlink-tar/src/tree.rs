@@ -202,7 +202,7 @@ impl<'r> Tree<'r> {
         let len = self.stack.len();
         if len > FD_WINDOW {
             let i = len - FD_WINDOW - 1;
-            if (i + 1) % FD_STRIDE != 0 {
+            if !(i + 1).is_multiple_of(FD_STRIDE) {
                 self.stack[i].1 = None;
             }
         }
