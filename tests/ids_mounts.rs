@@ -629,3 +629,39 @@ fn cli_mount_count_is_per_process_as_documented() {
         t.ok(&with_driver(driver, &["umount", "c1"]));
     }
 }
+
+/// The defence in depth of item 1 end to end: under a root whose path holds option syntax
+/// (`,`, a backslash, `=`, a space), mounting a container layer is refused with an error
+/// naming the path and why, on both layouts, instead of a mount with garbled options (or one
+/// that overlayfs unescapes somewhere else); nothing is mounted. (Init's own test mount goes
+/// through `/proc/self/fd/N` paths, so init itself works.)
+#[test]
+fn a_root_path_with_option_syntax_is_refused_clearly() {
+    let t = TestRoot::new();
+    let tar = base_tar(&t);
+    for name in ["a,b", "a\\x", "a=b", "a b"] {
+        for driver in ["overlay", "overlay2"] {
+            let root = t.path().join(name).join(driver);
+            let run = |args: &[&str]| {
+                ovlink_cmd(&root, &with_driver(driver, args))
+                    .output()
+                    .unwrap()
+            };
+            assert!(run(&["layer", "apply", "base", tar.to_str().unwrap()])
+                .status
+                .success());
+            assert!(run(&["layer", "create-rw", "c1", "--parent", "base"])
+                .status
+                .success());
+            let out = run(&["mount", "c1"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{driver} {name:?}: mounted");
+            assert!(
+                err.contains("refusing to mount overlay")
+                    && err.contains(format!("{name:?}").trim_matches('"')),
+                "{driver} {name:?}: {err}"
+            );
+            assert!(t.mounts().is_empty());
+        }
+    }
+}

@@ -57,12 +57,14 @@ pub fn check(home_fd: &OwnedFd, home: &Path, extra: &[&str]) -> Result<NativeDif
         ovlink_fs::at::mkdir_at(tmp.fd(), d, 0o755, &td.join(d))?;
     }
     ovlink_fs::xattr::set(&td.join("l2/d"), OsStr::new("trusted.overlay.opaque"), b"y")?;
+    // The same check as every other option string (a home path with `,` or a backslash refused).
+    let path = |what, n: &str| dmount::option_path(what, &td.join(n)).map(str::to_string);
     let mut opts = format!(
         "lowerdir={}:{},upperdir={},workdir={}",
-        td.join("l2").display(),
-        td.join("l1").display(),
-        td.join("l3").display(),
-        td.join("work").display()
+        path("lowerdir", "l2")?,
+        path("lowerdir", "l1")?,
+        path("upperdir", "l3")?,
+        path("workdir", "work")?
     );
     for e in extra {
         opts.push(',');
