@@ -44,8 +44,20 @@ pub struct ImageRecord {
     pub layout: String,
 }
 
+/// The legacy layout's name; its image records stay where they were before layouts were
+/// recorded (`images/<name>.json`).
+pub const LEGACY_LAYOUT: &str = "overlay";
+
 fn legacy_layout() -> String {
-    "overlay".to_string()
+    LEGACY_LAYOUT.to_string()
+}
+
+/// Layout names as directory names: `overlay2`.
+fn is_layout_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 impl ImageRecord {
@@ -192,7 +204,9 @@ struct LockGuard {
 /// ```text
 /// <root>/                     0700
 ///   store.lock                0600  flock'd (exclusive) by every write
-///   images/<name>.json        0600  ImageRecord; name escaped (escape_name)
+///   images/<name>.json        0600  ImageRecord of the legacy layout; name escaped (escape_name)
+///   images/<layout>/<name>.json     ImageRecord of another layout (overlay2): each layout has
+///                                   its own names, as each has its own layers
 ///   containers/<name>.json    0600  ContainerRecord
 ///   layers/<chain-id>.json    0600  LayerRecord of each completed image layer
 ///   */.tmp-<pid>-<n>                a write in progress (removed at open when stale)
@@ -222,11 +236,13 @@ impl Store {
                 .map_err(|e| ImageError::io("create directory", &dir, e))?;
         }
         let _lock = store.lock()?;
-        for dir in [
+        let mut dirs = vec![
             store.images_dir(),
             store.containers_dir(),
             store.layers_dir(),
-        ] {
+        ];
+        dirs.extend(store.layout_image_dirs()?);
+        for dir in dirs {
             let entries = fs::read_dir(&dir).map_err(|e| ImageError::io("list", &dir, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| ImageError::io("list", &dir, e))?;
@@ -261,10 +277,59 @@ impl Store {
     }
 
     fn image_path(&self, name: &str) -> Result<PathBuf> {
+        self.image_path_in(name, LEGACY_LAYOUT)
+    }
+
+    /// Where `layout`'s image records are: `images/` for the legacy layout (as before
+    /// layouts were recorded), `images/<layout>/` for the others.
+    fn images_dir_of(&self, layout: &str) -> PathBuf {
+        if layout == LEGACY_LAYOUT {
+            self.images_dir()
+        } else {
+            self.images_dir().join(layout)
+        }
+    }
+
+    /// The `images/<layout>/` directories that exist.
+    fn layout_image_dirs(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.images_dir();
+        let mut v = Vec::new();
+        for e in fs::read_dir(&dir).map_err(|e| ImageError::io("list", &dir, e))? {
+            let e = e.map_err(|e| ImageError::io("list", &dir, e))?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir && !name.starts_with('.') && is_layout_name(&name) {
+                v.push(e.path());
+            }
+        }
+        v.sort();
+        Ok(v)
+    }
+
+    fn image_path_in(&self, name: &str, layout: &str) -> Result<PathBuf> {
         validate_image_name(name)?;
+        if !is_layout_name(layout) {
+            return Err(ImageError::InvalidName {
+                name: layout.to_string(),
+                reason: "a layout name is lowercase letters and digits",
+            });
+        }
         Ok(self
-            .images_dir()
+            .images_dir_of(layout)
             .join(format!("{}.json", escape_name(name)?)))
+    }
+
+    /// `image_path_in` for a record, creating its layout's directory.
+    fn image_path_for(&self, image: &ImageRecord) -> Result<PathBuf> {
+        let path = self.image_path_in(&image.name, &image.layout)?;
+        let dir = self.images_dir_of(&image.layout);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| ImageError::io("create directory", &dir, e))?;
+        Ok(path)
     }
 
     fn container_path(&self, name: &str) -> Result<PathBuf> {
@@ -345,7 +410,7 @@ impl Store {
     /// Records `image` under its name, replacing an image of that name (a re-tag, as
     /// `docker load` does). Returns the record it replaced.
     pub fn put_image(&self, image: &ImageRecord) -> Result<Option<ImageRecord>> {
-        let path = self.image_path(&image.name)?;
+        let path = self.image_path_for(image)?;
         let _lock = self.lock()?;
         let previous = read_record::<ImageRecord>(&path)?;
         self.write_atomic(&path, image)?;
@@ -354,7 +419,7 @@ impl Store {
 
     /// Records `image` under its name; fails with [`ImageError::ImageExists`] if taken.
     pub fn add_image(&self, image: &ImageRecord) -> Result<()> {
-        let path = self.image_path(&image.name)?;
+        let path = self.image_path_for(image)?;
         let _lock = self.lock()?;
         if path.exists() {
             return Err(ImageError::ImageExists {
@@ -372,31 +437,51 @@ impl Store {
         })
     }
 
-    /// The image named `name` of `layout`: [`ImageError::WrongLayout`] when it was imported
-    /// with another layout (its layers are not in this one).
+    /// The image named `name` of `layout` (each layout has its own names: the same name may
+    /// be an image in both). [`ImageError::WrongLayout`] when only another layout has it (its
+    /// layers are not in this one), [`ImageError::ImageNotFound`] when none does.
     pub fn image_in(&self, name: &str, layout: &str) -> Result<ImageRecord> {
-        let rec = self.image(name)?;
-        if rec.layout != layout {
-            return Err(ImageError::WrongLayout {
-                name: name.to_string(),
-                layout: rec.layout,
-                wanted: layout.to_string(),
-            });
+        if let Some(rec) = read_record::<ImageRecord>(&self.image_path_in(name, layout)?)? {
+            return Ok(rec);
         }
-        Ok(rec)
+        let mut others = vec![self.images_dir()];
+        others.extend(self.layout_image_dirs()?);
+        for dir in others {
+            let p = dir.join(format!("{}.json", escape_name(name)?));
+            if let Some(rec) = read_record::<ImageRecord>(&p)? {
+                if rec.layout != layout {
+                    return Err(ImageError::WrongLayout {
+                        name: name.to_string(),
+                        layout: rec.layout,
+                        wanted: layout.to_string(),
+                    });
+                }
+            }
+        }
+        Err(ImageError::ImageNotFound {
+            name: name.to_string(),
+        })
     }
 
     /// The images of `layout`, sorted by name.
     pub fn images_in(&self, layout: &str) -> Result<Vec<ImageRecord>> {
-        let mut v = self.images()?;
+        let dir = self.images_dir_of(layout);
+        if layout != LEGACY_LAYOUT && !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut v: Vec<ImageRecord> = list_records(&dir)?;
         v.retain(|i| i.layout == layout);
+        v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
 
-    /// All images, sorted by name.
+    /// All images of every layout, sorted by name (then layout).
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         let mut v: Vec<ImageRecord> = list_records(&self.images_dir())?;
-        v.sort_by(|a, b| a.name.cmp(&b.name));
+        for dir in self.layout_image_dirs()? {
+            v.extend(list_records::<ImageRecord>(&dir)?);
+        }
+        v.sort_by(|a, b| (&a.name, &a.layout).cmp(&(&b.name, &b.layout)));
         Ok(v)
     }
 

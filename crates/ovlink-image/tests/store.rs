@@ -265,6 +265,26 @@ fn images_belong_to_a_layout() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("belongs to the overlay layout"), "{err}");
+    // One name in both layouts: two images, each in its own layout.
+    store
+        .put_image(&ImageRecord {
+            layout: "overlay2".into(),
+            ..image("legacy", 3)
+        })
+        .unwrap();
+    assert_eq!(
+        store.image_in("legacy", "overlay").unwrap().layout,
+        "overlay"
+    );
+    assert_eq!(
+        store.image_in("legacy", "overlay2").unwrap().layout,
+        "overlay2"
+    );
+    assert_eq!(store.images().unwrap().len(), 3);
+    assert!(matches!(
+        store.image_in("nothing", "overlay2"),
+        Err(ImageError::ImageNotFound { .. })
+    ));
     // A record written before layouts were recorded is the legacy layout's.
     let old =
         r#"{"name":"old","id":"sha256:00","config":"{}","diff_ids":[],"layers":[],"created":1}"#;

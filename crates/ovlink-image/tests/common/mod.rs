@@ -38,9 +38,10 @@ impl DrainDriver {
     }
 }
 
+/// Named like the legacy driver: what it imports is recorded where the legacy layout's images are.
 impl Driver for DrainDriver {
     fn name(&self) -> &'static str {
-        "drain"
+        "overlay"
     }
 
     fn home(&self) -> &Path {
