@@ -306,7 +306,7 @@ fn run_layout(
     let before = FsStats::of(mnt)?;
     let d = open(layout, &home)?;
     let base = tree.base()?;
-    say.text(format!(
+    say.out(format!(
         "{:<7} {:>9} {:>9}   {:<32} {}",
         "LAYER", "+INODES", "USED", "INODES (capacity)", "BYTES USED"
     ));
@@ -391,7 +391,7 @@ fn run_layout(
         }
         let show = k < 3 || k.is_multiple_of(5) || fs.inodes_free < 3 * added.max(1);
         if show {
-            say.text(format!(
+            say.out(format!(
                 "{:<7} {:>9} {:>9}   {} {:>3.0}%   {}",
                 if k == 0 {
                     "base".to_string()
@@ -407,7 +407,7 @@ fn run_layout(
         }
         if k == 1 {
             if let Some(p) = run.predicted_more_after_layer1 {
-                say.text(format!(
+                say.out(format!(
                     "        (ovlink report now projects {} more layers like this one before the filesystem is full)",
                     thousands(p)
                 ));
@@ -418,9 +418,8 @@ fn run_layout(
     let fs = FsStats::of(mnt)?;
     match &run.error {
         Some(err) => {
-            say.text(format!("layer {k}: FAILED"));
-            say.text("");
-            say.text(format!("  the error: ovlink: error: {err}"));
+            say.out(format!("layer {k}: FAILED"));
+            say.out(format!("  the error: ovlink: error: {err}"));
             if run.stopped_by == "inodes" && err.contains("bytes exhausted") {
                 say.text(
                     "  (the message blames bytes because the driver looked at the filesystem after \
@@ -428,7 +427,7 @@ fn run_layout(
                      what ran out)",
                 );
             }
-            say.text(format!(
+            say.out(format!(
                 "  df -i:     {} of {} inodes used, {} free ({:.0}%)   df -h: {} of {} used, {} free",
                 thousands(fs.inodes_used),
                 thousands(fs.inodes_total),
@@ -438,8 +437,8 @@ fn run_layout(
                 human_bytes(fs.bytes_total),
                 human_bytes(fs.bytes_free)
             ));
-            say.text(format!(
-                "  diagnosis: the filesystem ran out of {} ({} still free) after {} layers",
+            say.saw(format!(
+                "diagnosis: the filesystem ran out of {} ({} still free) after {} layers",
                 run.stopped_by,
                 if run.stopped_by == "inodes" {
                     format!("{} of bytes", human_bytes(fs.bytes_free))
@@ -460,8 +459,8 @@ fn run_layout(
         )),
     }
     if let Some(p) = run.predicted_more_after_layer1 {
-        say.text(format!(
-            "  projection check: after layer 1 the report projected {} more layers; {} more fitted",
+        say.saw(format!(
+            "projection check: after layer 1 the report projected {} more layers; {} more fitted",
             thousands(p),
             run.actual_more_after_layer1
         ));
@@ -484,8 +483,8 @@ fn run_layout(
         .collect();
     if let Some((fid, ftar)) = &failed {
         run.failed_layer_absent = !d.exists(fid) && leftovers.is_empty();
-        say.text(format!(
-            "  nothing lost: all {} earlier layers are complete: {}; the failed layer {} left nothing behind: {}",
+        say.saw(format!(
+            "nothing lost: all {} earlier layers are complete: {}; the failed layer {} left nothing behind: {}",
             run.layers_fit,
             yes(complete),
             fid,
@@ -500,8 +499,8 @@ fn run_layout(
             let below = layer_id(run.layers_fit - 2);
             let retry = add_layer(d.as_ref(), &top, Some(&below), ftar);
             run.usable_after_freeing = retry.is_ok();
-            say.text(format!(
-                "  usable again: 'ovlink layer rm {top}' freed {} inodes; then the layer that failed \
+            say.saw(format!(
+                "usable again: 'ovlink layer rm {top}' freed {} inodes; then the layer that failed \
                  applied in its place: {}",
                 thousands(freed),
                 match &retry {
