@@ -149,6 +149,10 @@ pub enum Command {
     Bench(crate::commands::bench::BenchArgs),
     /// Short, self-cleaning labs for teaching: each prints the shell commands to retype, what
     /// the kernel did, and where the articles are out of date (`--markdown` for a worksheet).
+    ///
+    /// A lab works in a fresh directory inside --root when it is given (else in $TMPDIR) and
+    /// removes it, unmounting first, unless --keep. --driver does not apply (`inodes` and
+    /// `layers` run both layouts). docs/teaching.md is the lesson guide.
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCmd),
     /// Docker's graphdriver plugin protocol, so a real dockerd (20.10, --experimental) stores

@@ -113,3 +113,31 @@ fn demo_on_overlay2_shows_several_lowerdirs_links_and_the_lower_file() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["lowerdirs"].as_array().unwrap().len(), 1, "{r}");
 }
+
+#[test]
+fn demo_works_inside_the_given_root() {
+    let t = TestRoot::new();
+    let md = t.path().join("demo.md");
+    let out = t.ok(&[
+        "demo",
+        "--keep",
+        "--json",
+        "--markdown",
+        md.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kept = std::path::PathBuf::from(r["kept"].as_str().unwrap());
+    assert!(kept.starts_with(t.root()), "{kept:?} is not inside --root");
+    assert!(kept.join("root/overlay").is_dir());
+    assert!(
+        t.mounts().is_empty(),
+        "the demo left mounts: {:?}",
+        t.mounts()
+    );
+    let sheet = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        sheet.contains("# ovlink demo: Docker's legacy overlay driver"),
+        "{sheet}"
+    );
+    assert!(sheet.contains("## 7. delete"), "{sheet}");
+}
