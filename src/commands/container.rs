@@ -63,7 +63,11 @@ fn new_id() -> String {
 }
 
 pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<()> {
-    let store = ovlink_image::Store::open(root)?;
+    let store = match cmd {
+        // A read command: works on a read-only root and creates nothing.
+        ContainerCmd::Ls(_) => ovlink_image::Store::open_read_only(root),
+        _ => ovlink_image::Store::open(root)?,
+    };
     match cmd {
         ContainerCmd::Create { name, image } => {
             let img = store.image_in(&image, kind.name())?;

@@ -74,7 +74,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ImageCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ImageCmd::Ls(j) => {
-            let store = ovlink_image::Store::open(root)?;
+            let store = ovlink_image::Store::open_read_only(root);
             // Only this layout's images: another layout's have no layers here.
             let images = store.images_in(kind.name())?;
             if j.json {

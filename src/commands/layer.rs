@@ -133,7 +133,7 @@ fn default_parent(root: &Path, id: &str, parent: Option<String>) -> anyhow::Resu
     if parent.is_some() {
         return Ok(parent);
     }
-    let store = ovlink_image::Store::open(root)?;
+    let store = ovlink_image::Store::open_read_only(root);
     if let Some(c) = store.containers()?.into_iter().find(|c| c.layer_id == id) {
         return Ok(Some(c.init_layer_id));
     }

@@ -38,11 +38,8 @@ fn layout(kind: DriverKind) -> Layout {
 
 /// Layer parents recorded by image imports under `root` (empty when nothing was imported).
 pub fn recorded_parents(root: &Path) -> BTreeMap<String, Option<String>> {
-    if !root.join("layers").is_dir() {
-        return BTreeMap::new();
-    }
-    ovlink_image::Store::open(root)
-        .and_then(|s| s.layer_records())
+    ovlink_image::Store::open_read_only(root)
+        .layer_records()
         .map(|recs| recs.into_iter().map(|r| (r.chain_id, r.parent)).collect())
         .unwrap_or_default()
 }

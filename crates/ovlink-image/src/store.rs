@@ -217,6 +217,16 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens the store at `root` for reading only: nothing is created, locked or removed (a
+    /// store that does not exist reads as empty), so read commands work on a read-only
+    /// filesystem and leave no `images/`, `containers/`, `layers/` or `store.lock` behind.
+    /// Writes through it fail as they would on a store that does not exist.
+    pub fn open_read_only(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// Opens (creating, mode 0700) the store at `root` and removes temp files that crashed
     /// writers left behind.
     pub fn open(root: &Path) -> Result<Store> {
@@ -617,7 +627,12 @@ fn read_record<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 
 fn list_records<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| ImageError::io("list", dir, e))?;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        // A store opened read-only before anything was recorded.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(ImageError::io("list", dir, e)),
+    };
     for entry in entries {
         let entry = entry.map_err(|e| ImageError::io("list", dir, e))?;
         let name = entry.file_name();
