@@ -135,7 +135,7 @@ pub fn run(cfg: &LabConfig, c: &CopyUpConfig, n: &dyn Narrator) -> Result<CopyUp
          stalls the first write); afterwards the container writes its own copy. Writes that \
          must not pay this belong in a volume.",
     );
-    ovl.umount()?;
+    ovl.umount_told(&say)?;
 
     say.step("metacopy=on: a chmod copies only the metadata");
     let ovl2 = Ovl {
@@ -163,7 +163,7 @@ pub fn run(cfg: &LabConfig, c: &CopyUpConfig, n: &dyn Narrator) -> Result<CopyUp
                 up.blocks,
                 xs.join(", ")
             ));
-            ovl2.umount()?;
+            ovl2.umount_told(&say)?;
             (Some(up), has)
         }
         Err(e) => {

@@ -126,10 +126,14 @@ pub fn run(cfg: &LabConfig, c: &LayersConfig, n: &dyn Narrator) -> Result<Layers
                 tree.update(k)?
             };
             let parent = (k > 0).then(|| ids[k as usize - 1].as_str());
+            // The same tars on disk, so the printed commands can be retyped (with --keep).
+            let file = d.join(format!("layer-{k}.tar"));
+            std::fs::write(&file, &tar).map_err(io("write", &file))?;
             crate::inodes::add_layer(drv.as_ref(), &ids[k as usize], parent, &tar)?;
         }
         say.cmd(format!(
-            "ovlink --root root --driver {name} layer apply layer-0 base.tar; ovlink --root root --driver {name} layer apply layer-1 --parent layer-0 update-1.tar; …"
+            "ovlink --root root --driver {name} layer apply layer-0 layer-0.tar; ovlink --root root --driver {name} layer apply layer-1 --parent layer-0 layer-1.tar; … layer-{}",
+            n_layers - 1
         ));
         let cid = format!("ctr-{name}");
         let top = &ids[n_layers as usize - 1];

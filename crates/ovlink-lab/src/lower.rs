@@ -56,7 +56,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<LowerResult> {
         std::fs::create_dir(fs.join(dd)).map_err(io("create", &fs.join(dd)))?;
     }
     let size = 8u64;
-    say.cmd("mkdir lower upper work merged; head -c 8M /dev/urandom > lower/big.bin; cp lower/big.bin lower/other.bin");
+    say.cmd("mkdir lower upper work merged; head -c 8M /dev/urandom > lower/big.bin; cp lower/big.bin lower/other.bin; echo first > lower/note.txt");
     crate::scratch::write_big(&fs.join("lower/big.bin"), size)?;
     crate::scratch::write_big(&fs.join("lower/other.bin"), size)?;
     std::fs::write(fs.join("lower/note.txt"), b"first\n")
@@ -138,7 +138,8 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<LowerResult> {
          show old or new state). A layer in use must never be edited: ovlink and Docker only \
          write image layers that no container uses.",
     );
-    ovl.umount()?;
+    ovl.umount_told(&say)?;
+    say.cmd("cd ..; umount fs");
     say.ask("A container deletes a 1 GB log file that came with the image. How much space is freed, and where?");
     say.ask("Why is editing a lower dir under a mount undefined rather than forbidden?");
     s.finish(cfg, &say);

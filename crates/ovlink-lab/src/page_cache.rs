@@ -157,7 +157,7 @@ pub fn run(cfg: &LabConfig, c: &PageCacheConfig, n: &dyn Narrator) -> Result<Pag
     ));
 
     say.step("a copy-up ends the sharing");
-    say.cmd("touch c2/merged/lib.so; cat c2/merged/lib.so > /dev/null; fincore lower/lib.so c2/upper/lib.so");
+    say.cmd("chmod 600 c2/merged/lib.so; dd if=c2/upper/lib.so iflag=nocache count=0; cat c2/merged/lib.so > /dev/null; fincore lower/lib.so c2/upper/lib.so");
     let p2 = c2.merged().join("lib.so");
     rustix::fs::chmod(&p2, rustix::fs::Mode::from_raw_mode(0o600)).map_err(io("chmod", &p2))?;
     let upper_copy = d.join("c2/upper/lib.so");
@@ -178,7 +178,7 @@ pub fn run(cfg: &LabConfig, c: &PageCacheConfig, n: &dyn Narrator) -> Result<Pag
          kept reading the old lower copy.)",
     );
     for o in [&c1, &c2] {
-        o.umount()?;
+        o.umount_told(&say)?;
     }
     say.ask(
         "Which inode do the pages belong to, and how can fincore on c2/merged/lib.so see them?",

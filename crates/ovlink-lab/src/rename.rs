@@ -42,7 +42,9 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
     let d = s.path().to_path_buf();
     say.title("ovlink lab rename: moving a directory of the image");
     say.cmd(format!("cd {}", d.display()));
-    say.cmd("mkdir -p lower/dir upper work merged; echo a > lower/dir/a; echo f > lower/file");
+    say.cmd(
+        "mkdir -p lower/dir upper work merged; echo a > lower/dir/a; echo b > lower/dir/b; echo f > lower/file",
+    );
     s.mkdirs(&["lower/dir", "upper", "work", "merged"])?;
     s.write("lower/dir/a", b"a\n")?;
     s.write("lower/dir/b", b"b\n")?;
@@ -104,7 +106,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
         "rename(2) does return EXDEV with redirect_dir=off, but mv(1) already handles it: it \
          copies and deletes and exits 0. Only programs calling rename(2) themselves see the error.",
     );
-    off.umount()?;
+    off.umount_told(&say)?;
 
     say.step("redirect_dir=on (Linux 4.10+)");
     s.mkdirs(&["upper-on", "work-on"])?;
@@ -159,7 +161,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
                  overlay2 falls back to its slow naive diff (`Native Overlay Diff: false`), because \
                  a layer tar cannot carry a redirect.",
             );
-            on.umount()?;
+            on.umount_told(&say)?;
             (Some(errno), red)
         }
     };

@@ -336,6 +336,12 @@ impl Ovl {
         }
     }
 
+    /// umount(2), narrated as the command a student types.
+    pub(crate) fn umount_told(&self, say: &crate::Say<'_>) -> Result<()> {
+        say.cmd(format!("umount {}", self.merged));
+        self.umount()
+    }
+
     /// umount(2).
     pub fn umount(&self) -> Result<()> {
         ovlink_driver::mount::unmount(&self.merged())?;

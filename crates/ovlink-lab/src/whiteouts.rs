@@ -193,7 +193,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WhiteoutsResult> {
          the lower dir/a and dir/b stay hidden",
         dir_recreated.kind, opaque, recreated_entries
     ));
-    ovl.umount()?;
+    ovl.umount_told(&say)?;
     if dir_recreated.kind != "dir" {
         return Err(LabError::Unexpected(format!(
             "the re-created directory is a {} in upper",

@@ -43,7 +43,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
     let d = s.path().to_path_buf();
     say.title("ovlink lab workdir: the kernel's scratch space, on the upper's filesystem");
     say.cmd(format!("cd {}", d.display()));
-    say.cmd("mkdir lower upper work merged; echo data > lower/f");
+    say.cmd("mkdir lower upper work merged; echo data > lower/f; echo data > lower/g");
     s.mkdirs(&["lower", "upper", "work", "merged"])?;
     s.write("lower/f", b"data\n")?;
     s.write("lower/g", b"data\n")?;
@@ -79,7 +79,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
          (RENAME_WHITEOUT). Both are rename(2) calls from work/ to upper/, which is why the \
          kernel insists on one filesystem.",
     );
-    ovl.umount()?;
+    ovl.umount_told(&say)?;
 
     say.step("the workdir on another filesystem");
     say.cmd("mkdir otherfs; mount -t tmpfs tmpfs otherfs; mkdir otherfs/work");
@@ -119,6 +119,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WorkdirResult> {
         "refused too ({nested_error}): the workdir must be an empty directory on the same filesystem as the \
          upper dir, but not inside it"
     ));
+    say.cmd("umount otherfs");
     say.article(
         "workdir: a working directory the kernel uses (it must be on the same filesystem as upper)",
         "true, and enforced: the mount fails with EINVAL; the reason is only in the kernel log",

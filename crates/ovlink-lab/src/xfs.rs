@@ -150,9 +150,10 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<XfsResult> {
     say.cmd(format!("cd v5; {}", ovl.shell()));
     let overlay_on_v5 = ovl.try_mount().is_ok();
     if overlay_on_v5 {
-        ovl.umount()?;
+        ovl.umount_told(&say)?;
     }
     say.saw(format!("an overlay on the V5 xfs mounts: {overlay_on_v5}"));
+    say.cmd("cd ..; umount v5");
     say.ask("What is d_type, and why does overlayfs need it to find whiteouts quickly?");
     say.ask("Why is the ftype check in the articles mostly history on a current distribution?");
     s.finish(cfg, &say);
