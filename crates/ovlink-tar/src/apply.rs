@@ -97,8 +97,8 @@ fn kind_of(h: &tar::Header, raw_name: &[u8], name: &Path) -> Result<Kind, TarErr
     // The raw type byte: the parser's `entry_type()` folds V7's `\0` into `0`, which would
     // lose the V7 directory below.
     Ok(match h.as_old().linkflag[0] {
-        // Contiguous files ('7') are regular files; GNU sparse files ('S') are expanded by the
-        // parser.
+        // Contiguous files ('7') are regular files; GNU sparse files ('S') too, their holes
+        // kept (see `write_file`).
         b'0' | b'7' | b'S' => Kind::File,
         // Old (V7) regular-file type: a trailing slash makes it a directory (as Go's reader).
         b'\0' if raw_name.ends_with(b"/") => Kind::Dir,
@@ -486,6 +486,11 @@ fn write_file<R: Read>(
     let mut file = File::from(fd);
     let want = entry.size();
     let mut written: u64 = 0;
+    // A sparse entry (GNU 'S'): the parser hands out its holes as zeros; they are skipped
+    // with a seek, never written, and the size set at the end, as Docker's applier does
+    // (Go's tar reader seeks over holes). Any all-zero block of it becomes a hole.
+    let sparse = entry.header().entry_type().is_gnu_sparse();
+    let mut hole: u64 = 0;
     loop {
         let n = match entry.read(buf) {
             Ok(0) => break,
@@ -498,10 +503,34 @@ fn write_file<R: Read>(
                 })
             }
         };
-        file.write_all(&buf[..n])
-            .ctx("write", shown)
-            .map_err(fe(name))?;
+        if sparse {
+            for block in buf[..n].chunks(HOLE_BLOCK) {
+                if block == &ZEROS[..block.len()] {
+                    hole += block.len() as u64;
+                    continue;
+                }
+                if hole > 0 {
+                    skip(&mut file, hole)
+                        .ctx("seek in", shown)
+                        .map_err(fe(name))?;
+                    hole = 0;
+                }
+                file.write_all(block)
+                    .ctx("write", shown)
+                    .map_err(fe(name))?;
+            }
+        } else {
+            file.write_all(&buf[..n])
+                .ctx("write", shown)
+                .map_err(fe(name))?;
+        }
         written += n as u64;
+    }
+    if sparse {
+        // A trailing hole: the size, without writing it.
+        file.set_len(written)
+            .ctx("set the size of", shown)
+            .map_err(fe(name))?;
     }
     if written != want {
         return Err(TarError::Read {
@@ -518,6 +547,18 @@ fn write_file<R: Read>(
         .ctx("set times of", shown)
         .map_err(fe(name))?;
     Ok((written, fd))
+}
+
+/// The unit in which a sparse entry's zeros become holes (a page, the usual block size).
+const HOLE_BLOCK: usize = 4096;
+/// One block of zeros to compare with.
+static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+
+/// Moves the write position of `file` `n` bytes on (over a hole).
+fn skip(file: &mut File, n: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let n = i64::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    file.seek(SeekFrom::Current(n)).map(|_| ())
 }
 
 /// Owner, xattrs, then mode (chown clears setuid/setgid) on an open file or directory this
