@@ -573,3 +573,105 @@ fn gnu_sparse_file_keeps_its_holes() {
     file.read_exact(&mut buf).unwrap();
     assert_eq!(buf, [0u8; 512]);
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Total bytes of the files below `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// Item 5: a docker-save whose manifest names one 20 MB config 100 times (100 tags): the
+/// config is read once, recorded once, and `image ls` does not read it; peak memory of the
+/// import and of `image ls` stays small, the records small. A manifest with more images than
+/// one archive may hold is refused naming the limit.
+#[test]
+fn one_config_named_a_hundred_times_costs_it_once() {
+    let t = TestRoot::new();
+    let layer = tar_of(&[b"etc/hello".to_vec()]);
+    let diff_id = format!("sha256:{}", sha256_hex(&layer));
+    let pad = "x".repeat(20 << 20);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}},"pad":"{pad}"}}"#
+    );
+    let cfg_name = format!("{}.json", sha256_hex(config.as_bytes()));
+    let entries: Vec<String> = (0..100)
+        .map(|i| {
+            format!(r#"{{"Config":"{cfg_name}","RepoTags":["big:{i}"],"Layers":["l1/layer.tar"]}}"#)
+        })
+        .collect();
+    let manifest = format!("[{}]", entries.join(","));
+    let archive = |manifest: &str| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("manifest.json", manifest.as_bytes()),
+            (cfg_name.as_str(), config.as_bytes()),
+            ("l1/layer.tar", &layer[..]),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    };
+    let p = write(&t, "hundred.tar", &archive(&manifest));
+    let (out, import_kb) = measured(
+        &t.root(),
+        &t.tmp(),
+        &["image", "import", p.to_str().unwrap()],
+        8192,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let records = bytes_under(&t.root().join("images"));
+    let configs = bytes_under(&t.root().join("configs"));
+    let (ls, ls_kb) = measured(&t.root(), &t.tmp(), &["image", "ls"], 8192);
+    assert!(ls.status.success(), "{}", text(&ls));
+    eprintln!(
+        "100 tags of one 20 MiB config: import peak {} MiB, image ls peak {} MiB, records {} KiB, configs {} MiB",
+        import_kb / 1024,
+        ls_kb / 1024,
+        records / 1024,
+        configs >> 20
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout).matches("big:").count(),
+        100
+    );
+    assert!(import_kb < 200 * 1024, "import peak RSS {import_kb} KiB");
+    assert!(ls_kb < 50 * 1024, "image ls peak RSS {ls_kb} KiB");
+    assert!(records < 1 << 20, "image records hold {records} bytes");
+    assert!(
+        configs < 21 << 20,
+        "configs hold {configs} bytes: more than one copy"
+    );
+    // The config of one image is still there, byte for byte (what `image save` needs).
+    let saved = t.path().join("saved.tar");
+    t.ok(&["image", "save", "big:7", "-o", saved.to_str().unwrap()]);
+    let mut a = tar::Archive::new(std::fs::File::open(&saved).unwrap());
+    // (Its diff ids are those of the re-exported layer, so its name may differ.)
+    let found = a.entries().unwrap().map(|e| e.unwrap()).any(|e| {
+        let n = e.path().unwrap().to_string_lossy().into_owned();
+        n.ends_with(".json") && n != "manifest.json" && e.size() > 20 << 20
+    });
+    assert!(found, "image save lost the config");
+
+    // Too many images in one manifest: refused naming the limit.
+    let many: Vec<String> = (0..1025)
+        .map(|i| {
+            format!(r#"{{"Config":"{cfg_name}","RepoTags":["m:{i}"],"Layers":["l1/layer.tar"]}}"#)
+        })
+        .collect();
+    let p = write(&t, "many.tar", &archive(&format!("[{}]", many.join(","))));
+    let err = t.fails(&["image", "import", p.to_str().unwrap()]);
+    assert!(err.contains("1025 images") && err.contains("1024"), "{err}");
+}

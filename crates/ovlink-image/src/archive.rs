@@ -29,6 +29,15 @@ use crate::progress::Progress;
 /// Largest JSON member (manifest, index, config) read into memory.
 pub const MAX_JSON_SIZE: u64 = 64 << 20;
 
+/// Most images one archive may describe (`manifest.json` entries, `index.json` manifests).
+/// Each is held in memory with its config, and recorded once per name.
+pub const MAX_IMAGES: usize = 1024;
+/// Most names (`RepoTags`) one archive may give, over all its images.
+pub const MAX_NAMES: usize = 4096;
+/// Most layers one image may have (Docker refuses more than 125 when it mounts them; a
+/// config may list a few more than are mountable).
+pub const MAX_LAYERS: usize = 1024;
+
 /// How many links (symlink or hardlink members) are followed resolving one path.
 const MAX_LINK_HOPS: usize = 16;
 
@@ -46,8 +55,9 @@ pub enum Format {
 pub struct ArchiveImage {
     /// Names from the archive (`RepoTags`, or OCI name annotations); may be empty.
     pub repo_tags: Vec<String>,
-    /// The raw config JSON, exactly as stored (its sha256 is the image id).
-    pub config: Vec<u8>,
+    /// The raw config JSON, exactly as stored (its sha256 is the image id); shared by every
+    /// image of the archive that names the same config (it is read once).
+    pub config: Arc<Vec<u8>>,
     /// The image id: `sha256:<hex>` of `config`.
     pub config_digest: String,
     /// `rootfs.diff_ids` of the config, bottom first (`sha256:<hex>`).
@@ -73,6 +83,9 @@ pub struct ArchiveLayer {
     /// The OCI media type, when the manifest gives one.
     pub media_type: Option<String>,
 }
+
+/// A config member read once: its bytes, its digest and its diff ids.
+type ReadConfig = (Arc<Vec<u8>>, String, Vec<String>);
 
 #[derive(Debug, Clone)]
 enum Member {
@@ -264,6 +277,28 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &str) -> Resul
         path: path.to_string(),
         source,
     })
+}
+
+/// Refuses an archive describing more than [`MAX_IMAGES`] images, [`MAX_NAMES`] names or an
+/// image with more than [`MAX_LAYERS`] layers (what one archive may cost in memory and in
+/// image records).
+fn check_counts(path: &str, images: usize, names: usize, layers: usize) -> Result<()> {
+    let over = |what: &str, n: usize, max: usize| {
+        invalid(
+            path,
+            format!("it lists {n} {what}, more than the {max} accepted in one archive"),
+        )
+    };
+    if images > MAX_IMAGES {
+        return Err(over("images", images, MAX_IMAGES));
+    }
+    if names > MAX_NAMES {
+        return Err(over("names (RepoTags)", names, MAX_NAMES));
+    }
+    if layers > MAX_LAYERS {
+        return Err(over("layers for one image", layers, MAX_LAYERS));
+    }
+    Ok(())
 }
 
 fn invalid(path: &str, reason: impl Into<String>) -> ImageError {
@@ -505,12 +540,33 @@ impl Archive {
     fn read_docker_save(&self) -> Result<Vec<ArchiveImage>> {
         let (bytes, _, _) = self.read_json_member("manifest.json", None, "manifest")?;
         let entries: Vec<DockerManifestEntry> = parse_json(&bytes, "manifest.json")?;
+        drop(bytes);
+        check_counts(
+            "manifest.json",
+            entries.len(),
+            entries
+                .iter()
+                .map(|e| e.repo_tags.as_ref().map_or(0, Vec::len))
+                .sum(),
+            entries.iter().map(|e| e.layers.len()).max().unwrap_or(0),
+        )?;
         let mut images = Vec::with_capacity(entries.len());
+        // Each config member is read, verified and parsed once, however many entries name it.
+        let mut configs: BTreeMap<String, ReadConfig> = BTreeMap::new();
         for entry in entries {
-            let expected = digest_from_name(&clean_manifest_path(&entry.config)?);
-            let (config, _, config_digest) =
-                self.read_json_member(&entry.config, expected.as_deref(), "config")?;
-            let diff_ids = self.parse_config(&config, &entry.config)?;
+            let member = clean_manifest_path(&entry.config)?;
+            let (config, config_digest, diff_ids) = match configs.get(&member) {
+                Some(c) => c.clone(),
+                None => {
+                    let expected = digest_from_name(&member);
+                    let (config, _, digest) =
+                        self.read_json_member(&entry.config, expected.as_deref(), "config")?;
+                    let diff_ids = self.parse_config(&config, &entry.config)?;
+                    let c = (Arc::new(config), digest, diff_ids);
+                    configs.insert(member, c.clone());
+                    c
+                }
+            };
             if diff_ids.len() != entry.layers.len() {
                 return Err(invalid(
                     "manifest.json",
@@ -576,7 +632,14 @@ impl Archive {
     fn read_oci(&self) -> Result<Vec<ArchiveImage>> {
         let (bytes, _, _) = self.read_json_member("index.json", None, "index")?;
         let index: OciIndex = parse_json(&bytes, "index.json")?;
+        check_counts(
+            "index.json",
+            index.manifests.len(),
+            index.manifests.len(),
+            0,
+        )?;
         let mut images = Vec::new();
+        let mut configs = BTreeMap::new();
         for desc in &index.manifests {
             let mut tags = Vec::new();
             if let Some(n) = desc.annotations.get("io.containerd.image.name") {
@@ -588,7 +651,7 @@ impl Archive {
                 }
             }
             let manifest = self.oci_manifest(desc, "index.json", 0)?;
-            images.push(self.oci_image(manifest, tags)?);
+            images.push(self.oci_image(manifest, tags, &mut configs)?);
         }
         Ok(images)
     }
@@ -645,10 +708,29 @@ impl Archive {
         &self,
         (manifest, path): (OciManifest, String),
         repo_tags: Vec<String>,
+        configs: &mut BTreeMap<String, (Arc<Vec<u8>>, Vec<String>)>,
     ) -> Result<ArchiveImage> {
-        let config = self.read_blob(&manifest.config, &path, "config")?;
-        let config_path = Self::blob_path(&manifest.config, &path)?;
-        let diff_ids = self.parse_config(&config, &config_path)?;
+        // Each config blob is read, verified and parsed once, however many manifests name it.
+        let (config, diff_ids) = match configs.get(&manifest.config.digest) {
+            Some(c) => c.clone(),
+            None => {
+                let config = self.read_blob(&manifest.config, &path, "config")?;
+                let config_path = Self::blob_path(&manifest.config, &path)?;
+                let diff_ids = self.parse_config(&config, &config_path)?;
+                let c = (Arc::new(config), diff_ids);
+                configs.insert(manifest.config.digest.clone(), c.clone());
+                c
+            }
+        };
+        if diff_ids.len() > MAX_LAYERS {
+            return Err(invalid(
+                &path,
+                format!(
+                    "its config lists {} layers, more than the {MAX_LAYERS} accepted",
+                    diff_ids.len()
+                ),
+            ));
+        }
         if diff_ids.len() != manifest.layers.len() {
             return Err(invalid(
                 &path,

@@ -108,7 +108,7 @@ pub fn import_archive(
     for (index, (image, names)) in images.iter().zip(all_names).enumerate() {
         let layers = import_layers(driver, store, archive, index, image, progress)?;
         let config =
-            String::from_utf8(image.config.clone()).map_err(|_| ImageError::InvalidImage {
+            String::from_utf8(image.config.to_vec()).map_err(|_| ImageError::InvalidImage {
                 path: archive.path().display().to_string(),
                 reason: "the image config is not UTF-8".to_string(),
             })?;

@@ -30,7 +30,11 @@ pub struct ImageRecord {
     pub name: String,
     /// The image id: `sha256:<hex>` of `config`.
     pub id: String,
-    /// The raw config JSON, byte for byte as imported (it hashes to `id`).
+    /// The raw config JSON, byte for byte as imported (it hashes to `id`). Stored once per
+    /// image id in `configs/<hex>.json`, not in the record (a config named by 100 tags was
+    /// 100 copies); loaded by [`Store::image`], left empty by [`Store::images`] (a listing
+    /// needs no config). Records written before hold it inline, and still read.
+    #[serde(default, skip_serializing)]
     pub config: String,
     /// `rootfs.diff_ids`, bottom first (`sha256:<hex>`).
     pub diff_ids: Vec<String>,
@@ -207,6 +211,7 @@ struct LockGuard {
 ///   images/<name>.json        0600  ImageRecord of the legacy layout; name escaped (escape_name)
 ///   images/<layout>/<name>.json     ImageRecord of another layout (overlay2): each layout has
 ///                                   its own names, as each has its own layers
+///   configs/<hex>.json        0600  the config of image id sha256:<hex>, once per id
 ///   containers/<name>.json    0600  ContainerRecord
 ///   layers/<chain-id>.json    0600  LayerRecord of each completed image layer
 ///   */.tmp-<pid>-<n>                a write in progress (removed at open when stale)
@@ -238,6 +243,7 @@ impl Store {
         for dir in [
             store.root.clone(),
             store.images_dir(),
+            store.configs_dir(),
             store.containers_dir(),
             store.layers_dir(),
         ] {
@@ -248,6 +254,7 @@ impl Store {
         let _lock = store.lock()?;
         let mut dirs = vec![
             store.images_dir(),
+            store.configs_dir(),
             store.containers_dir(),
             store.layers_dir(),
         ];
@@ -276,6 +283,42 @@ impl Store {
 
     fn images_dir(&self) -> PathBuf {
         self.root.join("images")
+    }
+
+    fn configs_dir(&self) -> PathBuf {
+        self.root.join("configs")
+    }
+
+    /// `configs/<hex>.json` of image id `id`.
+    fn config_path(&self, id: &str) -> Result<PathBuf> {
+        let hex = crate::digest::parse_sha256(id).ok_or_else(|| ImageError::InvalidImage {
+            path: id.to_string(),
+            reason: "an image id must be sha256:<64 hex digits>".to_string(),
+        })?;
+        Ok(self.configs_dir().join(format!("{hex}.json")))
+    }
+
+    /// Writes the config of `image` to `configs/` unless it is there already (the id is the
+    /// config's digest: the same id is the same bytes).
+    fn put_config(&self, image: &ImageRecord) -> Result<()> {
+        let path = self.config_path(&image.id)?;
+        if image.config.is_empty() || path.exists() {
+            return Ok(());
+        }
+        self.write_atomic_bytes(&path, image.config_bytes())
+    }
+
+    /// Fills the config of `rec` from `configs/` (records written before hold it inline).
+    fn load_config(&self, mut rec: ImageRecord) -> Result<ImageRecord> {
+        if rec.config.is_empty() {
+            let path = self.config_path(&rec.id)?;
+            let bytes = fs::read(&path).map_err(|e| ImageError::io("read", &path, e))?;
+            rec.config = String::from_utf8(bytes).map_err(|_| ImageError::InvalidImage {
+                path: path.display().to_string(),
+                reason: "the image config is not UTF-8".to_string(),
+            })?;
+        }
+        Ok(rec)
     }
 
     fn containers_dir(&self) -> PathBuf {
@@ -387,6 +430,10 @@ impl Store {
         let mut data = serde_json::to_vec_pretty(value)
             .map_err(|e| ImageError::io("serialize record for", path, io::Error::other(e)))?;
         data.push(b'\n');
+        self.write_atomic_bytes(path, &data)
+    }
+
+    fn write_atomic_bytes(&self, path: &Path, data: &[u8]) -> Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
         let tmp = dir.join(format!(
             ".tmp-{}-{}",
@@ -400,7 +447,7 @@ impl Store {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| ImageError::io("create", &tmp, e))?;
-            f.write_all(&data)
+            f.write_all(data)
                 .map_err(|e| ImageError::io("write", &tmp, e))?;
             f.sync_all().map_err(|e| ImageError::io("fsync", &tmp, e))?;
             fs::rename(&tmp, path).map_err(|e| ImageError::io("rename into place", path, e))
@@ -422,7 +469,10 @@ impl Store {
     pub fn put_image(&self, image: &ImageRecord) -> Result<Option<ImageRecord>> {
         let path = self.image_path_for(image)?;
         let _lock = self.lock()?;
-        let previous = read_record::<ImageRecord>(&path)?;
+        let previous = read_record::<ImageRecord>(&path)?
+            .map(|r| self.load_config(r))
+            .transpose()?;
+        self.put_config(image)?;
         self.write_atomic(&path, image)?;
         Ok(previous)
     }
@@ -436,15 +486,17 @@ impl Store {
                 name: image.name.clone(),
             });
         }
+        self.put_config(image)?;
         self.write_atomic(&path, image)
     }
 
     /// The image named `name`, or [`ImageError::ImageNotFound`].
     pub fn image(&self, name: &str) -> Result<ImageRecord> {
         let path = self.image_path(name)?;
-        read_record(&path)?.ok_or_else(|| ImageError::ImageNotFound {
+        let rec = read_record(&path)?.ok_or_else(|| ImageError::ImageNotFound {
             name: name.to_string(),
-        })
+        })?;
+        self.load_config(rec)
     }
 
     /// The image named `name` of `layout` (each layout has its own names: the same name may
@@ -452,7 +504,7 @@ impl Store {
     /// layers are not in this one), [`ImageError::ImageNotFound`] when none does.
     pub fn image_in(&self, name: &str, layout: &str) -> Result<ImageRecord> {
         if let Some(rec) = read_record::<ImageRecord>(&self.image_path_in(name, layout)?)? {
-            return Ok(rec);
+            return self.load_config(rec);
         }
         let mut others = vec![self.images_dir()];
         others.extend(self.layout_image_dirs()?);
@@ -473,7 +525,7 @@ impl Store {
         })
     }
 
-    /// The images of `layout`, sorted by name.
+    /// The images of `layout`, sorted by name; their `config` is not loaded.
     pub fn images_in(&self, layout: &str) -> Result<Vec<ImageRecord>> {
         let dir = self.images_dir_of(layout);
         if layout != LEGACY_LAYOUT && !dir.is_dir() {
@@ -485,7 +537,8 @@ impl Store {
         Ok(v)
     }
 
-    /// All images of every layout, sorted by name (then layout).
+    /// All images of every layout, sorted by name (then layout); their `config` is not
+    /// loaded (see [`ImageRecord::config`]).
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         let mut v: Vec<ImageRecord> = list_records(&self.images_dir())?;
         for dir in self.layout_image_dirs()? {
@@ -504,6 +557,7 @@ impl Store {
         let rec = read_record::<ImageRecord>(&path)?.ok_or_else(|| ImageError::ImageNotFound {
             name: name.to_string(),
         })?;
+        let rec = self.load_config(rec)?;
         // The first user by name, so the message is stable.
         if let Some(c) = self.containers()?.into_iter().find(|c| c.image == name) {
             return Err(ImageError::ImageInUse {
@@ -512,6 +566,15 @@ impl Store {
             });
         }
         self.remove_file(&path)?;
+        // Its config goes with the last record of its id.
+        if !self.images()?.iter().any(|i| i.id == rec.id) {
+            let config = self.config_path(&rec.id)?;
+            match fs::remove_file(&config) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io("remove", &config, e)),
+            }
+        }
         Ok(rec)
     }
 
