@@ -13,13 +13,15 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # System packages: mkfs.ext4 (e2fsprogs), mkfs.btrfs (btrfs-progs: a backing filesystem the
-# driver refuses), losetup/mount (mount, util-linux), modprobe (kmod), strace.
+# driver refuses), losetup/mount (mount, util-linux), modprobe (kmod), strace (the durability
+# test and the simulated old kernels), objdump/readelf/objcopy (binutils: the release check).
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
+command -v objdump >/dev/null 2>&1 || need+=(binutils)
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -34,6 +36,12 @@ grep -qw overlay /proc/filesystems || { echo "scripts/test.sh: this kernel has n
 
 export RUST_BACKTRACE=1
 cargo test --workspace --all-targets -- "$@"
+
+# The release binary (static, for glibc 2.17 and old kernels): built and checked, including a
+# demo with the post-3.10 syscalls failing; only on full runs; OVLINK_SKIP_RELEASE=1 skips it.
+if [ $# -eq 0 ] && [ "${OVLINK_SKIP_RELEASE:-0}" != 1 ]; then
+  scripts/release.sh --check
+fi
 
 # End to end with a real Docker Engine (20.10) on the ovlink plugin, next to the built-in
 # overlay driver: only on full runs (no test filter); OVLINK_SKIP_DOCKER_E2E=1 skips it.
