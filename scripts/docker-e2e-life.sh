@@ -236,7 +236,11 @@ userns() {
   home2=$(find "$C/data" -maxdepth 2 -type d -name "$NAME2" | head -n 1)
   [ -n "$home2" ] && [ -z "$(ls -A "$home2")" ] || { echo "left in $home2: $(ls -A "$home2")"; return 1; }
 }
-step userns-remap userns
+if [ "$LAYOUT" = overlay ]; then
+  step userns-remap userns
+else
+  log "userns-remap: not run for the $LAYOUT layout (it applies layers without id maps)"
+fi
 stop_pid "$(daemon_pid "$C")" "dockerd (userns)"
 stop_pid "$PLUGIN2_PID" "ovlink plugin (userns)"
 rm -f "$SOCK2" "${SOCK2%.sock}.init.json"

@@ -447,3 +447,91 @@ fn init_repairs_short_links_and_reaps_leftovers() {
     assert_eq!(read(&m.join("etc/new")), "new\n");
     ok(&t, &["umount", "c"]);
 }
+
+/// What `docker diff` prints for `changes`, sorted.
+fn diff_lines(changes: &[ovlink_driver::Change]) -> Vec<String> {
+    let mut v: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {}", c.kind.letter(), c.path))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn native_diff_changes_and_size_of_a_container_and_image_layers() {
+    let t = TestRoot::new();
+    let (base, l2) = two_layers(&t);
+    let d = driver(&t);
+    d.create_read_write("c", Some(l2), &CreateOpts::default())
+        .unwrap();
+    let m = d.get("c", None).unwrap();
+    std::fs::write(m.join("etc/hl1"), b"changed!\n").unwrap();
+    std::fs::remove_file(m.join("etc/conf")).unwrap();
+    std::fs::remove_dir_all(m.join("data")).unwrap();
+    std::fs::create_dir(m.join("data")).unwrap();
+    std::fs::write(m.join("data/fresh"), b"f\n").unwrap();
+    std::os::unix::fs::symlink("/etc/new", m.join("etc/newlink")).unwrap();
+    std::fs::remove_file(m.join("etc/new")).unwrap(); // a file of the nearer lower (l2)
+    d.put("c").unwrap();
+
+    let changes = d.changes("c", Some(l2)).unwrap();
+    assert_eq!(
+        diff_lines(&changes),
+        [
+            "A /data/fresh",
+            "A /etc/newlink",
+            "C /data",
+            "C /etc",
+            "C /etc/hl1",
+            "D /data/a",
+            "D /data/b",
+            "D /data/sub",
+            "D /etc/conf",
+            "D /etc/new",
+        ]
+    );
+    // Docker's directory.Size of diff/: the changed file, the new file, the symlink.
+    assert_eq!(
+        d.diff_size("c", Some(l2)).unwrap(),
+        9 + 2 + "/etc/new".len() as u64
+    );
+
+    // The diff applied on a fresh layer on the same parent gives the same view.
+    let mut tar = Vec::new();
+    d.diff("c", Some(l2), &mut tar).unwrap();
+    d.create("copy", Some(l2), &CreateOpts::default()).unwrap();
+    d.apply_diff("copy", Some(l2), &mut &tar[..]).unwrap();
+    let a = d.get("c", None).unwrap();
+    let b = d.get("copy", None).unwrap();
+    let strip = |root: &Path| {
+        manifest(root)
+            .into_iter()
+            .map(|(p, e)| (p, (e.kind, e.mode, e.uid, e.gid, e.sha256, e.target)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(strip(&a), strip(&b));
+    d.put("copy").unwrap();
+    d.put("c").unwrap();
+
+    // Image layers: the bottom one whole, the second against it; the sizes of their tars.
+    let mut tar = Vec::new();
+    d.diff(base, None, &mut tar).unwrap();
+    let names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"etc/conf".to_string()), "{names:?}");
+    assert_eq!(
+        diff_lines(&d.changes(l2, Some(base)).unwrap()),
+        ["A /etc/new", "C /etc"]
+    );
+    assert_eq!(d.diff_size(l2, Some(base)).unwrap(), 4);
+    // Against another parent: the naive diff (merged views by metadata); l2's file counts
+    // as added, since base does not have it.
+    let naive = diff_lines(&d.changes("c", Some(base)).unwrap());
+    assert!(naive.contains(&"D /etc/conf".to_string()), "{naive:?}");
+    assert!(!naive.iter().any(|l| l.ends_with(" /etc/new")), "{naive:?}");
+    assert!(t.mounts().is_empty(), "{:?}", t.mounts());
+}

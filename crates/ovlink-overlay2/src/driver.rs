@@ -887,12 +887,14 @@ impl Driver for Overlay2Driver {
         }
         let res = self.apply_into(id, (&fd, &lock), &path, diff);
         drop(lock);
-        res
+        res?;
+        crate::diff::dir_size(id, &path.join(DIFF))
     }
 
     fn create_and_apply(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
         self.create_and_apply_layer(id, parent, diff)
-            .map_err(|e| self.classify(e))
+            .map_err(|e| self.classify(e))?;
+        crate::diff::dir_size(id, &self.home.join(id).join(DIFF))
     }
 
     fn status(&self) -> Vec<(String, String)> {
@@ -972,6 +974,18 @@ impl Driver for Overlay2Driver {
     fn layer_kind(&self, id: &str) -> Result<LayerKind> {
         let fd = self.open_layer(id)?;
         self.kind_of(&fd, &self.home.join(id))
+    }
+
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
+        crate::diff::diff(self, id, parent, out).map_err(|e| self.classify(e))
+    }
+
+    fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<ovlink_driver::Change>> {
+        crate::diff::changes(self, id, parent)
+    }
+
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> Result<u64> {
+        crate::diff::diff_size(self, id, parent)
     }
 }
 

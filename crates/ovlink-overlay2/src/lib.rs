@@ -20,12 +20,14 @@
 //! absolute option string exceeds one page is made with paths relative to the home, as
 //! Docker does ([`mount`]).
 //!
-//! Modules: [`driver`] (the layout and the trait), [`mount`] (option strings and the
+//! Modules: [`driver`] (the layout and the trait), [`diff`] (diff, changes and diff size:
+//! native from `diff/` over the parent's view, naive otherwise, as Docker's overlay2 does), [`mount`] (option strings and the
 //! relative-path mount), [`nativediff`] (Docker's `Native Overlay Diff` check), [`whiteout`] (rewriting a layer tar's AUFS whiteouts into overlay
 //! whiteouts), [`shortid`] (the `l/` names). Errors are [`ovlink_driver::DriverError`]: this
 //! crate has no error type of its own because every public call is a `Driver` call.
 #![forbid(unsafe_code)]
 
+pub mod diff;
 pub mod driver;
 pub mod mount;
 pub mod nativediff;
