@@ -71,7 +71,10 @@ See docs/ for the layout, the inode story and the benchmarks.";
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check that this host can run the driver (kernel, overlay, backing filesystem, d_type).
+    /// Check what this kernel and filesystem can do for the layout chosen with --driver: each
+    /// feature (overlay, backing filesystem, d_type, test mounts with one and two lowerdirs,
+    /// renameat2 flags, redirect_dir/index/metacopy), which layout needs it, and the fix for
+    /// each that fails (then the exit status is non-zero). The kernel release is only reported.
     Check(JsonFlag),
     /// Low-level layer operations (Docker's graphdriver calls).
     #[command(subcommand)]
