@@ -675,3 +675,57 @@ fn one_config_named_a_hundred_times_costs_it_once() {
     let err = t.fails(&["image", "import", p.to_str().unwrap()]);
     assert!(err.contains("1025 images") && err.contains("1024"), "{err}");
 }
+
+/// Sibling of item 4: a GNU long-name header of 512 MiB (about 1 MiB of gzip) was read
+/// whole into memory by the tar parser before any check; now it is refused as soon as its
+/// header passes, in bounded memory, naming the limit.
+#[test]
+fn huge_long_name_header_refused_in_bounded_memory() {
+    let t = home_with_base();
+    let before = manifest(&t.root());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("././@LongLink").unwrap();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    let size: u64 = 512 << 20;
+    h.set_size(size);
+    h.set_cksum();
+    let mut c = Command::new("gzip")
+        .arg("-1c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip is needed");
+    let mut stdin = c.stdin.take().unwrap();
+    let head = h.as_bytes().to_vec();
+    let w = std::thread::spawn(move || {
+        stdin.write_all(&head).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..(size >> 20) {
+            stdin.write_all(&chunk).unwrap();
+        }
+        stdin.write_all(&[0u8; 1536]).unwrap();
+    });
+    let gz = c.wait_with_output().unwrap().stdout;
+    w.join().unwrap();
+    eprintln!("long-name bomb: {} KiB of gzip", gz.len() / 1024);
+    let p = write(&t, "longname.tar.gz", &gz);
+    let (out, peak_kb) = measured(
+        &t.root(),
+        &t.tmp(),
+        &[
+            "layer",
+            "apply",
+            "--parent",
+            "base",
+            "ln",
+            p.to_str().unwrap(),
+        ],
+        3072,
+    );
+    eprintln!("long-name bomb: peak RSS {} MiB", peak_kb / 1024);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("long-name extension header"), "{msg}");
+    assert!(peak_kb < 100 * 1024, "peak RSS {peak_kb} KiB");
+    assert_eq!(manifest(&t.root()), before);
+}

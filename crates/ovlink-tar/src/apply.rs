@@ -26,6 +26,7 @@ use rustix::io::Errno;
 
 use crate::datasync::DataSync;
 use crate::decompress;
+use crate::guard::Guard;
 use crate::meta::{self, DirTimes, Meta};
 use crate::path::{self, Comps};
 use crate::tree::{Missing, Tree};
@@ -60,7 +61,7 @@ pub fn apply_layer(
     };
     {
         let dec = decompress::decoder(kind, &mut raw).map_err(read_err(None))?;
-        let mut archive = tar::Archive::new(dec);
+        let mut archive = tar::Archive::new(Guard::new(dec));
         for entry in archive.entries().map_err(read_err(None))? {
             let mut entry = entry.map_err(read_err(last.clone()))?;
             ap.stats.entries += 1;
@@ -71,7 +72,7 @@ pub fn apply_layer(
         }
         // After the end-of-archive blocks: read the decoded stream to its end (a gzip CRC or
         // a truncated frame shows up here) ...
-        let mut dec = archive.into_inner();
+        let mut dec = archive.into_inner().into_inner();
         decompress::drain(&mut dec).map_err(read_err(last.clone()))?;
     }
     // ... and the raw input to its end, so a wrapping reader always sees EOF.

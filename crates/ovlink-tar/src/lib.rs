@@ -20,7 +20,8 @@
 //!   from the tar's directory entries). Replacing an entry unlinks it and creates a new inode.
 //!
 //! Modules: `apply` (the entry loop and per-type creation), `decompress` (magic-byte
-//! detection, decoding, draining), `path` (entry-name normalization), `tree` (fd-relative
+//! detection, decoding, draining), `guard` (extension headers bounded before the parser
+//! reads them into memory), `path` (entry-name normalization), `tree` (fd-relative
 //! walks below the root), `trie` (what the apply remembers per path), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
 //! names, opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
 //! [`ApplyOptions::sync_data`]).
@@ -29,6 +30,7 @@
 mod apply;
 mod datasync;
 pub mod decompress;
+mod guard;
 mod meta;
 mod path;
 mod tree;
