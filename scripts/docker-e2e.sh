@@ -338,7 +338,7 @@ step stop-clean stop_all
 
 # --- timings -----------------------------------------------------------------------------------
 report_times() {
-  python3 - "$TIMES" <<'PY'
+  python3 - "$TIMES" "$LAYOUT" "$REF" <<'PY'
 import sys, collections
 t = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -347,7 +347,7 @@ for line in open(sys.argv[1]):
 def show(k):
     v = t.get(k, [])
     return ", ".join(f"{x:.2f}" for x in v) + (f" (median {sorted(v)[len(v)//2]:.2f})" if len(v) > 1 else "") if v else "-"
-print("timings in seconds             plugin (ovlink)                built-in overlay")
+print(f"timings in seconds             plugin (ovlink, {sys.argv[2]:<8})      built-in {sys.argv[3]}")
 rows = [("docker load fx-layers.tar", "load"), ("docker load 200 MB image", "load200"),
         ("build, classic builder", "build-bk0"), ("build, BuildKit", "build-bk1"),
         ("commit of a 200 MB change", "commit200"), ("docker run --rm fx true", "run")]
