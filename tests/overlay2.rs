@@ -501,7 +501,11 @@ fn native_diff_changes_and_size_of_a_container_and_image_layers() {
     let mut tar = Vec::new();
     d.diff("c", Some(l2), &mut tar).unwrap();
     d.create("copy", Some(l2), &CreateOpts::default()).unwrap();
-    d.apply_diff("copy", Some(l2), &mut &tar[..]).unwrap();
+    let applied = d.apply_diff("copy", Some(l2), &mut &tar[..]).unwrap();
+    // ApplyDiff reports Docker's directory.Size of the new diff/ (its symlink counts too),
+    // what DiffSize reports for it.
+    assert_eq!(applied, d.diff_size("copy", Some(l2)).unwrap());
+    assert_eq!(applied, 9 + 2 + "/etc/new".len() as u64);
     let a = d.get("c", None).unwrap();
     let b = d.get("copy", None).unwrap();
     let strip = |root: &Path| {

@@ -88,8 +88,8 @@ impl Plan<'_> {
     }
 }
 
-/// Wraps a diff error with the layer it was about.
-fn diff_err(id: &str) -> impl Fn(DiffError) -> DriverError + '_ {
+/// Wraps a diff error with the layer it was about (both layouts).
+pub fn diff_err(id: &str) -> impl Fn(DiffError) -> DriverError + '_ {
     move |source| DriverError::Diff {
         id: id.to_string(),
         source,
@@ -97,8 +97,14 @@ fn diff_err(id: &str) -> impl Fn(DiffError) -> DriverError + '_ {
 }
 
 fn lock(d: &OverlayDriver, id: &str) -> Result<DirLock> {
-    let home = open_dir(d.home())?;
-    let path = d.home().join(id);
+    lock_in(d.home(), id)
+}
+
+/// Locks layer `id`'s directory in `home` through its own open file description (both
+/// layouts), or `LayerNotFound`.
+pub fn lock_in(home_path: &std::path::Path, id: &str) -> Result<DirLock> {
+    let home = open_dir(home_path)?;
+    let path = home_path.join(id);
     let fd = match open_dir_at(&home, id, &path) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
@@ -279,8 +285,12 @@ pub fn changes_with(
     let plan = plan(d, id, parent, mode)?;
     let (new, old) = plan.trees()?;
     let list = ovlink_diff::changes(new, old, plan.cmp).map_err(diff_err(id))?;
-    Ok(list
-        .into_iter()
+    Ok(to_changes(list))
+}
+
+/// The driver's [`Change`]s from `ovlink-diff`'s (both layouts).
+pub fn to_changes(list: Vec<ovlink_diff::Change>) -> Vec<Change> {
+    list.into_iter()
         .map(|c| Change {
             path: c.path,
             kind: match c.kind {
@@ -289,7 +299,7 @@ pub fn changes_with(
                 _ => ChangeKind::Modify,
             },
         })
-        .collect())
+        .collect()
 }
 
 /// [`Driver::diff_size`]: Docker's `ChangesSize` of the changes (regular files and symlinks,

@@ -15,10 +15,11 @@
 
 use crate::driver::Overlay2Driver;
 use ovlink_diff::{Compare, DiffError, Tree};
+use ovlink_driver::diff::{diff_err, lock_in, to_changes};
 use ovlink_driver::error::{DriverError, Result};
 use ovlink_driver::lock::{DirLock, TempDir};
-use ovlink_driver::{Change, ChangeKind, Driver};
-use ovlink_fs::at::{open_dir, open_dir_at};
+use ovlink_driver::{Change, Driver};
+use ovlink_fs::at::open_dir;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -45,26 +46,6 @@ impl Drop for Plan<'_> {
             let _ = self.driver.put(&id);
         }
     }
-}
-
-fn diff_err(id: &str) -> impl Fn(DiffError) -> DriverError + '_ {
-    move |source| DriverError::Diff {
-        id: id.to_string(),
-        source,
-    }
-}
-
-fn lock(d: &Overlay2Driver, id: &str) -> Result<DirLock> {
-    let home = open_dir(d.home())?;
-    let path = d.home().join(id);
-    let fd = match open_dir_at(&home, id, &path) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
-            return Err(DriverError::LayerNotFound { id: id.to_string() })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    DirLock::lock(fd, &path)
 }
 
 fn plan<'d>(d: &'d Overlay2Driver, id: &str, parent: Option<&str>) -> Result<Plan<'d>> {
@@ -95,7 +76,7 @@ fn plan<'d>(d: &'d Overlay2Driver, id: &str, parent: Option<&str>) -> Result<Pla
         Err(e) => return Err(diff_err(id)(e)),
     };
     if parent == own_parent.as_deref() && plain && !ovlink_driver::diff::naive_forced() {
-        plan.lock = Some(lock(d, id)?);
+        plan.lock = Some(lock_in(d.home(), id)?);
         let lower = match parent {
             Some(p) => {
                 let v = d.get(p, None)?;
@@ -151,17 +132,7 @@ pub fn changes(d: &Overlay2Driver, id: &str, parent: Option<&str>) -> Result<Vec
     let plan = plan(d, id, parent)?;
     let (new, old) = plan.trees()?;
     let list = ovlink_diff::changes(new, old, plan.cmp).map_err(diff_err(id))?;
-    Ok(list
-        .into_iter()
-        .map(|c| Change {
-            path: c.path,
-            kind: match c.kind {
-                ovlink_diff::ChangeKind::Add => ChangeKind::Add,
-                ovlink_diff::ChangeKind::Delete => ChangeKind::Delete,
-                _ => ChangeKind::Modify,
-            },
-        })
-        .collect())
+    Ok(to_changes(list))
 }
 
 /// Docker's `directory.Size` of layer `id`'s `diff/`: every entry that is not a directory
