@@ -217,6 +217,23 @@ fn deepest_allowed_entries_cost_linear_memory() {
     let mut data = String::new();
     std::io::Read::read_to_string(&mut std::fs::File::from(f), &mut data).unwrap();
     assert_eq!(data, "x");
+    // A child of that layer: the hardlink copy of a tree 2,047 deep (it overflowed a copy
+    // thread's stack and aborted the CLI).
+    let small = write(&t, "small.tar", &tar_of(&[b"top".to_vec()]));
+    let out = t.ovlink(&[
+        "layer",
+        "apply",
+        "--parent",
+        "deepok",
+        "child",
+        small.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "child of a deep layer: {}",
+        text(&out)
+    );
+    assert!(t.home().join("child/root/top").is_file());
 }
 
 /// Item 4: a component longer than NAME_MAX is refused naming the entry and the limit.

@@ -104,6 +104,13 @@ struct Ctx<'a> {
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
 }
 
+/// Every `STACK_HOP` levels the recursion continues on a new thread with a [`HOP_STACK`]
+/// stack (a directory level costs a few hundred bytes of stack in a release build, a few KiB
+/// in a debug build): a layer as deep as `PATH_MAX` allows overflowed a rayon worker's.
+const STACK_HOP: usize = 128;
+/// The stack of each such thread (reserved, touched only as deep as the recursion goes).
+const HOP_STACK: usize = 16 << 20;
+
 /// Copies the tree of the open directory `src` into the open (empty) directory `dst`,
 /// including `src`'s own metadata onto `dst`. `src_shown`/`dst_shown` are the paths used in
 /// error messages.
@@ -198,7 +205,25 @@ fn copy_dir(
         .with_ctx("create directory", || ctx.dst_root.join(&child_rel))?;
         let s = open_dir_at(src, name, &ctx.src_root.join(&child_rel))?;
         let d = open_dir_at(dst, name, &ctx.dst_root.join(&child_rel))?;
-        let s = copy_dir(ctx, s, d.as_fd(), &child_rel, depth + 1, st.st_mode)?;
+        let s = if (depth + 1).is_multiple_of(STACK_HOP) {
+            // Deep trees: the recursion goes on on a fresh thread with its own stack, so no
+            // depth overflows the caller's (a rayon worker has 2 MiB).
+            std::thread::scope(|sc| {
+                std::thread::Builder::new()
+                    .name("ovlink-copy-deep".into())
+                    .stack_size(HOP_STACK)
+                    .spawn_scoped(sc, || {
+                        copy_dir(ctx, s, d.as_fd(), &child_rel, depth + 1, st.st_mode)
+                    })
+                    .map_err(|e| {
+                        FsError::io("start a thread to copy", ctx.src_root.join(&child_rel), e)
+                    })?
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })?
+        } else {
+            copy_dir(ctx, s, d.as_fd(), &child_rel, depth + 1, st.st_mode)?
+        };
         let sfd = s
             .fd()
             .with_ctx("read directory", || ctx.src_root.join(&child_rel))?;
