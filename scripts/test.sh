@@ -13,14 +13,17 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # System packages: mkfs.ext4 (e2fsprogs), mkfs.btrfs (btrfs-progs: a backing filesystem the
-# driver refuses), losetup/mount (mount, util-linux), modprobe (kmod), strace (the durability
-# test and the simulated old kernels), objdump/readelf/objcopy (binutils: the release check).
+# driver refuses), mkfs.xfs/xfs_info (xfsprogs: the xfs lab), losetup/mount/prlimit/setpriv/
+# fincore (mount, util-linux), modprobe (kmod), strace (the durability test and the simulated
+# old kernels), objdump/readelf/objcopy (binutils: the release check).
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
+command -v fincore >/dev/null 2>&1 || need+=(util-linux)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}"
