@@ -5,6 +5,7 @@
 
 mod util;
 
+mod cli;
 mod conformance;
 mod container;
 mod demo;
