@@ -746,3 +746,89 @@ fn huge_long_name_header_refused_in_bounded_memory() {
     assert!(peak_kb < 100 * 1024, "peak RSS {peak_kb} KiB");
     assert_eq!(manifest(&t.root()), before);
 }
+
+/// A PAX sparse entry (GNU tar `--sparse --format=posix`) of format `version` for a file
+/// `big.img` of `real` bytes with one 512-byte segment of `H` at 1 MiB.
+fn pax_sparse_tar(version: &str, real: u64) -> Vec<u8> {
+    let off = 1u64 << 20;
+    let real_s = real.to_string();
+    let off_s = off.to_string();
+    let map = format!("{off},512,{real},0");
+    let mut recs: Vec<(&str, Vec<u8>)> = vec![("GNU.sparse.name", b"big.img".to_vec())];
+    let mut data = Vec::new();
+    match version {
+        "1.0" => {
+            recs.push(("GNU.sparse.major", b"1".to_vec()));
+            recs.push(("GNU.sparse.minor", b"0".to_vec()));
+            recs.push(("GNU.sparse.realsize", real_s.clone().into_bytes()));
+            let mut m = format!("2\n{off}\n512\n{real}\n0\n").into_bytes();
+            m.resize(512, 0);
+            data.extend(m);
+        }
+        "0.1" => {
+            recs.push(("GNU.sparse.size", real_s.clone().into_bytes()));
+            recs.push(("GNU.sparse.numblocks", b"2".to_vec()));
+            recs.push(("GNU.sparse.map", map.into_bytes()));
+        }
+        _ => {
+            recs.push(("GNU.sparse.size", real_s.clone().into_bytes()));
+            recs.push(("GNU.sparse.numblocks", b"2".to_vec()));
+            recs.push(("GNU.sparse.offset", off_s.into_bytes()));
+            recs.push(("GNU.sparse.numbytes", b"512".to_vec()));
+            recs.push(("GNU.sparse.offset", real_s.into_bytes()));
+            recs.push(("GNU.sparse.numbytes", b"0".to_vec()));
+        }
+    }
+    data.extend([b'H'; 512]);
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions(recs.iter().map(|(k, v)| (*k, &v[..])))
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("GNUSparseFile.1/big.img").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Item 11, PAX formats: sparse files in PAX 0.0, 0.1 and 1.0 (which the tar parser does not
+/// decode) are written under their real name, at their real size, with their holes; before,
+/// each became `GNUSparseFile.N/big.img` holding the packed data (and, for 1.0, the map).
+#[test]
+fn pax_sparse_files_are_decoded_with_holes() {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let t = home_with_base();
+    let real = 64u64 << 20;
+    for v in ["1.0", "0.1", "0.0"] {
+        let id = format!("pax{}", v.replace('.', ""));
+        let p = write(&t, &format!("{id}.tar"), &pax_sparse_tar(v, real));
+        let out = t.ok(&[
+            "layer",
+            "apply",
+            "--parent",
+            "base",
+            &id,
+            p.to_str().unwrap(),
+        ]);
+        assert!(out.contains(&real.to_string()), "{v}: size {out}");
+        let root = t.home().join(&id).join("root");
+        assert!(
+            !root.join("GNUSparseFile.1").exists(),
+            "{v}: the packed name was used"
+        );
+        let f = root.join("big.img");
+        let md = std::fs::metadata(&f).unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(md.len(), real, "{v}");
+        assert!(md.blocks() * 512 < 1 << 20, "{v}: {} blocks", md.blocks());
+        let mut file = std::fs::File::open(&f).unwrap();
+        let mut buf = [0u8; 512];
+        file.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [0u8; 512], "{v}");
+        file.seek(SeekFrom::Start(1 << 20)).unwrap();
+        file.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [b'H'; 512], "{v}");
+    }
+}

@@ -29,6 +29,7 @@ use crate::decompress;
 use crate::guard::Guard;
 use crate::meta::{self, DirTimes, Meta};
 use crate::path::{self, Comps};
+use crate::sparse::{self, PaxSparse};
 use crate::tree::{Missing, Tree};
 use crate::whiteout::{self, Created, Whiteout};
 use crate::{ApplyOptions, ApplyStats, TarError};
@@ -58,6 +59,7 @@ pub fn apply_layer(
         buf: vec![0u8; COPY_BUF],
         stats: ApplyStats::default(),
         sync: opts.sync_data.then(DataSync::start),
+        sparse: None,
     };
     {
         let dec = decompress::decoder(kind, &mut raw).map_err(read_err(None))?;
@@ -159,6 +161,8 @@ struct Applier<'r> {
     stats: ApplyStats,
     /// The `fdatasync` pool, when [`ApplyOptions::sync_data`] is set.
     sync: Option<DataSync>,
+    /// The PAX sparse description of the current entry, when it is one.
+    sparse: Option<PaxSparse>,
 }
 
 impl Applier<'_> {
@@ -187,6 +191,15 @@ impl Applier<'_> {
         if kind == Kind::Global {
             return Ok(());
         }
+        // A PAX sparse file: its real name is a PAX record.
+        self.sparse = match kind {
+            Kind::File => sparse::pax_info(entry, name)?,
+            _ => None,
+        };
+        let raw = match self.sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(real) => real,
+            None => raw,
+        };
         let comps = path::normalize(&raw).map_err(|r| r.into_error(name, ""))?;
         let Some((base, parent)) = comps.split_last() else {
             return self.root_entry(entry, kind, name);
@@ -315,6 +328,7 @@ impl Applier<'_> {
             None
         };
 
+        let pax_sparse = self.sparse.take();
         let Applier {
             tree,
             created,
@@ -356,7 +370,12 @@ impl Applier<'_> {
 
         match kind {
             Kind::File => {
-                let (n, fd) = write_file(parent, base, &shown, entry, &meta, buf, name)?;
+                let (n, fd) = match &pax_sparse {
+                    Some(ps) => {
+                        write_pax_sparse(parent, base, &shown, entry, &meta, ps, buf, name)?
+                    }
+                    None => write_file(parent, base, &shown, entry, &meta, buf, name)?,
+                };
                 stats.size += n;
                 if let Some(sync) = sync {
                     sync.push(fd, shown.clone()).map_err(fe(name))?;
@@ -548,6 +567,93 @@ fn write_file<R: Read>(
         .ctx("set times of", shown)
         .map_err(fe(name))?;
     Ok((written, fd))
+}
+
+/// Creates the regular file `base` from a PAX sparse entry: each data segment written at
+/// its offset, the holes between seeked over, the size set to the real size. Returns the
+/// real size and the file, still open.
+#[allow(clippy::too_many_arguments)]
+fn write_pax_sparse<R: Read>(
+    parent: BorrowedFd<'_>,
+    base: &OsStr,
+    shown: &Path,
+    entry: &mut tar::Entry<'_, R>,
+    meta: &Meta,
+    ps: &PaxSparse,
+    buf: &mut [u8],
+    name: &Path,
+) -> Result<(u64, OwnedFd), TarError> {
+    use std::io::{Seek, SeekFrom};
+    let read_err = |source: io::Error| TarError::Read {
+        entry: Some(name.to_path_buf()),
+        source,
+    };
+    let (map, _) = match &ps.map {
+        Some(m) => (m.clone(), 0),
+        None => sparse::read_map(entry, name)?,
+    };
+    let fd = rustix::fs::openat(
+        parent,
+        base,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ctx("create", shown)
+    .map_err(fe(name))?;
+    let mut file = File::from(fd);
+    let mut end = 0u64;
+    for (off, len) in map {
+        let stop = off.checked_add(len).filter(|s| *s <= ps.real_size);
+        if off < end || stop.is_none() {
+            return Err(invalid(
+                name,
+                format!(
+                    "PAX sparse file: segment at {off} of {len} bytes is out of order or past \
+                     the real size {}",
+                    ps.real_size
+                ),
+            ));
+        }
+        file.seek(SeekFrom::Start(off))
+            .ctx("seek in", shown)
+            .map_err(fe(name))?;
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match entry.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(read_err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the archive ends inside a sparse segment",
+                    )))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            file.write_all(&buf[..n])
+                .ctx("write", shown)
+                .map_err(fe(name))?;
+            left -= n as u64;
+        }
+        end = off + len;
+    }
+    let mut extra = [0u8; 1];
+    if entry.read(&mut extra).map_err(read_err)? != 0 {
+        return Err(invalid(
+            name,
+            "PAX sparse file: more data than its sparse map lists",
+        ));
+    }
+    file.set_len(ps.real_size)
+        .ctx("set the size of", shown)
+        .map_err(fe(name))?;
+    let fd = OwnedFd::from(file);
+    set_fd_meta(fd.as_fd(), shown, meta, name)?;
+    rustix::fs::futimens(&fd, &meta.timestamps())
+        .ctx("set times of", shown)
+        .map_err(fe(name))?;
+    Ok((ps.real_size, fd))
 }
 
 /// The unit in which a sparse entry's zeros become holes (a page, the usual block size).

@@ -21,7 +21,8 @@
 //!
 //! Modules: `apply` (the entry loop and per-type creation), `decompress` (magic-byte
 //! detection, decoding, draining), `guard` (extension headers bounded before the parser
-//! reads them into memory), `path` (entry-name normalization), `tree` (fd-relative
+//! reads them into memory), `path` (entry-name normalization), `sparse` (PAX sparse
+//! maps), `tree` (fd-relative
 //! walks below the root), `trie` (what the apply remembers per path), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
 //! names, opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
 //! [`ApplyOptions::sync_data`]).
@@ -33,6 +34,7 @@ pub mod decompress;
 mod guard;
 mod meta;
 mod path;
+mod sparse;
 mod tree;
 mod trie;
 mod whiteout;
