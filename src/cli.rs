@@ -35,9 +35,37 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Overlay)]
     pub driver: DriverKind,
 
+    /// Legacy layout only: `link` hardlinks symlinks, fifos and device nodes between image
+    /// layers (one inode for all layers); `copy` re-creates them in every layer exactly as
+    /// Docker 20.10's legacy driver does, so the home is inode for inode what Docker builds.
+    /// A home records its mode (`<home>/.symlinks`) and keeps it: later commands use the
+    /// recorded mode, and another mode is refused while the home holds layers.
+    /// [default: the recorded mode, else link]
+    #[arg(long, global = true, value_enum, value_name = "MODE")]
+    pub symlinks: Option<SymlinksMode>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--symlinks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SymlinksMode {
+    /// Hardlink them between layers (ovlink's saving).
+    Link,
+    /// Re-create them in every layer (Docker-exact).
+    Copy,
+}
+
+impl SymlinksMode {
+    /// The library's value.
+    pub fn specials(self) -> ovlink_fs::Specials {
+        match self {
+            SymlinksMode::Link => ovlink_fs::Specials::Link,
+            SymlinksMode::Copy => ovlink_fs::Specials::Copy,
+        }
+    }
 }
 
 /// The two layouts.

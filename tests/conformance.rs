@@ -1,8 +1,10 @@
 //! Conformance with Docker 20.10's legacy overlay driver: import the real `docker save`
 //! tarball `fx-layers.tar` and compare every layer's `root/` with `golden-fx.json`, the tree
 //! that dockerd built from the same tarball (see `scripts/layout-manifest.py` for the fields).
-//! The one accepted difference: symlinks and special files may share their parent's inode
-//! (ovlink hardlinks them instead of re-creating them).
+//! With the default `--symlinks link` the one accepted difference is that symlinks and
+//! special files may share their parent's inode (ovlink hardlinks them instead of
+//! re-creating them); with `--symlinks copy` there is no exception: every field, link group,
+//! sharing flag and the inode total equal Docker's.
 
 use crate::util::*;
 use serde_json::{json, Map, Value};
@@ -69,13 +71,24 @@ fn layout_manifest(roots: &[PathBuf]) -> (Vec<Map<String, Value>>, usize) {
 
 #[test]
 fn fx_layers_match_the_real_legacy_driver() {
+    compare_with_golden(false);
+}
+
+/// `--symlinks copy`: inode for inode what dockerd built, no exception.
+#[test]
+fn fx_layers_with_symlinks_copy_match_exactly() {
+    compare_with_golden(true);
+}
+
+fn compare_with_golden(copy: bool) {
     let t = TestRoot::new();
     let started = std::time::Instant::now();
-    let out = t.ok(&[
-        "image",
-        "import",
-        fixture("fx-layers.tar").to_str().unwrap(),
-    ]);
+    let fx = fixture("fx-layers.tar");
+    let mut args = vec!["image", "import", fx.to_str().unwrap()];
+    if copy {
+        args.extend(["--symlinks", "copy"]);
+    }
+    let out = t.ok(&args);
     let import_time = started.elapsed();
     let ids: Vec<&str> = out.lines().collect();
     assert_eq!(ids.len(), 4, "{out}");
@@ -114,7 +127,7 @@ fn fx_layers_match_the_real_legacy_driver() {
                     ge["type"].as_str(),
                     Some("symlink" | "fifo" | "char" | "block" | "socket")
                 );
-                if k == "shared_with_parent" && special && b == Some(&json!(true)) {
+                if !copy && k == "shared_with_parent" && special && b == Some(&json!(true)) {
                     hardlinked_specials += 1;
                     continue;
                 }
@@ -134,5 +147,26 @@ fn fx_layers_match_the_real_legacy_driver() {
          {hardlinked_specials} symlinks/special files shared with the parent instead of re-created",
         import_time, our_inodes
     );
-    assert!(our_inodes <= golden_inodes);
+    if copy {
+        assert_eq!(
+            our_inodes, golden_inodes,
+            "--symlinks copy: distinct inodes"
+        );
+        assert_eq!(hardlinked_specials, 0);
+        let status = t.ok(&["status"]);
+        assert!(status.contains("Symlinks: copy"), "{status}");
+        let report = t.ok(&["report"]);
+        assert!(
+            report.contains("symlinks and special files: copy"),
+            "{report}"
+        );
+        // The home keeps its mode: another one is refused while it holds layers.
+        let err = t.fails(&["--symlinks", "link", "status"]);
+        assert!(
+            err.contains("--symlinks copy") && err.contains(".symlinks"),
+            "{err}"
+        );
+    } else {
+        assert!(our_inodes < golden_inodes);
+    }
 }

@@ -245,14 +245,21 @@ fn bench_smoke_runs_both_layouts_and_cleans_up() {
     let md = t.path().join("bench.md");
     let out = t.ok(&[
         "bench",
+        "--quick",
         "--entries",
         "300",
         "--layers",
         "3",
-        "--reps",
-        "1",
         "--reads",
         "50",
+        "--copy-up-sizes",
+        "4K",
+        "--containers",
+        "2",
+        "--commit-files",
+        "2",
+        "--deep-layers",
+        "3",
         "--dir",
         t.path().to_str().unwrap(),
         "--json",
@@ -260,20 +267,22 @@ fn bench_smoke_runs_both_layouts_and_cleans_up() {
         "--markdown",
         md.to_str().unwrap(),
     ]);
-    assert!(out.contains("| measure | overlay | overlay2 |"), "{out}");
+    assert!(
+        out.contains("| scenario | measure | overlay | overlay2 |"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_to_string(&md).unwrap(), out);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let results = r["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    for s in results {
-        let m = &s["median"];
-        assert!(m["inodes"].as_u64().unwrap() > 300, "{s}");
+    let samples = &r["import"]["samples"];
+    for layout in ["overlay", "overlay2"] {
+        let m = &samples[layout][0];
+        assert!(m["inodes"].as_u64().unwrap() > 300, "{m}");
         assert_eq!(m["layer_apply_s"].as_array().unwrap().len(), 3);
         assert!(m["deep_read_files"].as_u64().unwrap() > 0);
     }
-    assert!(results[0]["median"]["hardlink_copy_s"].is_number());
-    assert!(results[1]["median"]["hardlink_copy_s"].is_null());
+    assert!(samples["overlay"][0]["hardlink_copy_s"].is_number());
+    assert!(samples["overlay2"][0]["hardlink_copy_s"].is_null());
     assert!(t.mounts().is_empty());
     let left: Vec<_> = std::fs::read_dir(t.path())
         .unwrap()

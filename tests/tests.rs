@@ -5,6 +5,7 @@
 
 mod util;
 
+mod bench;
 mod cli;
 mod conformance;
 mod container;

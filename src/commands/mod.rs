@@ -28,6 +28,19 @@ pub struct Given {
 pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
     let root = cli.root.as_path();
     let kind = cli.driver;
+    if let (Some(m), false) = (cli.symlinks, matches!(cli.command, Command::Bench(_))) {
+        // Recorded in (or checked against) the home once; every later open uses the record.
+        if kind == DriverKind::Overlay2 {
+            anyhow::bail!("--symlinks is a setting of the legacy overlay layout (overlay2 copies no layer trees)");
+        }
+        let home = root.join("overlay");
+        OverlayDriver::init(&InitConfig {
+            home: home.clone(),
+            symlinks: Some(m.specials()),
+            ..Default::default()
+        })
+        .with_context(|| format!("cannot set --symlinks for {}", home.display()))?;
+    }
     match cli.command {
         Command::Check(j) => check::run(root, kind, j.json),
         Command::Layer(c) => layer::run(root, kind, c),
@@ -58,7 +71,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         Command::Image(c) => image::run(root, kind, c),
         Command::Container(c) => container::run(root, kind, c),
         Command::Report(a) => report::run(root, kind, a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(a, cli.symlinks.map(|m| m.specials())),
         Command::Lab(c) => lab::run(given.root.then_some(root), given.driver, c),
         Command::Plugin(c) => plugin::run(kind, c),
         Command::Demo(a) => demo::run(given.root.then_some(root), kind, a),

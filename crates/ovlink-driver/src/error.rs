@@ -54,6 +54,19 @@ pub enum DriverError {
         /// The option.
         option: String,
     },
+    /// `--symlinks` other than the mode the home's layers were built with.
+    #[error(
+        "{home}: its layers were built with --symlinks {recorded} (recorded in {home}/.symlinks); \
+         --symlinks {asked} needs a new home (or remove every layer first)"
+    )]
+    SymlinksModeConflict {
+        /// The home.
+        home: std::path::PathBuf,
+        /// The recorded mode.
+        recorded: &'static str,
+        /// The mode asked for.
+        asked: &'static str,
+    },
     /// `--storage-opt` given to create.
     #[error("overlay: storage options are not supported (got {option:?})")]
     StorageOptNotSupported {

@@ -71,6 +71,11 @@ pub struct InitConfig {
     pub uid_maps: Vec<IdMap>,
     /// GID maps for `--userns-remap`; empty for none.
     pub gid_maps: Vec<IdMap>,
+    /// Legacy layout: share (`Link`) or re-create (`Copy`, Docker-exact) symlinks and special
+    /// files in every image layer. A home records its mode when its first layer is made
+    /// (`<home>/.symlinks`); `None` uses the recorded one (`Link` for a home without a record),
+    /// and a mode other than the recorded one is refused while the home holds layers.
+    pub symlinks: Option<ovlink_fs::Specials>,
 }
 
 /// What a layer directory holds.

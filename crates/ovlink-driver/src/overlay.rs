@@ -71,6 +71,7 @@ pub struct OverlayDriver {
     warnings: Vec<String>,
     durable: bool,
     sync: SyncMode,
+    symlinks: ovlink_fs::Specials,
     background_reclaim: AtomicBool,
 }
 
@@ -218,10 +219,12 @@ impl OverlayDriver {
         }
         let sync = SyncMode::from_env(&backing_fs);
         let background = std::env::var("OVLINK_RECLAIM").is_ok_and(|v| v == "background");
+        let recorded = read_symlinks_record(&home_fd, &home)?;
         let mut driver = OverlayDriver {
             home,
             home_fd,
             sync,
+            symlinks: recorded.unwrap_or_default(),
             backing_fs,
             d_type,
             features: OverlayFeatures::read(),
@@ -236,6 +239,9 @@ impl OverlayDriver {
         };
         if fresh {
             driver.check_mount()?;
+        }
+        if let Some(asked) = cfg.symlinks {
+            driver.set_symlinks(asked, recorded)?;
         }
         // Recovery that cannot finish (a read-only remount, a leftover it cannot reap) must
         // not stop every command: it is reported (status, and the CLI prints it) and runs
@@ -253,6 +259,47 @@ impl OverlayDriver {
             )),
         }
         Ok(driver)
+    }
+
+    /// Records `asked` as the home's `--symlinks` mode (`<home>/.symlinks`), unless the home
+    /// holds layers built with another one.
+    fn set_symlinks(
+        &mut self,
+        asked: ovlink_fs::Specials,
+        recorded: Option<ovlink_fs::Specials>,
+    ) -> Result<()> {
+        if recorded == Some(asked) {
+            return Ok(());
+        }
+        let current = recorded.unwrap_or_default();
+        if current != asked && !self.layer_ids()?.is_empty() {
+            return Err(DriverError::SymlinksModeConflict {
+                home: self.home.clone(),
+                recorded: current.name(),
+                asked: asked.name(),
+            });
+        }
+        let shown = self.home.join(SYMLINKS_RECORD);
+        let tmp = format!("{SYMLINKS_RECORD}.tmp");
+        let _ = rustix::fs::unlinkat(&self.home_fd, tmp.as_str(), AtFlags::empty());
+        self.write_file(
+            &self.home_fd,
+            &tmp,
+            format!("{}\n", asked.name()).as_bytes(),
+            0o600,
+            &shown,
+        )?;
+        rustix::fs::renameat(&self.home_fd, tmp.as_str(), &self.home_fd, SYMLINKS_RECORD)
+            .ctx("rename", &shown)?;
+        self.sync_dir(&self.home_fd, &self.home)?;
+        self.symlinks = asked;
+        Ok(())
+    }
+
+    /// The home's `--symlinks` mode: whether image layers share or re-create symlinks and
+    /// special files.
+    pub fn symlinks(&self) -> ovlink_fs::Specials {
+        self.symlinks
     }
 
     /// Really mounts a tiny overlay with one lowerdir inside the home (the check Docker
@@ -753,7 +800,10 @@ impl OverlayDriver {
                     tmp.fd().as_fd(),
                     bpath,
                     &tp,
-                    CopyOptions::hardlink(),
+                    CopyOptions {
+                        specials: self.symlinks,
+                        ..CopyOptions::hardlink()
+                    },
                 )
                 // Classified here, while the partial tree still holds the space.
                 .map_err(|e| self.classify(e.into()))?;
@@ -1122,6 +1172,16 @@ impl Driver for OverlayDriver {
             v.push(("Mount options added".to_string(), off.join(",")));
         }
         v.push(crate::diff::status_line());
+        v.push((
+            "Symlinks".to_string(),
+            match self.symlinks {
+                ovlink_fs::Specials::Link => {
+                    "link (symlinks and special files shared between layers)"
+                }
+                ovlink_fs::Specials::Copy => "copy (re-created in every layer, as Docker)",
+            }
+            .to_string(),
+        ));
         for w in &self.warnings {
             v.push(("Warning".to_string(), w.clone()));
         }
@@ -1191,6 +1251,30 @@ impl Driver for OverlayDriver {
 
     fn diff_size(&self, id: &str, parent: Option<&str>) -> Result<u64> {
         crate::diff::diff_size(self, id, parent)
+    }
+}
+
+/// The file of the home that records its `--symlinks` mode.
+pub const SYMLINKS_RECORD: &str = ".symlinks";
+
+/// The recorded `--symlinks` mode of the home, `None` without a record.
+fn read_symlinks_record(home_fd: &OwnedFd, home: &Path) -> Result<Option<ovlink_fs::Specials>> {
+    let shown = home.join(SYMLINKS_RECORD);
+    let fd = match rustix::fs::openat(
+        home_fd,
+        SYMLINKS_RECORD,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(FsError::io("open", &shown, e).into()),
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).ctx("read", &shown)?;
+    match ovlink_fs::Specials::parse(text.trim()) {
+        Some(m) => Ok(Some(m)),
+        None => Err(FsError::io("parse (expected `link` or `copy`)", &shown, Errno::INVAL).into()),
     }
 }
 

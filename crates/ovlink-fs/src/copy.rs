@@ -1,9 +1,14 @@
 //! The legacy driver's `DirCopy`: copying a layer tree, in hardlink mode (image layers) or
 //! full-content mode (the `-init` pattern: a container layer on a container layer).
 //!
-//! Hardlink mode shares every non-directory inode with the source: regular files, and also
-//! symlinks, fifos, sockets and device nodes (Docker re-creates those; they are never modified
-//! in place, so sharing them is safe and saves one inode each per layer). Only directories are
+//! Hardlink mode shares every non-directory inode with the source: regular files, and by
+//! default ([`Specials::Link`]) also symlinks, fifos, sockets and device nodes (Docker
+//! re-creates those; they are never modified in place, so sharing them is safe and saves one
+//! inode each per layer). [`Specials::Copy`] re-creates them in every copy exactly as Docker
+//! 20.10's `DirCopy` does (symlink, fifo, `mknod` for devices; owner, `security.capability`,
+//! mode, times), so the tree is inode for inode what Docker builds. (A socket is re-created as
+//! a socket: Docker's `unix.Mkfifo(path, st_mode)` passes the socket type bits and fails with
+//! EINVAL; layer tars cannot hold sockets, so image layers never have one.) Only directories are
 //! re-created, with mode, owner, times and the layer xattrs (`security.capability`,
 //! `trusted.overlay.*`). A regular file needs a single `linkat` and no `stat`: the entry type
 //! comes from `getdents`. When the link count limit is hit (`EMLINK`) that one entry is copied
@@ -37,11 +42,42 @@ pub enum CopyMode {
     Content,
 }
 
+/// What hardlink mode does with symlinks, fifos, sockets and device nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Specials {
+    /// Hardlink them like regular files (ovlink's default: one inode fewer per entry and layer).
+    #[default]
+    Link,
+    /// Re-create them in every copy as Docker 20.10's `DirCopy` does. Content mode always
+    /// re-creates them.
+    Copy,
+}
+
+impl Specials {
+    /// `link` or `copy` (the CLI's and the home record's spelling).
+    pub fn name(self) -> &'static str {
+        match self {
+            Specials::Link => "link",
+            Specials::Copy => "copy",
+        }
+    }
+    /// Parses [`Specials::name`]'s spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "link" => Some(Specials::Link),
+            "copy" => Some(Specials::Copy),
+            _ => None,
+        }
+    }
+}
+
 /// Options of [`copy_tree`].
 #[derive(Debug, Clone, Copy)]
 pub struct CopyOptions {
     /// Hardlink or content copy.
     pub mode: CopyMode,
+    /// Hardlink mode: share or re-create symlinks and special files.
+    pub specials: Specials,
     /// Copy sibling subtrees in parallel (rayon) down to this depth; 0 disables it.
     pub parallel_depth: usize,
     /// Skip device nodes that must be re-created (inside a user namespace `mknod` fails).
@@ -53,6 +89,7 @@ impl CopyOptions {
     pub fn hardlink() -> Self {
         CopyOptions {
             mode: CopyMode::Hardlink,
+            specials: Specials::Link,
             parallel_depth: 2,
             skip_devices: false,
         }
@@ -61,6 +98,7 @@ impl CopyOptions {
     pub fn content() -> Self {
         CopyOptions {
             mode: CopyMode::Content,
+            specials: Specials::Copy,
             parallel_depth: 0,
             skip_devices: false,
         }
@@ -292,7 +330,8 @@ fn copy_leaf(
     ft: FileType,
     rel: &Path,
 ) -> Result<()> {
-    if ctx.opts.mode == CopyMode::Hardlink {
+    let share = ft == FileType::RegularFile || ctx.opts.specials == Specials::Link;
+    if ctx.opts.mode == CopyMode::Hardlink && share {
         match rustix::fs::linkat(src, name, dst, name, AtFlags::empty()) {
             Ok(()) => {
                 ctx.counters.linked.fetch_add(1, Ordering::Relaxed);

@@ -15,6 +15,6 @@ pub mod error;
 pub mod remove;
 pub mod xattr;
 
-pub use copy::{copy_tree, CopyMode, CopyOptions, CopyStats};
+pub use copy::{copy_tree, CopyMode, CopyOptions, CopyStats, Specials};
 pub use error::{FsError, Result};
 pub use remove::remove_all_at;

@@ -674,6 +674,7 @@ fn init_config(req: &InitRequest) -> Result<InitConfig, String> {
         options: req.opts.clone().unwrap_or_default(),
         uid_maps: req.uid_maps.clone().unwrap_or_default(),
         gid_maps: req.gid_maps.clone().unwrap_or_default(),
+        symlinks: None,
     })
 }
 

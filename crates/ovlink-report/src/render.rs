@@ -52,11 +52,15 @@ pub fn text(r: &HomeReport) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{} home {} on {} (hardlink limit {})",
+        "{} home {} on {} (hardlink limit {}){}",
         r.layout.name(),
         r.home.display(),
         r.backing_fs,
-        thousands(r.link_max)
+        thousands(r.link_max),
+        match r.symlinks {
+            Some(m) => format!("; symlinks and special files: {m}"),
+            None => String::new(),
+        }
     );
     let _ = writeln!(o);
     let max_added = r.layers.iter().map(|l| l.inodes_added).max().unwrap_or(0);

@@ -116,6 +116,10 @@ pub struct HomeReport {
     pub backing_fs: String,
     /// Its hardlink limit.
     pub link_max: u64,
+    /// Legacy layout: `link` (symlinks and special files shared between layers) or `copy`
+    /// (re-created in every layer, as Docker), from the home's `.symlinks` record; `None` for
+    /// overlay2.
+    pub symlinks: Option<&'static str>,
     /// The layers, bottom-up (parents before children).
     pub layers: Vec<LayerReport>,
     /// Totals.
@@ -362,8 +366,15 @@ pub fn scan(
     totals.distinct_inodes = seen.len() as u64;
     let fs = FsStats::of(home)?;
     let projections = projections(&layers, &fs);
+    let symlinks = (layout == Layout::Overlay).then(|| {
+        match std::fs::read_to_string(home.join(ovlink_driver::overlay::SYMLINKS_RECORD)) {
+            Ok(t) => ovlink_fs::Specials::parse(t.trim()).map_or("unknown", |m| m.name()),
+            Err(_) => ovlink_fs::Specials::Link.name(),
+        }
+    });
     Ok(HomeReport {
         home: home.to_path_buf(),
+        symlinks,
         layout,
         backing_fs,
         link_max: lmax,
