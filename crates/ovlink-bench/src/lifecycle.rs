@@ -1,8 +1,8 @@
 //! Commit, image removal and container start, per layout:
 //!
 //! * commit: a container changes K files; `diff` writes its layer tar and `create_and_apply`
-//!   makes it a new image layer (what `docker commit` asks the driver). overlay2 has no `diff`
-//!   yet (issue 10): its figure is absent and `commit_unsupported` says why.
+//!   makes it a new image layer (what `docker commit` asks the driver). A layout without
+//!   `diff` has no figure, and `commit_unsupported` says why.
 //! * removal of an image: every layer of a 5-layer image removed, top first.
 //! * container start: the `-init` layer and the container layer created (Docker's pair), the
 //!   container mounted, and the first exec of a binary of the image through `merged/`.
@@ -211,7 +211,7 @@ pub fn run(cfg: &BenchConfig, wd: &Path, say: Narrator<'_>) -> Result<LifecycleR
                 Err(crate::BenchError::Driver(ovlink_driver::DriverError::Unsupported {
                     what,
                 })) => {
-                    f.commit_unsupported = Some(format!("{} has no {what} (issue 10)", l.name()));
+                    f.commit_unsupported = Some(format!("{} has no {what}", l.name()));
                 }
                 Err(e) => return Err(e),
             }

@@ -90,15 +90,7 @@ pub(crate) fn cached_pages(p: &Path) -> Result<u64> {
 
 /// /proc/meminfo `Cached`, kB (0 when unreadable).
 pub(crate) fn meminfo_cached_kb() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("Cached:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    ovlink_lab::page_cache::meminfo_cached()
 }
 
 /// The 1-minute load average (0 when unreadable).

@@ -61,7 +61,8 @@ pub fn fincore_pages(p: &Path) -> Result<u64> {
     })
 }
 
-fn meminfo_cached() -> u64 {
+/// /proc/meminfo `Cached`, kB (0 when unreadable).
+pub fn meminfo_cached() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
