@@ -1,6 +1,7 @@
 //! `ovlink report`: the distinct-inode total equals an independent count
 //! (`find HOME -xdev -printf '%i\n' | sort -u | wc -l`) for both layouts on the imported
-//! fixture with a mounted container, layer costs add up, and the chart shows both layouts.
+//! fixture with a mounted container, layer costs add up, and the chart shows both layouts;
+//! the layouts' own `usage`, `parent` and `mount_spec` agree with it and with `get`.
 
 use crate::util::*;
 use std::path::{Path, PathBuf};
@@ -225,6 +226,18 @@ fn layers_made_without_records_get_inferred_parents() {
         "zz-base",
         l2.to_str().unwrap(),
     ]);
+    // ovlink records the parent on the layer itself (trusted.ovlink.parent)...
+    let r = report(&t, "overlay");
+    let layers = r["layers"].as_array().unwrap();
+    assert_eq!(layers[1]["id"], "aa-top");
+    assert_eq!(layers[1]["parent"], "zz-base");
+    assert_eq!(layers[1]["parent_source"], "layout");
+    // ...a layer Docker made has no such record: its parent is inferred from shared inodes.
+    rustix::fs::removexattr(
+        t.home().join("aa-top"),
+        ovlink_driver::overlay::PARENT_XATTR,
+    )
+    .unwrap();
     let r = report(&t, "overlay");
     let layers = r["layers"].as_array().unwrap();
     assert_eq!(layers[0]["id"], "zz-base");
@@ -290,4 +303,93 @@ fn bench_smoke_runs_both_layouts_and_cleans_up() {
         .filter(|n| n.starts_with("ovlink-bench-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The trait's descriptions agree with what exists: `usage(id)` is the report's "inodes added"
+/// and "bytes added" for every layer, `parent(id)` the report's parent, and `mount_spec` of the
+/// mounted container is the mount `get` made (its lowerdir/upperdir/workdir in mountinfo;
+/// legacy: exactly one lowerdir).
+fn check_trait_descriptions(driver: &str) {
+    use ovlink_driver::Driver;
+    let t = TestRoot::new();
+    let (layers, cid) = import_and_mount(&t, driver);
+    let r = report(&t, driver);
+    let cfg = ovlink_driver::InitConfig {
+        home: t.root().join(driver),
+        ..Default::default()
+    };
+    let d: Box<dyn Driver> = match driver {
+        "overlay" => Box::new(ovlink_driver::OverlayDriver::init(&cfg).unwrap()),
+        _ => Box::new(ovlink_overlay2::Overlay2Driver::init(&cfg).unwrap()),
+    };
+    for l in r["layers"].as_array().unwrap() {
+        let id = l["id"].as_str().unwrap();
+        let u = d.usage(id).unwrap();
+        assert_eq!(
+            (u.inodes, u.bytes),
+            (
+                l["inodes_added"].as_u64().unwrap(),
+                l["bytes_added"].as_u64().unwrap()
+            ),
+            "{driver}: usage of {id} vs report"
+        );
+        // The report names a container's image layer (lower-id); the layout records the
+        // layer it was created on (the `-init` layer), so only image layers compare.
+        if l["kind"] == "image" {
+            assert_eq!(
+                d.parent(id).unwrap().as_deref(),
+                l["parent"].as_str(),
+                "{driver}: parent of {id}"
+            );
+        }
+    }
+    let spec = d.mount_spec(&cid, None).unwrap();
+    assert_eq!(spec.kind, "overlay");
+    let lowers: Vec<&String> = spec
+        .options
+        .iter()
+        .filter(|o| o.starts_with("lowerdir="))
+        .collect();
+    assert_eq!(lowers.len(), 1, "{spec:?}");
+    let n = lowers[0].trim_start_matches("lowerdir=").split(':').count();
+    // overlay2: the image layers and the container's `-init` layer.
+    let want = if driver == "overlay" {
+        1
+    } else {
+        layers.len() + 1
+    };
+    assert_eq!(n, want, "{spec:?}");
+    let merged = t.root().join(driver).join(&cid).join("merged");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == merged.to_str())
+        .unwrap_or_else(|| panic!("{} not mounted", merged.display()));
+    for o in spec.options.iter().filter(|o| {
+        o.starts_with("lowerdir=") || o.starts_with("upperdir=") || o.starts_with("workdir=")
+    }) {
+        assert!(line.contains(o.as_str()), "{o} not in {line}");
+    }
+    // A layer with nothing below it is a bind of its tree; so is every legacy image layer.
+    let binds = if driver == "overlay" {
+        &layers[..]
+    } else {
+        &layers[..1]
+    };
+    for id in binds {
+        let m = d.mount_spec(id, None).unwrap();
+        assert_eq!(m.kind, "bind", "{id}");
+        assert!(m.source.starts_with(t.root().join(driver).join(id)));
+    }
+    t.ok(&["--driver", driver, "umount", &cid]);
+}
+
+#[test]
+fn overlay_usage_parent_and_mount_spec_agree_with_report_and_get() {
+    check_trait_descriptions("overlay");
+}
+
+#[test]
+fn overlay2_usage_parent_and_mount_spec_agree_with_report_and_get() {
+    check_trait_descriptions("overlay2");
 }

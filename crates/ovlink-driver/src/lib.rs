@@ -145,6 +145,44 @@ impl ChangeKind {
     }
 }
 
+/// What to mount to see a layer: a value a layout returns, so that a caller other than `get`
+/// (a containerd snapshotter) can hand the same mount to someone else. `get` performs exactly
+/// this mount.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mount {
+    /// The filesystem type: `bind` (an image layer's tree) or `overlay`.
+    pub kind: String,
+    /// The mount source: the bound directory, or `overlay`.
+    pub source: PathBuf,
+    /// Mount options, one per entry (`rbind`, `ro`, `lowerdir=...`, `upperdir=...`, ...): only
+    /// options the running kernel understands, as `get` passes them.
+    pub options: Vec<String>,
+}
+
+impl Mount {
+    /// The options joined by `,`, as the kernel's mount data.
+    pub fn data(&self) -> String {
+        self.options.join(",")
+    }
+}
+
+/// What a layer adds to the backing filesystem: inodes and bytes on disk no layer below it
+/// holds. The same figures `ovlink report` shows as a layer's "inodes added" and "bytes added".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Inodes added.
+    pub inodes: u64,
+    /// Bytes on disk of those inodes (`st_blocks * 512`).
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.inodes += o.inodes;
+        self.bytes += o.bytes;
+    }
+}
+
 /// Docker's graphdriver interface. Every method documents its contract; ids are validated
 /// ([`validate_id`]) before any path is built from them.
 pub trait Driver: Send + Sync {
@@ -163,6 +201,27 @@ pub trait Driver: Send + Sync {
 
     /// Removes layer `id` entirely, unmounting it first if needed. Missing: `LayerNotFound`.
     fn remove(&self, id: &str) -> Result<()>;
+
+    /// Describes the mount that shows layer `id`, without mounting: an image layer (or a layer
+    /// with nothing below it) is a `bind` of its tree, a layer on a parent is one `overlay`
+    /// mount (legacy: exactly one lowerdir). [`Driver::get`] performs this mount.
+    fn mount_spec(&self, id: &str, mount_label: Option<&str>) -> Result<Mount> {
+        let _ = (id, mount_label);
+        Err(DriverError::Unsupported { what: "mount_spec" })
+    }
+
+    /// The parent layer of `id` as the layout itself records it (`None`: a bottom layer).
+    fn parent(&self, id: &str) -> Result<Option<String>> {
+        let _ = id;
+        Err(DriverError::Unsupported { what: "parent" })
+    }
+
+    /// What layer `id` adds over its parent ([`Usage`]), counted with the walk `ovlink
+    /// report` uses.
+    fn usage(&self, id: &str) -> Result<Usage> {
+        let _ = id;
+        Err(DriverError::Unsupported { what: "usage" })
+    }
 
     /// Returns the directory to use: `root/` of an image layer, or the mounted `merged/` of a
     /// container layer (mounting it on the first get; reference-counted).

@@ -142,6 +142,28 @@ pub fn push_tail(
     Ok(())
 }
 
+/// Splits a mount option string into its options at the `,` that separate them, keeping a
+/// quoted `context="..."` (whose MLS range may hold commas) whole.
+pub fn split_options(data: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in data.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 /// The error for a failed overlay mount: EPERM is its own variant (the caller lacks
 /// CAP_SYS_ADMIN), anything else [`DriverError::Mount`] with the option string.
 pub fn mount_error(target: &Path, options: &str, source: std::io::Error) -> DriverError {
@@ -404,6 +426,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn split_options_keeps_a_quoted_label_whole() {
+        let table: &[(&str, &[&str])] = &[
+            ("lowerdir=/a,upperdir=/b", &["lowerdir=/a", "upperdir=/b"]),
+            (
+                "lowerdir=/a,context=\"u:r:t:s0:c1,c2\",index=off",
+                &["lowerdir=/a", "context=\"u:r:t:s0:c1,c2\"", "index=off"],
+            ),
+            ("", &[]),
+        ];
+        for (data, want) in table {
+            assert_eq!(split_options(data), *want, "{data}");
+            assert_eq!(split_options(data).join(","), *data);
+        }
     }
 
     #[test]

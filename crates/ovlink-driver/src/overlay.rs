@@ -25,7 +25,9 @@ use crate::lock::{reap_temp_dirs, reap_temp_dirs_except, DirLock, TempDir};
 use crate::mount;
 use crate::refs::MountRefs;
 use crate::rename::{Claim, Renamer};
-use crate::{validate_id, CreateOpts, Driver, IdMap, InitConfig, LayerInfo, LayerKind};
+use crate::{
+    validate_id, CreateOpts, Driver, IdMap, InitConfig, LayerInfo, LayerKind, Mount, Usage,
+};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
 use ovlink_fs::error::Context;
 use ovlink_fs::{copy_tree, CopyOptions, FsError};
@@ -44,6 +46,11 @@ const LOWER_ID: &str = "lower-id";
 const UPPER: &str = "upper";
 const WORK: &str = "work";
 const MERGED: &str = "merged";
+
+/// The xattr on a layer directory that records the parent it was created on (no extra inode;
+/// Docker's layout has no such record, so a layer made by Docker has none: `parent` is then
+/// its `lower-id`, or unknown for an image layer).
+pub const PARENT_XATTR: &str = "trusted.ovlink.parent";
 
 /// Prefixes of ovlink's temporary directories.
 const TMP_HOME_PREFIX: &str = ".tmp-";
@@ -630,6 +637,31 @@ impl OverlayDriver {
         Ok(())
     }
 
+    /// Records `parent` on a layer directory being built ([`PARENT_XATTR`]).
+    fn record_parent(&self, dir: &OwnedFd, parent: Option<&str>, shown: &Path) -> Result<()> {
+        if let Some(p) = parent {
+            ovlink_fs::xattr::set_fd(dir, OsStr::new(PARENT_XATTR), p.as_bytes(), shown)?;
+        }
+        Ok(())
+    }
+
+    /// The single-lowerdir overlay mount of container layer `id` on image layer `lower`.
+    fn overlay_mount(&self, id: &str, lower: &str, mount_label: Option<&str>) -> Result<Mount> {
+        let path = self.home.join(id);
+        let data = mount::overlay_options(
+            &self.home.join(lower).join(ROOT),
+            &path.join(UPPER),
+            &path.join(WORK),
+            &self.features,
+            mount_label,
+        )?;
+        Ok(Mount {
+            kind: "overlay".into(),
+            source: PathBuf::from("overlay"),
+            options: mount::split_options(&data),
+        })
+    }
+
     fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
         let tmp = self.build_layer(id, parent, opts)?;
         self.publish(tmp, id)
@@ -661,6 +693,7 @@ impl OverlayDriver {
                 .ctx("change owner of", &tp)?;
         }
         let dir = tmp.fd();
+        self.record_parent(dir, parent, &tp)?;
         match parent {
             None => {
                 self.mkdir_exact(dir, ROOT, 0o755, &tp.join(ROOT))?;
@@ -871,6 +904,7 @@ impl OverlayDriver {
         let tmp = TempDir::new(&self.home_fd, &self.home, ".tmp-create-", 0o710)?;
         let tp = tmp.path();
         self.chown_root(tmp.fd(), &tp)?;
+        self.record_parent(tmp.fd(), parent, &tp)?;
         let (root, size) = self.build_root(id, tmp.fd(), &tp, parent_root.as_ref(), diff)?;
         ovlink_fs::crash::point("apply.before-rename");
         root.rename_noreplace(&self.renamer, OsStr::new(ROOT), tmp.claim())
@@ -1023,6 +1057,62 @@ impl Driver for OverlayDriver {
         trash.reclaim()
     }
 
+    fn mount_spec(&self, id: &str, mount_label: Option<&str>) -> Result<Mount> {
+        let fd = self.open_layer(id)?;
+        let path = self.home.join(id);
+        match self.kind_of(&fd, &path)? {
+            LayerKind::Image => Ok(Mount {
+                kind: "bind".into(),
+                source: path.join(ROOT),
+                options: vec!["rw".into(), "rbind".into()],
+            }),
+            LayerKind::Container { lower_id } => self.overlay_mount(id, &lower_id, mount_label),
+            LayerKind::Incomplete => Err(DriverError::WrongKind {
+                id: id.to_string(),
+                is: "an incomplete layer",
+                needs: "an image or container layer",
+            }),
+        }
+    }
+
+    fn parent(&self, id: &str) -> Result<Option<String>> {
+        let fd = self.open_layer(id)?;
+        let path = self.home.join(id);
+        if let Some(v) = ovlink_fs::xattr::get_fd(&fd, OsStr::new(PARENT_XATTR), &path)? {
+            let p = String::from_utf8_lossy(&v).into_owned();
+            validate_id(&p)?;
+            return Ok(Some(p));
+        }
+        match self.kind_of(&fd, &path)? {
+            LayerKind::Container { lower_id } => Ok(Some(lower_id)),
+            _ => Ok(None),
+        }
+    }
+
+    fn usage(&self, id: &str) -> Result<Usage> {
+        let parent = self.parent(id)?;
+        let dev = rustix::fs::fstat(&self.home_fd)
+            .ctx("stat", &self.home)?
+            .st_dev;
+        let walk = |l: &str| {
+            ovlink_fs::walk::walk(
+                self.home_fd.as_fd(),
+                OsStr::new(l),
+                &self.home.join(l),
+                dev,
+                false,
+            )
+        };
+        self.open_layer(id)?;
+        let own = walk(id)?;
+        let below = match parent {
+            Some(p) => Some(walk(&p)?),
+            None => None,
+        };
+        let (inodes, bytes) = ovlink_fs::walk::added(&own, below.as_ref());
+        Ok(Usage { inodes, bytes })
+    }
+
     fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {
         let fd = self.open_layer(id)?;
         let path = self.home.join(id);
@@ -1064,14 +1154,10 @@ impl Driver for OverlayDriver {
         {
             return Err(undo(e));
         }
-        let opts = mount::overlay_options(
-            &self.home.join(&lower).join(ROOT),
-            &path.join(UPPER),
-            &path.join(WORK),
-            &self.features,
-            mount_label,
-        )
-        .map_err(&undo)?;
+        let opts = self
+            .overlay_mount(id, &lower, mount_label)
+            .map_err(&undo)?
+            .data();
         if let Err(e) = mount::mount_overlay(&merged, &opts) {
             return Err(undo(e));
         }

@@ -3,7 +3,8 @@
 //! This crate owns every low-level walk ovlink does over a layer tree: opening directories
 //! without following symlinks ([`at`]), reading and copying the xattrs that overlay layers care
 //! about ([`xattr`]), the legacy driver's `DirCopy` in hardlink and full-content modes
-//! ([`copy`]), and removing whole trees ([`remove`]). Everything works relative to directory
+//! ([`copy`]), removing whole trees ([`remove`]) and the counting walk both the report and a
+//! layout's `usage` use ([`walk`]). Everything works relative to directory
 //! file descriptors opened with `O_NOFOLLOW`, so a walk can never leave the tree it was handed.
 //! It never modifies an inode it did not create, except when removing a tree.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ pub mod copy;
 pub mod crash;
 pub mod error;
 pub mod remove;
+pub mod walk;
 pub mod xattr;
 
 pub use copy::{copy_tree, CopyMode, CopyOptions, CopyStats, Specials};

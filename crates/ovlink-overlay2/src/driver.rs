@@ -23,7 +23,9 @@ use ovlink_driver::mount as dmount;
 use ovlink_driver::overlay::RECOVERY_WARNING;
 use ovlink_driver::refs::MountRefs;
 use ovlink_driver::rename::{Claim, Renamer};
-use ovlink_driver::{validate_id, CreateOpts, Driver, InitConfig, LayerInfo, LayerKind};
+use ovlink_driver::{
+    validate_id, CreateOpts, Driver, InitConfig, LayerInfo, LayerKind, Mount, Usage,
+};
 use ovlink_fs::at::{is_dir_at, open_dir, open_dir_at};
 use ovlink_fs::error::Context;
 use ovlink_fs::{copy_tree, CopyOptions, FsError};
@@ -786,6 +788,77 @@ impl Driver for Overlay2Driver {
         ovlink_fs::remove_all_at(&self.home_fd, OsStr::new(&trash), &self.home.join(&trash))?;
         drop(lock);
         Ok(())
+    }
+
+    fn mount_spec(&self, id: &str, mount_label: Option<&str>) -> Result<Mount> {
+        let fd = self.open_layer(id)?;
+        let path = self.home.join(id);
+        if !is_dir_at(&fd, DIFF) {
+            return Err(DriverError::WrongKind {
+                id: id.to_string(),
+                is: "an incomplete layer",
+                needs: "a layer with diff/",
+            });
+        }
+        let lowers = self.read_lowers(&fd, &path)?;
+        if lowers.is_empty() {
+            return Ok(Mount {
+                kind: "bind".into(),
+                source: path.join(DIFF),
+                options: vec!["rw".into(), "rbind".into()],
+            });
+        }
+        let spec = MountSpec {
+            home: &self.home,
+            id,
+            lowers: &lowers,
+            features: &self.features,
+            mount_label,
+        };
+        Ok(Mount {
+            kind: "overlay".into(),
+            source: PathBuf::from("overlay"),
+            options: dmount::split_options(&mnt::absolute(&spec)?),
+        })
+    }
+
+    fn parent(&self, id: &str) -> Result<Option<String>> {
+        Overlay2Driver::parent(self, id)
+    }
+
+    fn usage(&self, id: &str) -> Result<Usage> {
+        let parent = Overlay2Driver::parent(self, id)?;
+        let dev = rustix::fs::fstat(&self.home_fd)
+            .ctx("stat", &self.home)?
+            .st_dev;
+        // The layer directory and its short link in l/ (what `ovlink report` counts).
+        let walk = |l: &str| -> Result<ovlink_fs::walk::Walk> {
+            let mut w = ovlink_fs::walk::walk(
+                self.home_fd.as_fd(),
+                OsStr::new(l),
+                &self.home.join(l),
+                dev,
+                false,
+            )?;
+            let lid = self.link_id(l)?;
+            let lname = format!("{LINK_DIR}/{lid}");
+            if let Ok(st) =
+                rustix::fs::statat(&self.home_fd, lname.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            {
+                if st.st_dev == dev {
+                    w.inodes
+                        .insert(st.st_ino, (st.st_blocks as u64).saturating_mul(512));
+                }
+            }
+            Ok(w)
+        };
+        let own = walk(id)?;
+        let below = match parent {
+            Some(p) => Some(walk(&p)?),
+            None => None,
+        };
+        let (inodes, bytes) = ovlink_fs::walk::added(&own, below.as_ref());
+        Ok(Usage { inodes, bytes })
     }
 
     fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {

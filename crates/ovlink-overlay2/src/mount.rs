@@ -77,9 +77,9 @@ fn lowerdir(prefix: Option<&Path>, lowers: &[String]) -> Result<String> {
     Ok(v.join(":"))
 }
 
-/// Chooses absolute or relative options as Docker does; an error when even the relative form
-/// exceeds a page.
-pub fn plan(spec: &MountSpec<'_>) -> Result<MountPlan> {
+/// The option string with absolute paths (what Docker tries first, and what a layout hands to
+/// another mounter, which shortens it itself when it exceeds a page, as containerd does).
+pub fn absolute(spec: &MountSpec<'_>) -> Result<String> {
     let layer = spec.home.join(spec.id);
     let mut abs = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -88,6 +88,13 @@ pub fn plan(spec: &MountSpec<'_>) -> Result<MountPlan> {
         option_path("workdir", &layer.join("work"))?,
     );
     tail(&mut abs, spec)?;
+    Ok(abs)
+}
+
+/// Chooses absolute or relative options as Docker does; an error when even the relative form
+/// exceeds a page.
+pub fn plan(spec: &MountSpec<'_>) -> Result<MountPlan> {
+    let abs = absolute(spec)?;
     if abs.len() <= MAX_OPTIONS_LEN {
         return Ok(MountPlan::Absolute { options: abs });
     }

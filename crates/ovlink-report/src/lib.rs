@@ -22,7 +22,8 @@ pub mod error;
 pub mod project;
 pub mod render;
 pub mod scan;
-pub mod walk;
+/// The tree walk (in `ovlink-fs`, so that layouts' `usage` shares it).
+pub use ovlink_fs::walk;
 
 pub use error::{ReportError, Result};
 pub use project::{link_max, FsStats, Projection};

@@ -55,7 +55,8 @@ pub struct LayerReport {
     pub kind: &'static str,
     /// Its parent, if known.
     pub parent: Option<String>,
-    /// Where the parent came from: `recorded`, `lower-id`, `lower`, `inferred` or `none`.
+    /// Where the parent came from: `recorded`, `layout` (the layer's own parent record),
+    /// `lower-id`, `lower`, `inferred` or `none`.
     pub parent_source: &'static str,
     /// Layers below it plus one.
     pub depth: usize,
@@ -457,7 +458,17 @@ fn scan_layer(
     let (kind, parent, source) = match layout {
         Layout::Overlay => {
             if content == Some("root") {
-                ("image", None, "none")
+                let recorded = ovlink_fs::xattr::get_fd(
+                    fd,
+                    OsStr::new(ovlink_driver::overlay::PARENT_XATTR),
+                    &path,
+                )?
+                .and_then(|v| String::from_utf8(v).ok())
+                .filter(|p| ovlink_driver::validate_id(p).is_ok());
+                match recorded {
+                    Some(p) => ("image", Some(p), "layout"),
+                    None => ("image", None, "none"),
+                }
             } else if let Some(l) = read_small(fd, "lower-id") {
                 ("container", Some(l), "lower-id")
             } else {

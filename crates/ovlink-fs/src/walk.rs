@@ -4,9 +4,13 @@
 //!
 //! A directory on another device (a mounted `merged/`) is neither counted nor entered; it is
 //! listed in [`Walk::skipped_mounts`]. This module only reads.
+//!
+//! It lives here, below the layouts, so that `ovlink report` (which attributes every inode of a
+//! home to the first layer holding it) and a layout's own `usage` (what one layer adds over its
+//! parent, [`added`]) count with one walk and agree to the inode.
 
-use ovlink_fs::at::open_dir_at;
-use ovlink_fs::error::Context;
+use crate::at::open_dir_at;
+use crate::error::Context;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, Dir, FileType};
 use rustix::io::Errno;
@@ -169,7 +173,7 @@ fn walk_into(
         Ok(st) => st,
         // Removed while we walk (a layer being deleted): nothing to count.
         Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(ovlink_fs::FsError::io("stat", shown, e).into()),
+        Err(e) => return Err(crate::FsError::io("stat", shown, e)),
     };
     let ft = FileType::from_raw_mode(st.st_mode);
     if st.st_dev != dev {
@@ -205,11 +209,10 @@ fn walk_into(
     let fd = match open_dir_at(parent, name, shown) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => return Ok(()),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     if count {
-        let opaque =
-            ovlink_fs::xattr::get_fd(&fd, OsStr::new(ovlink_fs::xattr::OVERLAY_OPAQUE), shown)?;
+        let opaque = crate::xattr::get_fd(&fd, OsStr::new(crate::xattr::OVERLAY_OPAQUE), shown)?;
         if opaque.as_deref() == Some(b"y") {
             w.entries.opaque_dirs += 1;
         }
@@ -228,6 +231,23 @@ fn walk_into(
     Ok(())
 }
 
+/// What a layer adds over its parent: the inodes of `layer` that `parent` does not hold, and
+/// their bytes on disk. In both layouts a layer shares inodes only with its ancestors, and a
+/// legacy image layer holds every ancestor inode it shares through its parent's tree, so this
+/// equals the attribution `ovlink report` makes bottom-up over the whole home.
+pub fn added(layer: &Walk, parent: Option<&Walk>) -> (u64, u64) {
+    let mut inodes = 0;
+    let mut bytes = 0;
+    for (ino, b) in &layer.inodes {
+        if parent.is_some_and(|p| p.inodes.contains_key(ino)) {
+            continue;
+        }
+        inodes += 1;
+        bytes += b;
+    }
+    (inodes, bytes)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -241,7 +261,7 @@ mod tests {
         std::fs::write(t.join("a/f"), b"x").unwrap();
         std::fs::hard_link(t.join("a/f"), t.join("a/b/g")).unwrap();
         std::os::unix::fs::symlink("f", t.join("a/l")).unwrap();
-        let fd = ovlink_fs::at::open_dir(d.path()).unwrap();
+        let fd = crate::at::open_dir(d.path()).unwrap();
         let dev = rustix::fs::fstat(&fd).unwrap().st_dev;
         let w = walk(fd.as_fd(), OsStr::new("t"), &t, dev, true).unwrap();
         assert_eq!(w.entries.dirs, 3);
