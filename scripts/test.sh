@@ -46,6 +46,14 @@ if [ $# -eq 0 ] && [ "${OVLINK_SKIP_RELEASE:-0}" != 1 ]; then
   scripts/release.sh --check
 fi
 
+# containerd's snapshotter conformance suite against `ovlink snapshotter serve`, both layouts
+# (installs golang-go and golang-github-containerd-containerd-dev): on full runs, or when the
+# filter names it (`scripts/test.sh containerd`). OVLINK_SKIP_CONTAINERD=1 skips it.
+if { [ $# -eq 0 ] || [[ "$*" == *containerd* ]]; } && [ "${OVLINK_SKIP_CONTAINERD:-0}" != 1 ]; then
+  cargo build -q --bin ovlink
+  scripts/containerd-suite.sh target/debug/ovlink
+fi
+
 # End to end with a real Docker Engine (20.10) on the ovlink plugin, next to the built-in
 # overlay driver: only on full runs (no test filter); OVLINK_SKIP_DOCKER_E2E=1 skips it.
 if [ $# -eq 0 ] && [ "${OVLINK_SKIP_DOCKER_E2E:-0}" != 1 ]; then

@@ -190,10 +190,32 @@ pub enum Command {
     /// its images and containers with ovlink.
     #[command(subcommand)]
     Plugin(crate::commands::plugin::PluginCmd),
+    /// containerd's snapshots service (a proxy snapshotter, `[proxy_plugins.ovlink]` in
+    /// containerd's config.toml) on the --driver layout: snapshots are ovlink layers in
+    /// DIR/overlay (or DIR/overlay2), their metadata in DIR/snapshotter/. docs/containerd.md.
+    #[command(subcommand)]
+    Snapshotter(SnapshotterCmd),
     /// Walk through the layout --driver names (legacy overlay or overlay2) on a generated
     /// image (or --image FILE) in a throw-away root (inside --root when given): import, mount
     /// a container, write/overwrite/delete, show the upper dir.
     Demo(DemoArgs),
+}
+
+/// `ovlink snapshotter …`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotterCmd {
+    /// Serve containerd's snapshots gRPC API on a unix socket (as root, on the host). Layers
+    /// go to --root with the --driver layout; `ovlink --root DIR report` shows what each
+    /// snapshot costs (the figures `ctr snapshots usage` prints). SIGTERM lets in-flight calls
+    /// finish; a restart keeps every snapshot.
+    Serve {
+        /// Socket path (containerd's `address`); created 0600, its directory 0700.
+        #[arg(long, default_value = ovlink_snapshotter::server::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Seconds to wait for in-flight calls after SIGTERM before exiting anyway.
+        #[arg(long, default_value_t = 60)]
+        shutdown_timeout: u64,
+    },
 }
 
 /// `--json` for read commands.

@@ -9,6 +9,7 @@ pub mod lab;
 mod layer;
 pub mod plugin;
 pub mod report;
+mod snapshotter;
 
 use crate::cli::{Cli, Command, DriverKind};
 use anyhow::Context as _;
@@ -74,6 +75,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a, cli.symlinks.map(|m| m.specials())),
         Command::Lab(c) => lab::run(given.root.then_some(root), given.driver, c),
         Command::Plugin(c) => plugin::run(kind, c),
+        Command::Snapshotter(c) => snapshotter::run(root, kind, c),
         Command::Demo(a) => demo::run(given.root.then_some(root), kind, a),
     }
 }

@@ -1,0 +1,636 @@
+//! The snapshotter itself: containerd's snapshot calls on an ovlink layout, with the metadata
+//! in the [`Store`]. Synchronous; the gRPC service runs each call on a blocking thread.
+//!
+//! How a snapshot maps to a layer (legacy `overlay` layout; overlay2 in brackets):
+//!
+//! ```text
+//! Prepare(k, "")      create(L, none): <L>/root/ [<L>/diff/]      mount: bind rw of it
+//! Prepare(k, p)       create(L, P): lower-id, upper/, work/        mount: ONE overlay,
+//!                     [diff/, work/, lower]                        lowerdir=<P>/root [<P> chain]
+//! View(k, "")         create(L, none)                              mount: bind ro
+//! View(k, p)          no layer of its own                          mount: bind ro of <P>/root
+//!                                                                  [overlay, lowerdirs only]
+//! Commit(n, k)        legacy: the graphdriver's commit in place: the diff of upper/ (0/0 char
+//!                     devices and opaque dirs become whiteouts) applied to a hardlink copy of
+//!                     <P>/root, renamed to <L>/root, then upper/ work/ lower-id removed; the
+//!                     record moves from k to n (same layer). [overlay2: the record only]
+//! Remove(k)           record deleted, then the layer removed (legacy: reclaimed in the
+//!                     background, as `layer rm --background`; Cleanup waits for it)
+//! ```
+//!
+//! Crash safety: a layer is created (published by one rename) before its record is written,
+//! and a record deleted before its layer; at start, [`Snapshotter::open`] removes every layer
+//! no record names. A commit first marks the record (`committing`), converts the layer (one
+//! rename publishes `root/`), then moves the record in one transaction; a start that finds the
+//! mark finishes the commit. So after a SIGKILL at any moment the next start has only complete
+//! snapshots and no temporary directories (the layouts' own init reaps theirs).
+//!
+//! Mutating calls are serialized by one lock: their checks and their effects never interleave.
+//! This module never writes into a committed snapshot's tree.
+
+use crate::error::{Result, SnapError};
+use crate::filter::Filters;
+use crate::store::{Committing, Kind, Record, Store};
+use ovlink_driver::checks::Layout;
+use ovlink_driver::{CreateOpts, Driver, InitConfig, LayerKind, Mount, OverlayDriver, Usage};
+use ovlink_overlay2::Overlay2Driver;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Largest label (key plus value) containerd accepts.
+const MAX_LABEL: usize = 4096;
+
+/// Where the snapshotter keeps its state.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// ovlink's root: the layout's home is `<root>/<layout>` (what `ovlink --root` and
+    /// `ovlink report` use), the metadata `<root>/snapshotter/<layout>/metadata.redb`.
+    pub root: PathBuf,
+    /// The layout.
+    pub layout: Layout,
+}
+
+enum Layer {
+    Overlay(OverlayDriver),
+    Overlay2(Overlay2Driver),
+}
+
+impl Layer {
+    fn driver(&self) -> &dyn Driver {
+        match self {
+            Layer::Overlay(d) => d,
+            Layer::Overlay2(d) => d,
+        }
+    }
+}
+
+/// What a start found and repaired.
+#[derive(Debug, Default, Clone)]
+pub struct Recovery {
+    /// Commits a crash had interrupted, finished: (active key, committed name).
+    pub finished_commits: Vec<(String, String)>,
+    /// Layers no record named (a crash between creating a layer and recording it, or
+    /// between deleting a record and removing its layer), removed.
+    pub orphan_layers: Vec<String>,
+    /// Records whose layer is missing (never expected): listed, not changed.
+    pub missing_layers: Vec<String>,
+}
+
+/// A snapshot's public description (containerd's `Info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// Its key.
+    pub name: String,
+    /// Its record.
+    pub record: Record,
+}
+
+/// The snapshotter. See the module docs.
+pub struct Snapshotter {
+    layer: Layer,
+    store: Store,
+    state: PathBuf,
+    ops: Mutex<()>,
+    counter: AtomicU64,
+    reclaims: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Snapshotter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshotter")
+            .field("home", &self.layer.driver().home())
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+fn now() -> i128 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in labels {
+        if k.len() + v.len() > MAX_LABEL {
+            return Err(SnapError::InvalidArgument(format!(
+                "label key and value length ({} bytes) greater than maximum size ({MAX_LABEL} \
+                 bytes), key: {:?}",
+                k.len() + v.len(),
+                k.chars().take(64).collect::<String>()
+            )));
+        }
+        if k.is_empty() {
+            return Err(SnapError::InvalidArgument(
+                "label key must not be empty".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn not_found(key: &str) -> SnapError {
+    SnapError::NotFound {
+        key: key.to_string(),
+    }
+}
+
+impl Snapshotter {
+    /// Opens the layout and the store under `cfg.root` and repairs what a crash left (see the
+    /// module docs).
+    pub fn open(cfg: &Config) -> Result<(Snapshotter, Recovery)> {
+        let home = cfg.root.join(cfg.layout.name());
+        let state = cfg.root.join("snapshotter").join(cfg.layout.name());
+        std::fs::create_dir_all(&state).map_err(|e| SnapError::Io {
+            op: "create the state directory",
+            path: state.clone(),
+            source: e,
+        })?;
+        let icfg = InitConfig {
+            home: home.clone(),
+            ..Default::default()
+        };
+        let init_err = |e| SnapError::Init {
+            layout: cfg.layout.name(),
+            home: home.clone(),
+            source: Box::new(e),
+        };
+        let layer = match cfg.layout {
+            Layout::Overlay => Layer::Overlay(OverlayDriver::init(&icfg).map_err(init_err)?),
+            Layout::Overlay2 => Layer::Overlay2(Overlay2Driver::init(&icfg).map_err(init_err)?),
+        };
+        let store = Store::open(&state.join("metadata.redb"))?;
+        let s = Snapshotter {
+            layer,
+            store,
+            state,
+            ops: Mutex::new(()),
+            counter: AtomicU64::new(0),
+            reclaims: Mutex::new(Vec::new()),
+        };
+        let rec = s.recover()?;
+        Ok((s, rec))
+    }
+
+    /// The layout's home.
+    pub fn home(&self) -> &Path {
+        self.layer.driver().home()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic in another call cannot leave the store half-written (transactions), so a
+        // poisoned lock is still usable.
+        self.ops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn driver_err(key: &str, id: &str) -> impl FnOnce(ovlink_driver::DriverError) -> SnapError {
+        let (key, id) = (key.to_string(), id.to_string());
+        move |source| SnapError::Driver {
+            key,
+            id,
+            source: Box::new(source),
+        }
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        let _g = self.lock();
+        let mut r = Recovery::default();
+        for (key, rec) in self.store.all()? {
+            if let Some(c) = rec.committing.clone() {
+                self.finish_commit(&key, &rec, &c)?;
+                r.finished_commits.push((key, c.name));
+            }
+        }
+        let all = self.store.all()?;
+        let named: BTreeSet<String> = all.iter().filter_map(|(_, r)| r.layer.clone()).collect();
+        let d = self.layer.driver();
+        for info in d.layers().map_err(Self::driver_err("", ""))? {
+            if !named.contains(&info.id) {
+                self.remove_layer("(none)", &info.id)?;
+                r.orphan_layers.push(info.id);
+            }
+        }
+        for (key, rec) in &all {
+            if let Some(id) = &rec.layer {
+                if !d.exists(id) {
+                    r.missing_layers.push(key.clone());
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn new_layer_id(&self, key: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = Sha256::new();
+        h.update(key.as_bytes());
+        h.update(now().to_le_bytes());
+        h.update(n.to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+        hex::encode(h.finalize())
+    }
+
+    fn get(&self, key: &str) -> Result<Record> {
+        self.store.get(key)?.ok_or_else(|| not_found(key))
+    }
+
+    /// The layer of committed snapshot `parent` (for a new snapshot on it).
+    fn parent_layer(&self, parent: &str) -> Result<Option<String>> {
+        if parent.is_empty() {
+            return Ok(None);
+        }
+        let p = self.store.get(parent)?.ok_or_else(|| not_found(parent))?;
+        if p.kind != Kind::Committed {
+            return Err(SnapError::InvalidArgument(format!(
+                "parent {parent:?} is not a committed snapshot"
+            )));
+        }
+        Ok(p.layer)
+    }
+
+    fn create(
+        &self,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>> {
+        if key.is_empty() {
+            return Err(SnapError::InvalidArgument(
+                "the snapshot key is empty".into(),
+            ));
+        }
+        check_labels(&labels)?;
+        let _g = self.lock();
+        if self.store.get(key)?.is_some() {
+            return Err(SnapError::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        let parent_layer = self.parent_layer(parent)?;
+        let own = kind == Kind::Active || parent.is_empty();
+        let layer = if own {
+            let id = self.new_layer_id(key);
+            self.layer
+                .driver()
+                .create(&id, parent_layer.as_deref(), &CreateOpts::default())
+                .map_err(Self::driver_err(key, &id))?;
+            Some(id)
+        } else {
+            None
+        };
+        let t = now();
+        let rec = Record {
+            layer: layer.clone(),
+            kind,
+            parent: parent.to_string(),
+            labels,
+            created: t,
+            updated: t,
+            committing: None,
+        };
+        let res = self
+            .store
+            .write(|tx| tx.put(key, &rec))
+            .and_then(|()| self.mounts_of(key, &rec));
+        if res.is_err() {
+            if let Some(id) = &layer {
+                let _ = self.store.write(|tx| tx.delete(key));
+                let _ = self.layer.driver().remove(id);
+            }
+        }
+        res
+    }
+
+    /// Prepare: a new active snapshot on committed `parent` (or none).
+    pub fn prepare(
+        &self,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>> {
+        self.create(Kind::Active, key, parent, labels)
+    }
+
+    /// View: a new read-only view of committed `parent` (or of an empty tree).
+    pub fn view(
+        &self,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>> {
+        self.create(Kind::View, key, parent, labels)
+    }
+
+    /// Mounts: the mounts of an active snapshot or a view, again.
+    pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let rec = self.get(key)?;
+        self.mounts_of(key, &rec)
+    }
+
+    fn mounts_of(&self, key: &str, rec: &Record) -> Result<Vec<Mount>> {
+        let d = self.layer.driver();
+        match (rec.kind, &rec.layer) {
+            (Kind::Committed, _) => Err(SnapError::FailedPrecondition {
+                key: key.to_string(),
+                reason: "is committed: only active snapshots and views have mounts".into(),
+            }),
+            (Kind::Active, Some(id)) => Ok(vec![d
+                .mount_spec(id, None)
+                .map_err(Self::driver_err(key, id))?]),
+            (Kind::View, Some(id)) => {
+                let m = d.mount_spec(id, None).map_err(Self::driver_err(key, id))?;
+                Ok(vec![read_only(m)])
+            }
+            (Kind::View, None) => {
+                let p = self.get(&rec.parent)?;
+                let Some(pid) = p.layer else {
+                    return Err(not_found(&rec.parent));
+                };
+                let m = d
+                    .mount_spec(&pid, None)
+                    .map_err(Self::driver_err(&rec.parent, &pid))?;
+                Ok(vec![read_only(m)])
+            }
+            (Kind::Active, None) => Err(not_found(key)),
+        }
+    }
+
+    /// Commit: active `key` becomes committed `name` (see the module docs).
+    pub fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {
+        if name.is_empty() {
+            return Err(SnapError::InvalidArgument(
+                "the snapshot name is empty".into(),
+            ));
+        }
+        check_labels(&labels)?;
+        let _g = self.lock();
+        let rec = self.get(key)?;
+        if rec.kind != Kind::Active {
+            return Err(SnapError::FailedPrecondition {
+                key: key.to_string(),
+                reason: format!("is a {} snapshot, not an active one", rec.kind.name()),
+            });
+        }
+        if self.store.get(name)?.is_some() {
+            return Err(SnapError::AlreadyExists {
+                key: name.to_string(),
+            });
+        }
+        let c = Committing {
+            name: name.to_string(),
+            labels,
+        };
+        let mut marked = rec.clone();
+        marked.committing = Some(c.clone());
+        self.store.write(|tx| tx.put(key, &marked))?;
+        match self.finish_commit(key, &marked, &c) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The layer is still the active one (the conversion publishes by one rename,
+                // and failed before it): drop the mark.
+                let _ = self.store.write(|tx| tx.put(key, &rec));
+                Err(e)
+            }
+        }
+    }
+
+    /// Converts the layer (legacy: into an image layer) and moves the record `key` -> name.
+    fn finish_commit(&self, key: &str, rec: &Record, c: &Committing) -> Result<()> {
+        let id = rec.layer.clone().ok_or_else(|| not_found(key))?;
+        if let Layer::Overlay(d) = &self.layer {
+            let kind = d.layer_kind(&id).map_err(Self::driver_err(key, &id))?;
+            if let LayerKind::Container { lower_id } = kind {
+                let mut tmp = tempfile::tempfile_in(&self.state).map_err(|e| SnapError::Io {
+                    op: "create a temporary file in",
+                    path: self.state.clone(),
+                    source: e,
+                })?;
+                d.diff(&id, Some(&lower_id), &mut tmp)
+                    .map_err(Self::driver_err(key, &id))?;
+                tmp.seek(SeekFrom::Start(0)).map_err(|e| SnapError::Io {
+                    op: "rewind the diff of",
+                    path: d.home().join(&id),
+                    source: e,
+                })?;
+                d.apply_diff(&id, None, &mut tmp)
+                    .map_err(Self::driver_err(key, &id))?;
+            }
+        }
+        let t = now();
+        let committed = Record {
+            layer: Some(id),
+            kind: Kind::Committed,
+            parent: rec.parent.clone(),
+            labels: c.labels.clone(),
+            created: t,
+            updated: t,
+            committing: None,
+        };
+        self.store.write(|tx| {
+            tx.delete(key)?;
+            tx.put(&c.name, &committed)
+        })
+    }
+
+    /// Remove: deletes a snapshot that has no children.
+    pub fn remove(&self, key: &str) -> Result<()> {
+        let _g = self.lock();
+        let rec = self.store.write(|tx| {
+            let rec = tx.get(key)?.ok_or_else(|| not_found(key))?;
+            if tx.has_children(key)? {
+                return Err(SnapError::FailedPrecondition {
+                    key: key.to_string(),
+                    reason: "has children: remove them first".into(),
+                });
+            }
+            if rec.committing.is_some() {
+                return Err(SnapError::FailedPrecondition {
+                    key: key.to_string(),
+                    reason: "is being committed".into(),
+                });
+            }
+            tx.delete(key)?;
+            Ok(rec)
+        })?;
+        if let Some(id) = &rec.layer {
+            self.remove_layer(key, id)?;
+        }
+        Ok(())
+    }
+
+    /// Removes layer `id`. Legacy: renamed away at once (gone for every caller), its inodes
+    /// freed by a background thread, as `ovlink layer rm --background` does; Cleanup waits
+    /// for those threads. overlay2: removed before returning.
+    fn remove_layer(&self, key: &str, id: &str) -> Result<()> {
+        match &self.layer {
+            Layer::Overlay(d) => {
+                let trash = d.remove_detached(id).map_err(Self::driver_err(key, id))?;
+                // If the thread cannot start, the trash stays for Cleanup or the next start.
+                if let Ok(h) = std::thread::Builder::new()
+                    .name("ovlink-reclaim".into())
+                    .spawn(move || {
+                        let _ = trash.reclaim();
+                    })
+                {
+                    let mut v = self.reclaims.lock().unwrap_or_else(|p| p.into_inner());
+                    v.retain(|h| !h.is_finished());
+                    v.push(h);
+                }
+                Ok(())
+            }
+            Layer::Overlay2(d) => d.remove(id).map_err(Self::driver_err(key, id)),
+        }
+    }
+
+    /// Stat.
+    pub fn stat(&self, key: &str) -> Result<Info> {
+        Ok(Info {
+            name: key.to_string(),
+            record: self.get(key)?,
+        })
+    }
+
+    /// Update: changes labels. `paths` empty: all labels replaced; `labels`: the same;
+    /// `labels.<k>`: that label set (or removed when `labels` has no `<k>`); anything else
+    /// is an immutable field (InvalidArgument).
+    pub fn update(
+        &self,
+        key: &str,
+        labels: BTreeMap<String, String>,
+        paths: &[String],
+    ) -> Result<Info> {
+        check_labels(&labels)?;
+        let _g = self.lock();
+        let rec = self.store.write(|tx| {
+            let mut rec = tx.get(key)?.ok_or_else(|| not_found(key))?;
+            if paths.is_empty() {
+                rec.labels = labels.clone();
+            }
+            for p in paths {
+                if p == "labels" {
+                    rec.labels = labels.clone();
+                } else if let Some(k) = p.strip_prefix("labels.") {
+                    match labels.get(k) {
+                        Some(v) => rec.labels.insert(k.to_string(), v.clone()),
+                        None => rec.labels.remove(k),
+                    };
+                } else {
+                    return Err(SnapError::InvalidArgument(format!(
+                        "cannot update {p:?} field on snapshot {key:?}: only labels can change"
+                    )));
+                }
+            }
+            rec.updated = now();
+            tx.put(key, &rec)?;
+            Ok(rec)
+        })?;
+        Ok(Info {
+            name: key.to_string(),
+            record: rec,
+        })
+    }
+
+    /// List: every snapshot matching `filters` (see [`crate::filter`]), sorted by key.
+    pub fn list(&self, filters: &[String]) -> Result<Vec<Info>> {
+        let f = Filters::parse(filters)?;
+        Ok(self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|(k, r)| f.matches(k, r))
+            .map(|(name, record)| Info { name, record })
+            .collect())
+    }
+
+    /// Usage: what the snapshot adds to the backing filesystem (`ovlink report`'s inodes and
+    /// bytes added for its layer; a view of a parent owns nothing).
+    pub fn usage(&self, key: &str) -> Result<Usage> {
+        let rec = self.get(key)?;
+        match &rec.layer {
+            Some(id) => self
+                .layer
+                .driver()
+                .usage(id)
+                .map_err(Self::driver_err(key, id)),
+            None => Ok(Usage::default()),
+        }
+    }
+
+    /// Cleanup: reclaims what Remove left to the background (legacy), before returning: waits
+    /// for the running reclaims, then deletes what a crash left (`.tmp-remove-*`).
+    pub fn cleanup(&self) -> Result<()> {
+        let running: Vec<_> =
+            std::mem::take(&mut *self.reclaims.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in running {
+            let _ = h.join();
+        }
+        if let Layer::Overlay(d) = &self.layer {
+            d.reclaim_pending().map_err(Self::driver_err("", ""))?;
+        }
+        Ok(())
+    }
+
+    /// The ovlink layer id of snapshot `key` (`None` for a view of a parent).
+    pub fn layer_of(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.get(key)?.layer)
+    }
+}
+
+/// The read-only form of a layer's mount: a bind gets `ro`; an overlay loses its upper and
+/// work dirs and gets the upper as its top lowerdir (an overlay without upperdir is read-only).
+fn read_only(mut m: Mount) -> Mount {
+    if m.kind == "bind" {
+        m.options.retain(|o| o != "rw" && o != "ro");
+        m.options.insert(0, "ro".into());
+        return m;
+    }
+    let upper = m
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("upperdir=").map(str::to_string));
+    let mut out = Vec::new();
+    for o in &m.options {
+        if o.starts_with("upperdir=") || o.starts_with("workdir=") {
+            continue;
+        }
+        match (o.strip_prefix("lowerdir="), &upper) {
+            (Some(l), Some(u)) => out.push(format!("lowerdir={u}:{l}")),
+            _ => out.push(o.clone()),
+        }
+    }
+    m.options = out;
+    m
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_mounts() {
+        let b = read_only(Mount {
+            kind: "bind".into(),
+            source: "/h/a/root".into(),
+            options: vec!["rw".into(), "rbind".into()],
+        });
+        assert_eq!(b.options, ["ro", "rbind"]);
+        let o = read_only(Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                "lowerdir=/h/l/B:/h/l/C".into(),
+                "upperdir=/h/a/diff".into(),
+                "workdir=/h/a/work".into(),
+                "index=off".into(),
+            ],
+        });
+        assert_eq!(o.options, ["lowerdir=/h/a/diff:/h/l/B:/h/l/C", "index=off"]);
+    }
+}
