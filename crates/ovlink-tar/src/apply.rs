@@ -495,15 +495,7 @@ fn write_file<R: Read>(
     buf: &mut [u8],
     name: &Path,
 ) -> Result<(u64, OwnedFd), TarError> {
-    let fd = rustix::fs::openat(
-        parent,
-        base,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .ctx("create", shown)
-    .map_err(fe(name))?;
-    let mut file = File::from(fd);
+    let mut file = create_file(parent, base, shown, name)?;
     let want = entry.size();
     let mut written: u64 = 0;
     // A sparse entry (GNU 'S'): the parser hands out its holes as zeros; they are skipped
@@ -561,12 +553,37 @@ fn write_file<R: Read>(
             ),
         });
     }
+    let fd = finish_file(file, shown, meta, name)?;
+    Ok((written, fd))
+}
+
+/// Creates the new regular file `base` in `parent` (0600, `O_EXCL | O_NOFOLLOW`: always a
+/// fresh inode of this apply's).
+fn create_file(
+    parent: BorrowedFd<'_>,
+    base: &OsStr,
+    shown: &Path,
+    name: &Path,
+) -> Result<File, TarError> {
+    let fd = rustix::fs::openat(
+        parent,
+        base,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ctx("create", shown)
+    .map_err(fe(name))?;
+    Ok(File::from(fd))
+}
+
+/// Owner, xattrs, mode and times of a file just written; returns its fd.
+fn finish_file(file: File, shown: &Path, meta: &Meta, name: &Path) -> Result<OwnedFd, TarError> {
     let fd = OwnedFd::from(file);
     set_fd_meta(fd.as_fd(), shown, meta, name)?;
     rustix::fs::futimens(&fd, &meta.timestamps())
         .ctx("set times of", shown)
         .map_err(fe(name))?;
-    Ok((written, fd))
+    Ok(fd)
 }
 
 /// Creates the regular file `base` from a PAX sparse entry: each data segment written at
@@ -592,15 +609,7 @@ fn write_pax_sparse<R: Read>(
         Some(m) => (m.clone(), 0),
         None => sparse::read_map(entry, name)?,
     };
-    let fd = rustix::fs::openat(
-        parent,
-        base,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .ctx("create", shown)
-    .map_err(fe(name))?;
-    let mut file = File::from(fd);
+    let mut file = create_file(parent, base, shown, name)?;
     let mut end = 0u64;
     for (off, len) in map {
         let stop = off.checked_add(len).filter(|s| *s <= ps.real_size);
@@ -648,11 +657,7 @@ fn write_pax_sparse<R: Read>(
     file.set_len(ps.real_size)
         .ctx("set the size of", shown)
         .map_err(fe(name))?;
-    let fd = OwnedFd::from(file);
-    set_fd_meta(fd.as_fd(), shown, meta, name)?;
-    rustix::fs::futimens(&fd, &meta.timestamps())
-        .ctx("set times of", shown)
-        .map_err(fe(name))?;
+    let fd = finish_file(file, shown, meta, name)?;
     Ok((ps.real_size, fd))
 }
 
