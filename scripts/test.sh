@@ -52,6 +52,11 @@ fi
 if { [ $# -eq 0 ] || [[ "$*" == *containerd* ]]; } && [ "${OVLINK_SKIP_CONTAINERD:-0}" != 1 ]; then
   cargo build -q --bin ovlink
   scripts/containerd-suite.sh target/debug/ovlink
+  # A private containerd 1.6 on the snapshotter (both layouts): only on full runs.
+  if [ $# -eq 0 ]; then
+    OVLINK_BIN=target/debug/ovlink OVLINK_DRIVER=overlay scripts/containerd-e2e.sh
+    OVLINK_BIN=target/debug/ovlink OVLINK_DRIVER=overlay2 scripts/containerd-e2e.sh
+  fi
 fi
 
 # End to end with a real Docker Engine (20.10) on the ovlink plugin, next to the built-in
