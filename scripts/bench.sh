@@ -6,7 +6,8 @@
 #   sudo IMAGE=busybox.tar scripts/bench.sh       # any `docker save` tarball
 #   sudo REPS=5 ENTRIES=20000 LAYERS=8 OUT=bench-out DIR=/var/tmp scripts/bench.sh
 #
-# Writes $OUT/bench.md (the table, with the cp -al rows appended) and $OUT/bench.json.
+# Writes $OUT/bench.md (the table, with the cp -al rows appended), $OUT/bench.json and
+# $OUT/bench.svg (the chart).
 # Needs root (overlay mounts); DIR must not be tmpfs. Cleans up after itself.
 set -eu
 
@@ -27,11 +28,11 @@ mkdir -p "$OUT"
 
 if [ -n "${IMAGE:-}" ]; then
     "$BIN" bench --image "$IMAGE" --reps "$REPS" --dir "$DIR" \
-        --markdown "$OUT/bench.md" --json "$OUT/bench.json"
+        --markdown "$OUT/bench.md" --json "$OUT/bench.json" --svg "$OUT/bench.svg"
     img=$IMAGE
 else
     "$BIN" bench --entries "$ENTRIES" --layers "$LAYERS" --reps "$REPS" --dir "$DIR" \
-        --markdown "$OUT/bench.md" --json "$OUT/bench.json" --write-image "$OUT/image.tar"
+        --markdown "$OUT/bench.md" --json "$OUT/bench.json" --svg "$OUT/bench.svg" --write-image "$OUT/image.tar"
     img=$OUT/image.tar
 fi
 
