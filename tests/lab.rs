@@ -38,6 +38,7 @@ fn lab_inodes_end_to_end_on_a_small_ext4() {
         svg.to_str().unwrap(),
     ]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["symlinks"], "link");
     let runs = r["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for run in runs {
@@ -83,6 +84,32 @@ fn lab_inodes_end_to_end_on_a_small_ext4() {
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert_eq!(chart.matches("<polyline").count(), 2);
     assert!(chart.contains("filesystem capacity"));
+    assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+}
+
+/// The lab says which `--symlinks` mode its legacy layout uses.
+#[test]
+fn lab_inodes_shows_the_symlinks_mode() {
+    let t = TestRoot::new();
+    let out = t.ok(&[
+        "--symlinks",
+        "copy",
+        "lab",
+        "inodes",
+        "--size",
+        "16",
+        "--inodes",
+        "512",
+        "--dirs",
+        "30",
+        "--no-links",
+    ]);
+    assert!(
+        out.contains(
+            "legacy layout with --symlinks copy: symlinks and special files are re-created"
+        ),
+        "{out}"
+    );
     assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
 }
 

@@ -179,7 +179,12 @@ fn finish<T: Serialize>(p: &Printer, c: &Common, name: &str, r: &T) -> anyhow::R
 }
 
 /// Runs `ovlink lab …`. `root`: the `--root` given on the command line, if any.
-pub fn run(root: Option<&Path>, driver_given: bool, c: LabCmd) -> anyhow::Result<()> {
+pub fn run(
+    root: Option<&Path>,
+    driver_given: bool,
+    c: LabCmd,
+    symlinks: Option<ovlink_fs::Specials>,
+) -> anyhow::Result<()> {
     if driver_given {
         bail!(
             "--driver does not apply to the labs: `lab inodes` and `lab layers` run both layouts \
@@ -196,6 +201,7 @@ pub fn run(root: Option<&Path>, driver_given: bool, c: LabCmd) -> anyhow::Result
                 max_layers: a.max_layers,
                 no_links: a.no_links,
                 svg: a.svg.is_some(),
+                symlinks: symlinks.unwrap_or_default(),
             };
             let r = ovlink_lab::inodes::run(&config(root, a.common.keep), &cfg, &p)?;
             if let (Some(path), Some(svg)) = (&a.svg, &r.svg) {

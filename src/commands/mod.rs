@@ -29,7 +29,10 @@ pub struct Given {
 pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
     let root = cli.root.as_path();
     let kind = cli.driver;
-    if let (Some(m), false) = (cli.symlinks, matches!(cli.command, Command::Bench(_))) {
+    if let (Some(m), false) = (
+        cli.symlinks,
+        matches!(cli.command, Command::Bench(_) | Command::Lab(_)),
+    ) {
         // Recorded in (or checked against) the home once; every later open uses the record.
         if kind == DriverKind::Overlay2 {
             anyhow::bail!("--symlinks is a setting of the legacy overlay layout (overlay2 copies no layer trees)");
@@ -73,7 +76,12 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         Command::Container(c) => container::run(root, kind, c),
         Command::Report(a) => report::run(root, kind, a),
         Command::Bench(a) => bench::run(a, cli.symlinks.map(|m| m.specials())),
-        Command::Lab(c) => lab::run(given.root.then_some(root), given.driver, c),
+        Command::Lab(c) => lab::run(
+            given.root.then_some(root),
+            given.driver,
+            c,
+            cli.symlinks.map(|m| m.specials()),
+        ),
         Command::Plugin(c) => plugin::run(kind, c),
         Command::Snapshotter(c) => snapshotter::run(root, kind, c),
         Command::Demo(a) => demo::run(given.root.then_some(root), kind, a),

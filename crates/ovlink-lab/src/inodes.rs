@@ -38,6 +38,8 @@ pub struct InodesConfig {
     pub no_links: bool,
     /// Also render the chart as SVG (returned in [`LabResult::svg`]).
     pub svg: bool,
+    /// The legacy layout's `--symlinks` mode (share or re-create symlinks and special files).
+    pub symlinks: ovlink_fs::Specials,
 }
 
 impl Default for InodesConfig {
@@ -49,6 +51,7 @@ impl Default for InodesConfig {
             max_layers: 1000,
             no_links: false,
             svg: false,
+            symlinks: ovlink_fs::Specials::Link,
         }
     }
 }
@@ -233,6 +236,8 @@ pub struct LayoutRun {
 /// What `lab inodes` found.
 #[derive(Debug, Serialize)]
 pub struct LabResult {
+    /// The legacy layout's `--symlinks` mode (`link` or `copy`).
+    pub symlinks: &'static str,
     /// Filesystem size in bytes.
     pub fs_bytes: u64,
     /// Filesystem inodes.
@@ -250,9 +255,10 @@ pub struct LabResult {
     pub kept: Option<PathBuf>,
 }
 
-fn open(layout: Layout, home: &Path) -> Result<Box<dyn Driver>> {
+fn open(layout: Layout, home: &Path, symlinks: ovlink_fs::Specials) -> Result<Box<dyn Driver>> {
     let cfg = InitConfig {
         home: home.to_path_buf(),
+        symlinks: (layout == Layout::Overlay).then_some(symlinks),
         ..Default::default()
     };
     Ok(match layout {
@@ -300,11 +306,12 @@ fn run_layout(
     layout: Layout,
     tree: &Tree,
     max_layers: u32,
+    symlinks: ovlink_fs::Specials,
 ) -> Result<LayoutRun> {
     let name = layout.name();
     let home = mnt.join(name);
     let before = FsStats::of(mnt)?;
-    let d = open(layout, &home)?;
+    let d = open(layout, &home, symlinks)?;
     let base = tree.base()?;
     say.out(format!(
         "{:<7} {:>9} {:>9}   {:<32} {}",
@@ -698,12 +705,23 @@ pub fn run(cfg: &LabConfig, a: &InodesConfig, n: &dyn Narrator) -> Result<LabRes
 
     let mut runs = Vec::new();
     say.step("part 1a: the legacy overlay layout: every layer is a full tree (hardlinks for files, NEW directories)");
+    say.text(format!(
+        "legacy layout with --symlinks {}: {}",
+        a.symlinks.name(),
+        match a.symlinks {
+            ovlink_fs::Specials::Link =>
+                "symlinks and special files are hardlinked between layers (ovlink's saving)",
+            ovlink_fs::Specials::Copy =>
+                "symlinks and special files are re-created in every layer, as Docker does",
+        }
+    ));
     runs.push(run_layout(
         &say,
         &mnt,
         Layout::Overlay,
         &tree,
         a.max_layers,
+        a.symlinks,
     )?);
     // Free the filesystem for the second layout.
     let oh = mnt.join("overlay");
@@ -715,6 +733,7 @@ pub fn run(cfg: &LabConfig, a: &InodesConfig, n: &dyn Narrator) -> Result<LabRes
         Layout::Overlay2,
         &tree,
         a.max_layers,
+        a.symlinks,
     )?);
     let o2h = mnt.join("overlay2");
     std::fs::remove_dir_all(&o2h).map_err(io("remove", &o2h))?;
@@ -805,6 +824,7 @@ pub fn run(cfg: &LabConfig, a: &InodesConfig, n: &dyn Narrator) -> Result<LabRes
         None
     };
     Ok(LabResult {
+        symlinks: a.symlinks.name(),
         fs_bytes: fs0.bytes_total,
         fs_inodes: fs0.inodes_total,
         dirs: tree.dirs,
