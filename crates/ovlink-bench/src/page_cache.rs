@@ -77,16 +77,18 @@ impl PageCacheResult {
             "kB",
             pair(&|c| c.meminfo_delta_kb as f64),
         );
-        row(
-            rows,
-            g,
-            format!("full per-container copy (contrast): cached pages after {n} containers"),
-            "pages",
-            Pair {
-                overlay: Some(self.full_copy.last() as f64),
-                overlay2: Some(self.full_copy.last() as f64),
+        // The same value in both columns and no ratio: it is the contrast, not a comparison.
+        let full = Some(self.full_copy.last() as f64);
+        rows.push(Row {
+            group: g.to_string(),
+            name: format!("full per-container copy (contrast): cached pages after {n} containers"),
+            unit: "pages",
+            value: Pair {
+                overlay: full,
+                overlay2: full,
             },
-        );
+            ratio: None,
+        });
     }
 }
 
