@@ -2,6 +2,7 @@
 //! with nothing on stderr when its reader has already gone (`ovlink layer ls --json | head -1`).
 
 use crate::util::*;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -62,4 +63,56 @@ fn read_commands_exit_zero_on_a_closed_stdout() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `diff -o` and `image save -o` onto a character device (what `/dev/null` is) write through
+/// it: before, the temporary file was renamed over the node, so `-o /dev/null` replaced the
+/// host's `/dev/null` with a regular file holding the tar. A private node (1,3) stands in for
+/// `/dev/null` here, so a regression cannot damage the machine running the test.
+#[test]
+fn output_onto_a_device_writes_through_it_and_keeps_the_node() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = TestRoot::new();
+    t.ok(&[
+        "image",
+        "import",
+        fixture("fx-layers.tar").to_str().unwrap(),
+        "--name",
+        "fx",
+    ]);
+    let c1 = t.ok(&["container", "create", "c1", "--image", "fx"]);
+    let c1 = c1.trim();
+    let dev = t.path().join("devices");
+    std::fs::create_dir(&dev).unwrap();
+    let null = dev.join("null");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &null,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    let null_s = null.to_str().unwrap();
+    for args in [
+        vec!["diff", c1, "-o", null_s],
+        vec!["image", "save", "fx", "-o", null_s],
+    ] {
+        t.ok(&args);
+        let m = std::fs::symlink_metadata(&null).unwrap();
+        assert!(
+            m.file_type().is_char_device() && m.rdev() == rustix::fs::makedev(1, 3),
+            "ovlink {args:?} replaced the device node: {m:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dev).unwrap().collect();
+        assert_eq!(
+            left.len(),
+            1,
+            "ovlink {args:?} left files beside the device"
+        );
+    }
+    // A regular file is still written whole under its name.
+    let out = t.path().join("fx.tar");
+    t.ok(&["image", "save", "fx", "-o", out.to_str().unwrap()]);
+    assert!(std::fs::metadata(&out).unwrap().len() > 10_000);
 }

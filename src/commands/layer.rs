@@ -156,21 +156,14 @@ pub fn diff(
     let parent = default_parent(root, id, parent)?;
     match output {
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".ovlink-diff-")
-                .tempfile_in(dir)
-                .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-            let mut w = std::io::BufWriter::new(tmp.as_file());
+            // A regular file appears only complete; /dev/null or a fifo is written in place.
+            let out = ovlink_fs::output::OutputFile::create(&path, ".ovlink-diff-")?;
+            let mut w = std::io::BufWriter::new(out.file());
             d.diff(id, parent.as_deref(), &mut w)?;
             w.flush()
                 .with_context(|| format!("cannot write {}", path.display()))?;
             drop(w);
-            tmp.persist(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            out.commit(false)?;
         }
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {

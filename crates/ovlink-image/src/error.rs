@@ -37,6 +37,9 @@ pub enum ImageError {
         /// The path as written in the manifest.
         path: String,
     },
+    /// A filesystem operation failed; the error names the operation and the path.
+    #[error(transparent)]
+    Fs(#[from] ovlink_fs::FsError),
     /// A manifest, index or config is not valid JSON of the expected shape.
     #[error("cannot parse {path}")]
     BadManifest {

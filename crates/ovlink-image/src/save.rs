@@ -52,7 +52,7 @@ fn driver_err<'a>(layer: &'a str, op: &'static str) -> impl FnOnce(DriverError) 
     }
 }
 
-/// Streams `driver.diff(id, parent)` into a temporary file in `dir`, hashing it.
+/// Streams `driver.diff(id, parent)` into an unnamed temporary file in `dir`, hashing it.
 fn diff_to_temp(
     driver: &dyn Driver,
     id: &str,
@@ -129,18 +129,23 @@ pub struct SaveReport {
     pub layer_bytes: u64,
 }
 
-/// Writes the images `names` as a `docker save` tarball to `out` (written to a temporary
-/// name next to it and renamed into place when complete).
+/// Writes the images `names` as a `docker save` tarball to `out`: a regular file is written
+/// to a temporary name next to it and renamed into place when complete; a device or fifo
+/// (`/dev/null`, a pipe) is written in place (see [`ovlink_fs::output`]).
 pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> Result<SaveReport> {
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".ovlink-save-")
-        .tempfile_in(dir)
-        .map_err(|e| ImageError::io("create a temporary file in", dir, e))?;
-    let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    let tmp = ovlink_fs::output::OutputFile::create(out, ".ovlink-save-")?;
+    // Layer tars are staged beside a regular output (same filesystem, the space it will need
+    // anyway); for a device or fifo, in the system's temporary directory, never in `/dev`.
+    let tmpdir = std::env::temp_dir();
+    let dir = if tmp.is_direct() {
+        tmpdir.as_path()
+    } else {
+        tmp.path()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    };
+    let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, tmp.file()));
     let mut manifest = Vec::new();
     let mut repositories = serde_json::Map::new();
     let mut written = std::collections::BTreeSet::new();
@@ -261,11 +266,7 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
         .map_err(|e| ImageError::io("write", out, e))?;
     w.flush().map_err(|e| ImageError::io("write", out, e))?;
     drop(w);
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ImageError::io("fsync", out, e))?;
-    tmp.persist(out)
-        .map_err(|e| ImageError::io("rename into place", out, e.error))?;
+    tmp.commit(true)?;
     Ok(report)
 }
 
