@@ -218,7 +218,8 @@ step sigkill-during-import kill_during_import
 rm_leaves_nothing() {
   ctr images rm --sync "$IMG" >/dev/null || return 1
   for l in $(ctr leases ls -q); do ctr leases rm --sync "$l"; done
-  ctr content ls -q | xargs -r ctr content rm >/dev/null
+  ctr content ls -q | xargs -r ctr --address "$W/containerd.sock" content rm >/dev/null
+  [ -z "$(ctr content ls -q)" ] || { echo "content left:"; ctr content ls; return 1; }
   local n; n=$(ctr snapshots --snapshotter ovlink ls | awk 'NR > 1' | wc -l)
   [ "$n" = 0 ] || { ctr snapshots --snapshotter ovlink ls; return 1; }
   local left
