@@ -6,7 +6,10 @@
 #   sudo scripts/containerd-e2e.sh            (OVLINK_BIN=path, OVLINK_DRIVER=overlay|overlay2)
 #
 #  1. `ctr plugins ls` lists io.containerd.snapshotter.v1 ovlink ok
-#  2. `ctr images import --snapshotter ovlink` of tests/fixtures/fx-layers.tar (4 layers)
+#  2. `ctr images import --snapshotter ovlink` of tests/fixtures/fx-layers.tar (4 layers); a
+#     view of the image's top snapshot equals, entry by entry (type, mode, owner, size, content,
+#     file mtime, link target, device numbers, capabilities, hardlink groups), the view
+#     containerd's built-in overlayfs snapshotter gives of the same image
 #  3. `ctr run --rm --snapshotter ovlink` prints the expected output
 #  4. while a container runs, its rootfs is an overlay with exactly one lowerdir (legacy)
 #  5. a file unchanged since the base layer is one inode in every image layer (legacy)
@@ -118,7 +121,38 @@ committed() { # committed N: exactly N committed snapshots, nothing else
   [ "$n" = "$1" ] || { ctr snapshots --snapshotter ovlink ls; echo "expected $1 committed"; return 1; }
   echo "$n committed snapshots"
 }
+view_equals_overlayfs() {
+  ctr images import --snapshotter overlayfs "$FIX/fx-layers.tar" >/dev/null || return 1
+  local top s
+  top=$(ctr snapshots --snapshotter ovlink ls | awk 'NR > 1 && $NF == "Committed" { k[$1] = 1; p[$2] = 1 }
+    END { for (x in k) if (!(x in p)) print x }')
+  [ "$(printf '%s\n' "$top" | grep -c .)" = 1 ] || { echo "no single top snapshot: $top"; return 1; }
+  for s in ovlink overlayfs; do
+    mkdir -p "$W/view-$s"
+    # Mounted from what the View call itself answered: a bare view has no lease, and
+    # containerd's GC may collect it at any moment (what the mount shows stays).
+    ctr snapshots --snapshotter "$s" view --mounts "e2e-view-$s" "$top" >"$W/view-$s.mounts" || return 1
+    python3 - "$W/view-$s.mounts" "$W/view-$s" <<'PY' || return 1
+import json, subprocess, sys
+for m in json.load(open(sys.argv[1])):
+    g = lambda k: m.get(k, m.get(k.capitalize()))
+    subprocess.run(["mount", "-t", g("type"), g("source"), sys.argv[2], "-o", ",".join(g("options") or [])], check=True)
+PY
+    python3 "$REPO/scripts/layout-manifest.py" "$W/view-$s" >"$W/view-$s.json" || return 1
+  done
+  local rc=0
+  python3 "$REPO/scripts/layout-manifest.py" --compare "$W/view-ovlink.json" "$W/view-overlayfs.json" || rc=1
+  # A bare view has no lease: containerd's GC may have collected it already (the mount
+  # keeps what it shows); remove what is left.
+  for s in ovlink overlayfs; do
+    umount "$W/view-$s" || rc=1
+    ctr snapshots --snapshotter "$s" rm "e2e-view-$s" 2>/dev/null || true
+  done
+  [ "$rc" = 0 ] || return 1
+  echo "the view of $top equals overlayfs's: $(python3 -c 'import json,sys; print(sum(len(r["entries"]) for r in json.load(open(sys.argv[1]))["layers"]))' "$W/view-ovlink.json" 2>/dev/null || echo '?') entries"
+}
 step import import
+step view-equals-overlayfs view_equals_overlayfs
 
 run_output() {
   local out
