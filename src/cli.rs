@@ -44,6 +44,57 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "MODE")]
     pub symlinks: Option<SymlinksMode>,
 
+    /// How a new layer is made durable before `layer apply`, `image import` or a commit says
+    /// it exists. `files`: fdatasync every file the layer tar wrote (in parallel with the
+    /// apply), then one fsync of the layer directory; costs this layer's own data.
+    /// `syncfs`: sync the whole backing filesystem; costs every dirty byte on it, whoever
+    /// wrote it. `none`: nothing is synced, so a power cut can lose a layer that was reported
+    /// created (tests, throw-away roots; Docker's own behaviour). overlay2 knows only synced
+    /// (files or syncfs) and none. [default: files on ext4 and xfs, syncfs elsewhere]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OVLINK_SYNC",
+        value_name = "MODE"
+    )]
+    pub sync: Option<SyncFlag>,
+
+    /// Same as --sync none (for scripts: OVLINK_NO_FSYNC set to any value but "false").
+    #[arg(long, global = true, env = "OVLINK_NO_FSYNC", value_parser = flag_is_set)]
+    pub no_fsync: bool,
+
+    /// When `layer rm` (and container rm) deletes the removed layer's tree, legacy layout.
+    /// The layer is gone at once either way (renamed away atomically). `inline`: its inodes
+    /// are freed before the command returns. `background`: a thread deletes it and the
+    /// command returns sooner; what a short-lived process does not finish is left for the next
+    /// command's init or `layer reclaim` (`ovlink report` shows it meanwhile).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OVLINK_RECLAIM",
+        default_value_t = ReclaimFlag::Inline,
+        value_name = "MODE"
+    )]
+    pub reclaim: ReclaimFlag,
+
+    /// How `diff`, `changes`, `diff-size`, commit and save find what a layer changed.
+    /// `native`: read the upper dir alone (only what the container wrote is looked at), falling
+    /// back to naive when it is not a plain diff (redirect_dir/metacopy xattrs). `naive`:
+    /// mount the layer and compare the whole merged tree with its parent's by metadata, as
+    /// Docker's legacy driver does; same result, costs a walk of the whole image.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OVLINK_DIFF",
+        ignore_case = true,
+        default_value_t = DiffFlag::Native,
+        value_name = "MODE"
+    )]
+    pub diff_mode: DiffFlag,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -64,6 +115,68 @@ impl SymlinksMode {
         match self {
             SymlinksMode::Link => ovlink_fs::Specials::Link,
             SymlinksMode::Copy => ovlink_fs::Specials::Copy,
+        }
+    }
+}
+
+/// `--no-fsync` / `OVLINK_NO_FSYNC`: set unless the value is `false` (clap passes `true` for
+/// the bare flag and `false` for its absence).
+fn flag_is_set(s: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(s != "false")
+}
+
+/// `--sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncFlag {
+    /// fdatasync each file the layer wrote, then fsync the layer directory.
+    Files,
+    /// syncfs of the whole backing filesystem.
+    Syncfs,
+    /// Nothing (a power cut can lose a reported layer).
+    None,
+}
+
+/// `--reclaim`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReclaimFlag {
+    /// Delete before the command returns.
+    Inline,
+    /// Delete in a background thread.
+    Background,
+}
+
+/// `--diff-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFlag {
+    /// From the upper dir when it is a plain diff, else naive.
+    Native,
+    /// Mount and compare the merged view (Docker's legacy driver).
+    Naive,
+}
+
+impl Cli {
+    /// The layout settings of the global flags, on `home` (no options, id maps or symlinks
+    /// mode: those come from the home's record or from dockerd).
+    pub fn init_config(&self, home: PathBuf) -> ovlink_driver::InitConfig {
+        use ovlink_driver::{DiffMode, ReclaimMode, SyncMode};
+        let sync = match (self.no_fsync, self.sync) {
+            (true, _) | (false, Some(SyncFlag::None)) => Some(SyncMode::None),
+            (false, Some(SyncFlag::Files)) => Some(SyncMode::Files),
+            (false, Some(SyncFlag::Syncfs)) => Some(SyncMode::Syncfs),
+            (false, None) => None,
+        };
+        ovlink_driver::InitConfig {
+            home,
+            sync,
+            reclaim: match self.reclaim {
+                ReclaimFlag::Inline => ReclaimMode::Inline,
+                ReclaimFlag::Background => ReclaimMode::Background,
+            },
+            diff: match self.diff_mode {
+                DiffFlag::Native => DiffMode::Auto,
+                DiffFlag::Naive => DiffMode::Naive,
+            },
+            ..Default::default()
         }
     }
 }

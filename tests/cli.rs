@@ -116,3 +116,64 @@ fn output_onto_a_device_writes_through_it_and_keeps_the_node() {
     t.ok(&["image", "save", "fx", "-o", out.to_str().unwrap()]);
     assert!(std::fs::metadata(&out).unwrap().len() > 10_000);
 }
+
+/// The layout settings are global flags, each also read from its environment variable (for
+/// the scripts written before the flags); `status` says which diff is active.
+#[test]
+fn settings_flags_and_their_environment_variables() {
+    let t = TestRoot::new();
+    let diff_mode = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut c = ovlink_cmd(&t.root(), args);
+        c.env("TMPDIR", t.tmp()).env_remove("OVLINK_DIFF");
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} {env:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let line = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv[0] == "Diff mode")
+            .unwrap_or_else(|| panic!("no Diff mode in {v}"))
+            .clone();
+        line[1]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(diff_mode(&["status", "--json"], None), "native");
+    assert_eq!(
+        diff_mode(&["--diff-mode", "naive", "status", "--json"], None),
+        "naive"
+    );
+    assert_eq!(
+        diff_mode(&["status", "--json"], Some(("OVLINK_DIFF", "Naive"))),
+        "naive"
+    );
+    // The flag wins over the variable.
+    assert_eq!(
+        diff_mode(
+            &["--diff-mode", "native", "status", "--json"],
+            Some(("OVLINK_DIFF", "naive"))
+        ),
+        "native"
+    );
+    // A value that names no mode is refused, not ignored.
+    for (flag, bad) in [
+        ("--sync", "fast"),
+        ("--reclaim", "later"),
+        ("--diff-mode", "x"),
+    ] {
+        let err = t.fails(&[flag, bad, "status"]);
+        assert!(err.contains("invalid value"), "{flag} {bad}: {err}");
+    }
+}

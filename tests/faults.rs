@@ -79,6 +79,28 @@ fn killed(out: &Output) -> bool {
     out.status.signal() == Some(9)
 }
 
+/// The binary under test has its crash points (the `crash-points` feature, which `cargo test`
+/// turns on through the root package's dev-dependency): a crash point that is asked for kills
+/// it. Without them every kill loop below would see runs that simply succeed.
+#[test]
+fn the_binary_has_crash_points() {
+    let t = TestRoot::new();
+    let root = t.path().join("armed");
+    let out = run_with_crash(
+        &root,
+        &["layer", "create", "probe"],
+        "create.before-rename:1",
+    );
+    assert!(
+        killed(&out) && String::from_utf8_lossy(&out.stderr).contains("crash point"),
+        "`OVLINK_CRASH_AT=create.before-rename:1 ovlink layer create` was not killed (status \
+         {:?}, stderr {:?}): {} was built without the crash-points feature",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        env!("CARGO_BIN_EXE_ovlink")
+    );
+}
+
 fn run_with_crash(root: &Path, args: &[&str], at: &str) -> Output {
     ovlink_cmd(root, args)
         .env("OVLINK_CRASH_AT", at)
@@ -1061,6 +1083,41 @@ fn layer_creation_is_durable_before_success() {
     assert!(
         !tr.iter().any(|l| is_sync(l)),
         "OVLINK_NO_FSYNC=1 still syncs: {tr:?}"
+    );
+    // The same switch as a flag, and an explicit mode: `--sync syncfs` syncs the filesystem
+    // before the rename, whatever the default of the backing filesystem.
+    let tr = sync_trace(
+        &root,
+        &[
+            "--sync",
+            "none",
+            "layer",
+            "apply",
+            "other2",
+            tar.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert!(
+        !tr.iter().any(|l| is_sync(l)),
+        "--sync none still syncs: {tr:?}"
+    );
+    let tr = sync_trace(
+        &root,
+        &[
+            "--sync",
+            "syncfs",
+            "layer",
+            "apply",
+            "other3",
+            tar.to_str().unwrap(),
+        ],
+        false,
+    );
+    let r = position(&tr, is_rename_into("root"), 0).unwrap();
+    assert!(
+        tr[..r].iter().any(|l| l.starts_with("syncfs(")),
+        "--sync syncfs: no syncfs before the rename: {tr:?}"
     );
 }
 

@@ -95,7 +95,8 @@ fn split_fix(e: &ovlink_driver::DriverError) -> (String, String) {
     }
 }
 
-pub fn run(root: &Path, kind: DriverKind, json: bool) -> anyhow::Result<()> {
+pub fn run(ctx: &super::Ctx, json: bool) -> anyhow::Result<()> {
+    let (root, kind) = (ctx.root.as_path(), ctx.kind);
     let layout = match kind {
         DriverKind::Overlay => Layout::Overlay,
         DriverKind::Overlay2 => Layout::Overlay2,
@@ -183,7 +184,7 @@ pub fn run(root: &Path, kind: DriverKind, json: bool) -> anyhow::Result<()> {
     let features = OverlayFeatures::read();
     if overlay.is_ok() {
         // Driver init creates the home (test-mounting a fresh one) and recovers it.
-        match super::open_any_driver(root, kind) {
+        match ctx.open() {
             Ok(_driver) => probe_home(&mut r, &home, &fs_name, &features),
             Err(e) => r.feature(
                 "driver init",

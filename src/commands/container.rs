@@ -3,8 +3,8 @@
 //! `/etc/hosts`, …), and the container's own layer `<id>` on top of it (a copy of the init
 //! layer's upper dir, the same lower).
 
-use super::open_any_driver;
-use crate::cli::{ContainerCmd, DriverKind};
+use super::Ctx;
+use crate::cli::ContainerCmd;
 use crate::output;
 use anyhow::Context as _;
 use ovlink_driver::CreateOpts;
@@ -62,7 +62,8 @@ fn new_id() -> String {
         .collect()
 }
 
-pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<()> {
+pub fn run(ctx: &Ctx, cmd: ContainerCmd) -> anyhow::Result<()> {
+    let (root, kind) = (ctx.root.as_path(), ctx.kind);
     let store = match cmd {
         // A read command: works on a read-only root and creates nothing.
         ContainerCmd::Ls(_) => ovlink_image::Store::open_read_only(root),
@@ -76,7 +77,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<(
                 .last()
                 .context("the image has no layers")?
                 .clone();
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             let id = new_id();
             let init = format!("{id}-init");
             let made = (|| -> anyhow::Result<()> {
@@ -129,7 +130,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<(
             output::table(&["NAME", "IMAGE", "LAYER ID"], &rows)
         }
         ContainerCmd::Commit { name, image } => {
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             let r = ovlink_image::commit(d.as_ref(), &store, &name, &image)?;
             println!("{}", r.image_id);
             eprintln!(
@@ -140,7 +141,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ContainerCmd) -> anyhow::Result<(
         }
         ContainerCmd::Rm { name } => {
             let c = store.container(&name)?;
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             for id in [&c.layer_id, &c.init_layer_id] {
                 if d.exists(id) {
                     d.remove(id)?;

@@ -1,11 +1,10 @@
 //! `ovlink image …`: import `docker save` / OCI tarballs through the driver, list images.
 
-use super::open_any_driver;
-use crate::cli::{DriverKind, ImageCmd};
+use super::Ctx;
+use crate::cli::ImageCmd;
 use crate::output;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::Path;
 
 /// Shows a progress bar per layer on a terminal; silent otherwise.
 struct Bar {
@@ -53,10 +52,11 @@ impl ovlink_image::Progress for Bar {
     }
 }
 
-pub fn run(root: &Path, kind: DriverKind, cmd: ImageCmd) -> anyhow::Result<()> {
+pub fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
+    let (root, kind) = (ctx.root.as_path(), ctx.kind);
     match cmd {
         ImageCmd::Import { file, name } => {
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             let store = ovlink_image::Store::open(root)?;
             let report =
                 ovlink_image::import(d.as_ref(), &store, &file, name.as_deref(), &Bar::new())?;
@@ -100,7 +100,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: ImageCmd) -> anyhow::Result<()> {
             output::table(&["NAME", "IMAGE ID", "LAYERS", "TOP LAYER"], &rows)
         }
         ImageCmd::Save { images, output } => {
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             let store = ovlink_image::Store::open(root)?;
             let names: Vec<&str> = images.iter().map(String::as_str).collect();
             let report = ovlink_image::save(d.as_ref(), &store, &names, &output)?;

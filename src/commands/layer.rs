@@ -1,23 +1,23 @@
 //! `ovlink layer …`: the graphdriver calls, one by one.
 
-use super::open_any_driver;
+use super::Ctx;
 use crate::cli::{DriverKind, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
 use ovlink_driver::{CreateOpts, LayerKind};
 use std::path::{Path, PathBuf};
 
-pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
-    match (&cmd, kind) {
+pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
+    match (&cmd, ctx.kind) {
         (
             LayerCmd::Rm {
                 id,
                 background: true,
             },
             DriverKind::Overlay,
-        ) => return remove_in_background(root, id),
+        ) => return remove_in_background(ctx, id),
         (LayerCmd::Reclaim { name, lock_fd }, DriverKind::Overlay) => {
-            let d = super::open_driver(root)?;
+            let d = ctx.open_legacy()?;
             if let (Some(name), Some(fd)) = (name, lock_fd) {
                 let held = PathBuf::from(format!("/proc/self/fd/{fd}"));
                 return Ok(d.reclaim_handed_over(name, &held)?);
@@ -32,7 +32,7 @@ pub fn run(root: &Path, kind: DriverKind, cmd: LayerCmd) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let d = open_any_driver(root, kind)?;
+    let d = ctx.open()?;
     match cmd {
         LayerCmd::Create { id, parent } => {
             d.create(&id, parent.as_deref(), &CreateOpts::default())?
@@ -145,15 +145,14 @@ fn default_parent(root: &Path, id: &str, parent: Option<String>) -> anyhow::Resu
 
 /// `ovlink diff`
 pub fn diff(
-    root: &Path,
-    kind: DriverKind,
+    ctx: &Ctx,
     id: &str,
     parent: Option<String>,
     output: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let d = open_any_driver(root, kind)?;
-    let parent = default_parent(root, id, parent)?;
+    let d = ctx.open()?;
+    let parent = default_parent(&ctx.root, id, parent)?;
     match output {
         Some(path) => {
             // A regular file appears only complete; /dev/null or a fifo is written in place.
@@ -178,15 +177,9 @@ pub fn diff(
 }
 
 /// `ovlink changes`
-pub fn changes(
-    root: &Path,
-    kind: DriverKind,
-    id: &str,
-    parent: Option<String>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let d = open_any_driver(root, kind)?;
-    let parent = default_parent(root, id, parent)?;
+pub fn changes(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> anyhow::Result<()> {
+    let d = ctx.open()?;
+    let parent = default_parent(&ctx.root, id, parent)?;
     let changes = d.changes(id, parent.as_deref())?;
     if json {
         let v: Vec<_> = changes
@@ -209,15 +202,9 @@ pub fn changes(
 }
 
 /// `ovlink diff-size`
-pub fn diff_size(
-    root: &Path,
-    kind: DriverKind,
-    id: &str,
-    parent: Option<String>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let d = open_any_driver(root, kind)?;
-    let parent = default_parent(root, id, parent)?;
+pub fn diff_size(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> anyhow::Result<()> {
+    let d = ctx.open()?;
+    let parent = default_parent(&ctx.root, id, parent)?;
     let size = d.diff_size(id, parent.as_deref())?;
     if json {
         return output::json(&serde_json::json!({ "Size": size }));
@@ -229,9 +216,9 @@ pub fn diff_size(
 /// `layer rm --background`: the layer is renamed away now; a detached `ovlink layer reclaim`
 /// inherits the fd holding the trash's lock and deletes the tree after this process is gone.
 /// If it cannot be started, the tree is deleted here.
-fn remove_in_background(root: &Path, id: &str) -> anyhow::Result<()> {
+fn remove_in_background(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     use rustix::fd::AsRawFd;
-    let d = super::open_driver(root)?;
+    let d = ctx.open_legacy()?;
     let trash = d.remove_detached(id)?;
     let fd = trash.lock_fd();
     let spawned = std::env::current_exe()
@@ -241,7 +228,7 @@ fn remove_in_background(root: &Path, id: &str) -> anyhow::Result<()> {
                 .context("cannot hand the lock over")?;
             let child = std::process::Command::new(exe)
                 .arg("--root")
-                .arg(root)
+                .arg(&ctx.root)
                 .args(["layer", "reclaim", "--name", trash.name(), "--lock-fd"])
                 .arg(fd.as_raw_fd().to_string())
                 .stdin(std::process::Stdio::null())

@@ -14,7 +14,7 @@ mod snapshotter;
 use crate::cli::{Cli, Command, DriverKind};
 use anyhow::Context as _;
 use ovlink_driver::{Driver, InitConfig, OverlayDriver};
-use std::path::Path;
+use std::path::PathBuf;
 
 /// Which global flags were given (command line or environment), not defaulted.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,8 +25,68 @@ pub struct Given {
     pub driver: bool,
 }
 
+/// What every command is given by the global flags: the root, the layout and the layout's
+/// settings (`--sync`, `--reclaim`, `--diff-mode`); the one place that opens a layout.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// `--root`.
+    pub root: PathBuf,
+    /// `--driver`.
+    pub kind: DriverKind,
+    /// The settings, with an empty home (filled in by [`Ctx::init_config`]).
+    base: InitConfig,
+}
+
+impl Ctx {
+    /// The init config of the home `home` with the global settings.
+    pub fn init_config(&self, home: PathBuf) -> InitConfig {
+        InitConfig {
+            home,
+            ..self.base.clone()
+        }
+    }
+
+    /// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>` and prints
+    /// the warnings of a recovery that could not finish.
+    pub fn open(&self) -> anyhow::Result<Box<dyn Driver>> {
+        let d = self.open_layout()?;
+        report_recovery(d.as_ref());
+        Ok(d)
+    }
+
+    /// Initializes the legacy overlay driver on `<root>/overlay`.
+    pub fn open_legacy(&self) -> anyhow::Result<OverlayDriver> {
+        let home = self.root.join("overlay");
+        OverlayDriver::init(&self.init_config(home.clone()))
+            .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
+    }
+
+    fn open_layout(&self) -> anyhow::Result<Box<dyn Driver>> {
+        match self.kind {
+            DriverKind::Overlay => Ok(Box::new(self.open_legacy()?)),
+            DriverKind::Overlay2 => {
+                let home = self.root.join("overlay2");
+                Ok(Box::new(
+                    ovlink_overlay2::Overlay2Driver::init(&self.init_config(home.clone()))
+                        .with_context(|| {
+                            format!(
+                                "cannot initialize the overlay2 driver in {}",
+                                home.display()
+                            )
+                        })?,
+                ))
+            }
+        }
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
+    let ctx = Ctx {
+        root: cli.root.clone(),
+        kind: cli.driver,
+        base: cli.init_config(PathBuf::new()),
+    };
     let root = cli.root.as_path();
     let kind = cli.driver;
     if let (Some(m), false) = (
@@ -39,27 +99,26 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         }
         let home = root.join("overlay");
         OverlayDriver::init(&InitConfig {
-            home: home.clone(),
             symlinks: Some(m.specials()),
-            ..Default::default()
+            ..ctx.init_config(home.clone())
         })
         .with_context(|| format!("cannot set --symlinks for {}", home.display()))?;
     }
     match cli.command {
-        Command::Check(j) => check::run(root, kind, j.json),
-        Command::Layer(c) => layer::run(root, kind, c),
+        Command::Check(j) => check::run(&ctx, j.json),
+        Command::Layer(c) => layer::run(&ctx, c),
         Command::Mount { id, mount_label } => {
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             let p = d.get(&id, mount_label.as_deref())?;
             println!("{}", p.display());
             Ok(())
         }
-        Command::Diff { id, parent, output } => layer::diff(root, kind, &id, parent, output),
-        Command::Changes { id, parent, json } => layer::changes(root, kind, &id, parent, json),
-        Command::DiffSize { id, parent, json } => layer::diff_size(root, kind, &id, parent, json),
-        Command::Umount { id } => Ok(open_any_driver(root, kind)?.put(&id)?),
+        Command::Diff { id, parent, output } => layer::diff(&ctx, &id, parent, output),
+        Command::Changes { id, parent, json } => layer::changes(&ctx, &id, parent, json),
+        Command::DiffSize { id, parent, json } => layer::diff_size(&ctx, &id, parent, json),
+        Command::Umount { id } => Ok(ctx.open()?.put(&id)?),
         Command::Status(j) => {
-            let d = open_any_driver(root, kind)?;
+            let d = ctx.open()?;
             let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
             st.push(("Home".to_string(), d.home().display().to_string()));
             st.extend(d.status());
@@ -72,8 +131,8 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Command::Image(c) => image::run(root, kind, c),
-        Command::Container(c) => container::run(root, kind, c),
+        Command::Image(c) => image::run(&ctx, c),
+        Command::Container(c) => container::run(&ctx, c),
         Command::Report(a) => report::run(root, kind, a),
         Command::Bench(a) => bench::run(a, cli.symlinks.map(|m| m.specials())),
         Command::Lab(c) => lab::run(
@@ -82,20 +141,10 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
             c,
             cli.symlinks.map(|m| m.specials()),
         ),
-        Command::Plugin(c) => plugin::run(kind, c),
-        Command::Snapshotter(c) => snapshotter::run(root, kind, c),
+        Command::Plugin(c) => plugin::run(&ctx, c),
+        Command::Snapshotter(c) => snapshotter::run(&ctx, c),
         Command::Demo(a) => demo::run(given.root.then_some(root), kind, a),
     }
-}
-
-/// Initializes the overlay driver on `<root>/overlay`.
-pub fn open_driver(root: &Path) -> anyhow::Result<OverlayDriver> {
-    let home = root.join("overlay");
-    OverlayDriver::init(&InitConfig {
-        home: home.clone(),
-        ..Default::default()
-    })
-    .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
 }
 
 /// Prints the warnings of an init whose recovery could not finish (the command goes on).
@@ -103,34 +152,6 @@ fn report_recovery(d: &dyn Driver) {
     for (k, v) in d.status() {
         if k == "Warning" && v.starts_with(ovlink_driver::overlay::RECOVERY_WARNING) {
             eprintln!("ovlink: warning: {}: {v}", d.home().display());
-        }
-    }
-}
-
-/// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>`.
-pub fn open_any_driver(root: &Path, kind: DriverKind) -> anyhow::Result<Box<dyn Driver>> {
-    let d = open_layout(root, kind)?;
-    report_recovery(d.as_ref());
-    Ok(d)
-}
-
-fn open_layout(root: &Path, kind: DriverKind) -> anyhow::Result<Box<dyn Driver>> {
-    match kind {
-        DriverKind::Overlay => Ok(Box::new(open_driver(root)?)),
-        DriverKind::Overlay2 => {
-            let home = root.join("overlay2");
-            Ok(Box::new(
-                ovlink_overlay2::Overlay2Driver::init(&InitConfig {
-                    home: home.clone(),
-                    ..Default::default()
-                })
-                .with_context(|| {
-                    format!(
-                        "cannot initialize the overlay2 driver in {}",
-                        home.display()
-                    )
-                })?,
-            ))
         }
     }
 }

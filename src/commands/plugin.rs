@@ -63,7 +63,8 @@ pub enum PluginCmd {
 }
 
 /// Runs `ovlink plugin …` with the layout chosen by the global `--driver`.
-pub fn run(kind: DriverKind, c: PluginCmd) -> anyhow::Result<()> {
+pub fn run(ctx: &super::Ctx, c: PluginCmd) -> anyhow::Result<()> {
+    let kind = ctx.kind;
     match c {
         PluginCmd::Serve {
             name,
@@ -75,12 +76,26 @@ pub fn run(kind: DriverKind, c: PluginCmd) -> anyhow::Result<()> {
         } => {
             check_name(&name)?;
             let socket = socket.unwrap_or_else(|| ovlink_plugin::default_socket(&name));
+            // dockerd sends the home, options and id maps; the sync, reclaim and diff modes
+            // are this process's flags.
+            let settings = ctx.init_config(PathBuf::new());
+            let with_settings = move |cfg: &InitConfig| InitConfig {
+                home: cfg.home.clone(),
+                options: cfg.options.clone(),
+                uid_maps: cfg.uid_maps.clone(),
+                gid_maps: cfg.gid_maps.clone(),
+                symlinks: cfg.symlinks,
+                ..settings.clone()
+            };
             let factory: DriverFactory = match kind {
-                DriverKind::Overlay => Arc::new(|cfg: &InitConfig| {
-                    Ok(Box::new(OverlayDriver::init(cfg)?) as Box<dyn Driver>)
+                DriverKind::Overlay => Arc::new(move |cfg: &InitConfig| {
+                    Ok(Box::new(OverlayDriver::init(&with_settings(cfg))?) as Box<dyn Driver>)
                 }),
-                DriverKind::Overlay2 => Arc::new(|cfg: &InitConfig| {
-                    Ok(Box::new(ovlink_overlay2::Overlay2Driver::init(cfg)?) as Box<dyn Driver>)
+                DriverKind::Overlay2 => Arc::new(move |cfg: &InitConfig| {
+                    Ok(
+                        Box::new(ovlink_overlay2::Overlay2Driver::init(&with_settings(cfg))?)
+                            as Box<dyn Driver>,
+                    )
                 }),
             };
             eprintln!(

@@ -6,12 +6,13 @@ use crate::cli::{DriverKind, SnapshotterCmd};
 use anyhow::Context as _;
 use ovlink_driver::checks::Layout;
 use ovlink_snapshotter::{Config, ServeOptions, Snapshotter};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `ovlink snapshotter …`.
-pub fn run(root: &Path, kind: DriverKind, c: SnapshotterCmd) -> anyhow::Result<()> {
+pub fn run(ctx: &super::Ctx, c: SnapshotterCmd) -> anyhow::Result<()> {
+    let (root, kind) = (ctx.root.as_path(), ctx.kind);
+    let settings = ctx.init_config(root.to_path_buf());
     match c {
         SnapshotterCmd::Serve {
             socket,
@@ -24,6 +25,8 @@ pub fn run(root: &Path, kind: DriverKind, c: SnapshotterCmd) -> anyhow::Result<(
             let (snap, rec) = Snapshotter::open(&Config {
                 root: root.to_path_buf(),
                 layout,
+                sync: settings.sync,
+                diff: settings.diff,
             })
             .with_context(|| format!("cannot start the snapshotter on {}", root.display()))?;
             for (k, n) in &rec.finished_commits {

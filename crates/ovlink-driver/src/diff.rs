@@ -6,7 +6,8 @@
 //! same lower root (Docker's `-init` layer, whose upper was copied into this one at create)
 //! the two upper dirs side by side. The layer (and a container parent) stay locked while
 //! their upper dirs are read; reading while mounted is fine. When the upper dir is not a
-//! plain diff (it carries `redirect_dir` or `metacopy` xattrs) or `OVLINK_DIFF=naive` is set,
+//! plain diff (it carries `redirect_dir` or `metacopy` xattrs) or the driver was initialized
+//! with [`DiffMode::Naive`],
 //! the layer is mounted and its merged view compared with the parent's by metadata, as
 //! Docker's legacy driver always did. An image layer's `root/` is compared with its
 //! parent's; unchanged files are the parent's inodes, so only changed ones are read.
@@ -23,36 +24,13 @@ use ovlink_fs::at::{open_dir, open_dir_at};
 use std::io::Write;
 use std::path::PathBuf;
 
-/// The environment variable that forces the naive diff (`OVLINK_DIFF=naive`).
-pub const DIFF_ENV: &str = "OVLINK_DIFF";
-
-/// Which diff to make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiffMode {
-    /// Native from the upper dirs when they are plain diffs, else naive; `OVLINK_DIFF=naive`
-    /// forces naive. What the [`Driver`] methods use.
-    Auto,
-    /// Always the naive diff (mount, compare the merged view by metadata).
-    Naive,
-}
-
-impl DiffMode {
-    fn naive(self) -> bool {
-        self == DiffMode::Naive || naive_forced()
-    }
-}
-
-/// True when `OVLINK_DIFF=naive` forces the naive diff.
-pub fn naive_forced() -> bool {
-    std::env::var(DIFF_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("naive"))
-}
+pub use crate::config::DiffMode;
 
 /// The `status` line saying which diff is active.
-pub fn status_line() -> (String, String) {
-    let mode = if naive_forced() {
-        "naive (merged vs lower; OVLINK_DIFF=naive)"
-    } else {
-        "native (upper dir)"
+pub fn status_line(mode: DiffMode) -> (String, String) {
+    let mode = match mode {
+        DiffMode::Naive => "naive (merged vs lower; --diff-mode naive)",
+        DiffMode::Auto => "native (upper dir)",
     };
     ("Diff mode".to_string(), mode.to_string())
 }
@@ -182,7 +160,7 @@ fn plan<'d>(
                 }
                 _ => None,
             };
-            if let (Some(pp), false) = (native_parent, mode.naive()) {
+            if let (Some(pp), false) = (native_parent, mode == DiffMode::Naive) {
                 plan.locks.push(lock(d, id)?);
                 if let Some(p) = pp.filter(|p| *p != id) {
                     plan.locks.push(lock(d, p)?);
@@ -236,9 +214,10 @@ fn incomplete(id: &str) -> DriverError {
     }
 }
 
-/// [`Driver::diff`]: writes the Docker layer tar of what `id` changed against `parent`.
+/// [`Driver::diff`]: writes the Docker layer tar of what `id` changed against `parent`, with the
+/// driver's [`DiffMode`].
 pub fn diff(d: &OverlayDriver, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
-    diff_with(d, id, parent, DiffMode::Auto, out)
+    diff_with(d, id, parent, d.diff_mode(), out)
 }
 
 /// [`diff`] with an explicit mode.
@@ -272,7 +251,7 @@ pub fn diff_with(
 
 /// [`Driver::changes`]: the list `docker diff` prints, sorted by path.
 pub fn changes(d: &OverlayDriver, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
-    changes_with(d, id, parent, DiffMode::Auto)
+    changes_with(d, id, parent, d.diff_mode())
 }
 
 /// [`changes`] with an explicit mode.
@@ -305,7 +284,7 @@ pub fn to_changes(list: Vec<ovlink_diff::Change>) -> Vec<Change> {
 /// [`Driver::diff_size`]: Docker's `ChangesSize` of the changes (regular files and symlinks,
 /// hardlinked inodes once; see [`ovlink_diff::size`]).
 pub fn diff_size(d: &OverlayDriver, id: &str, parent: Option<&str>) -> Result<u64> {
-    diff_size_with(d, id, parent, DiffMode::Auto)
+    diff_size_with(d, id, parent, d.diff_mode())
 }
 
 /// [`diff_size`] with an explicit mode.

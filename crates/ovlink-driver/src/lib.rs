@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod config;
 pub mod diff;
 pub mod error;
 pub mod id;
@@ -32,6 +33,7 @@ pub mod overlay;
 pub mod refs;
 pub mod rename;
 
+pub use config::{DiffMode, ReclaimMode, SyncMode};
 pub use error::{DriverError, Result};
 pub use id::validate_id;
 pub use overlay::OverlayDriver;
@@ -60,7 +62,8 @@ pub struct IdMap {
     pub size: u32,
 }
 
-/// What `init` is given: the home, the driver options, and the id maps.
+/// What `init` is given: the home, the driver options, the id maps and the typed settings of
+/// [`config`].
 #[derive(Debug, Clone, Default)]
 pub struct InitConfig {
     /// The driver home (`<root>/overlay`).
@@ -76,6 +79,13 @@ pub struct InitConfig {
     /// (`<home>/.symlinks`); `None` uses the recorded one (`Link` for a home without a record),
     /// and a mode other than the recorded one is refused while the home holds layers.
     pub symlinks: Option<ovlink_fs::Specials>,
+    /// How a new layer is made durable; `None`: the default for the backing filesystem
+    /// ([`SyncMode::default_for`]).
+    pub sync: Option<SyncMode>,
+    /// When a removed layer's tree is deleted (legacy layout).
+    pub reclaim: ReclaimMode,
+    /// Which diff the diff methods make.
+    pub diff: DiffMode,
 }
 
 /// What a layer directory holds.

@@ -80,6 +80,7 @@ pub struct OverlayDriver {
     sync: SyncMode,
     symlinks: ovlink_fs::Specials,
     background_reclaim: AtomicBool,
+    diff_mode: crate::DiffMode,
 }
 
 /// A removed layer, renamed to `<home>/.tmp-remove-*` and locked: it is gone for every caller,
@@ -113,41 +114,7 @@ impl Trash {
     }
 }
 
-/// How `apply_diff` makes a new layer durable before it reports success (see
-/// `docs/design.md`, "Durability").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// `fdatasync` of every file the layer tar wrote (a thread pool, overlapped with the
-    /// apply), then one `fsync` of the layer directory after the rename, which commits the
-    /// journal holding every name, inode and directory of the new tree. The default on ext4
-    /// and xfs, whose metadata journal commits in order. Cost: this layer's own data.
-    Files,
-    /// `syncfs` of the whole backing filesystem before the rename, then the same `fsync`.
-    /// The default on other filesystems. Cost: every dirty byte on the filesystem, whoever
-    /// wrote it.
-    Syncfs,
-    /// Nothing is synced (`OVLINK_NO_FSYNC=1`, or `OVLINK_SYNC=none`): a power loss can lose
-    /// a layer that was reported as created. For tests and throw-away roots.
-    None,
-}
-
-impl SyncMode {
-    /// The mode for a home on `backing_fs`: `OVLINK_NO_FSYNC` set means `None`; else
-    /// `OVLINK_SYNC` (`files`, `syncfs`, `none`); else `Files` on extfs and xfs, `Syncfs`
-    /// elsewhere.
-    pub fn from_env(backing_fs: &str) -> SyncMode {
-        if std::env::var_os("OVLINK_NO_FSYNC").is_some() {
-            return SyncMode::None;
-        }
-        match std::env::var("OVLINK_SYNC").ok().as_deref() {
-            Some("files") => SyncMode::Files,
-            Some("syncfs") => SyncMode::Syncfs,
-            Some("none") => SyncMode::None,
-            _ if matches!(backing_fs, "extfs" | "xfs") => SyncMode::Files,
-            _ => SyncMode::Syncfs,
-        }
-    }
-}
+pub use crate::config::SyncMode;
 
 /// What `init` found and fixed in the home.
 #[derive(Debug, Default, Clone)]
@@ -224,8 +191,8 @@ impl OverlayDriver {
             rustix::fs::fchown(&home_fd, Some(rustix::process::getuid()), Some(gid(g)))
                 .ctx("change owner of", &home)?;
         }
-        let sync = SyncMode::from_env(&backing_fs);
-        let background = std::env::var("OVLINK_RECLAIM").is_ok_and(|v| v == "background");
+        let sync = SyncMode::resolve(cfg.sync, &backing_fs);
+        let background = cfg.reclaim == crate::ReclaimMode::Background;
         let recorded = read_symlinks_record(&home_fd, &home)?;
         let mut driver = OverlayDriver {
             home,
@@ -243,6 +210,7 @@ impl OverlayDriver {
             warnings,
             durable: sync != SyncMode::None,
             background_reclaim: AtomicBool::new(background),
+            diff_mode: cfg.diff,
         };
         if fresh {
             driver.check_mount()?;
@@ -379,8 +347,8 @@ impl OverlayDriver {
     }
 
     /// Whether `remove` deletes the renamed-away layer in a background thread (`true`) or
-    /// before it returns (`false`, the default; `OVLINK_RECLAIM=background` at init turns it
-    /// on). Either way the layer is gone for every caller as soon as `remove` returns; in
+    /// before it returns (`false`, the default; [`crate::ReclaimMode::Background`] at init
+    /// turns it on). Either way the layer is gone for every caller as soon as `remove` returns; in
     /// background mode its inodes are freed later (`ovlink report` shows how many are left),
     /// and a process that exits first leaves the rest to the next init or `layer reclaim`.
     pub fn set_background_reclaim(&self, on: bool) {
@@ -461,6 +429,11 @@ impl OverlayDriver {
     /// How `apply_diff` makes layers durable.
     pub fn sync_mode(&self) -> SyncMode {
         self.sync
+    }
+
+    /// Which diff the [`Driver`] diff methods make (set at init).
+    pub fn diff_mode(&self) -> crate::DiffMode {
+        self.diff_mode
     }
 
     /// The user-namespace id maps given at init (uid maps, gid maps).
@@ -1257,7 +1230,7 @@ impl Driver for OverlayDriver {
         if !off.is_empty() {
             v.push(("Mount options added".to_string(), off.join(",")));
         }
-        v.push(crate::diff::status_line());
+        v.push(crate::diff::status_line(self.diff_mode));
         v.push((
             "Symlinks".to_string(),
             match self.symlinks {

@@ -16,16 +16,26 @@
 //! Just before the kill it writes `ovlink: crash point NAME (hit N): SIGKILL` to stderr.
 //! This module owns only its counters; it must never do anything but count and kill, and it
 //! never runs unless the variable is set.
+//!
+//! All of it exists only with the cargo feature `crash-points` (the fault tests' builds:
+//! `cargo test` turns it on through the root package's dev-dependency; `cargo build
+//! --features crash-points` for a binary a script kills). Without it [`point`] is an empty
+//! inline function, [`armed`] is `false` and the variable is ignored: a release build has no
+//! way to kill itself.
 
+#[cfg(feature = "crash-points")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "crash-points")]
 use std::sync::OnceLock;
 
 /// The environment variable that arms the crash points.
 pub const ENV: &str = "OVLINK_CRASH_AT";
 
+#[cfg(feature = "crash-points")]
 /// Default upper bound of `random` hit numbers.
 const RANDOM_MAX: u64 = 1000;
 
+#[cfg(feature = "crash-points")]
 #[derive(Debug)]
 struct Plan {
     /// The point's name; `None` matches every point (`*`).
@@ -35,12 +45,14 @@ struct Plan {
     hits: AtomicU64,
 }
 
+#[cfg(feature = "crash-points")]
 fn plan() -> Option<&'static Plan> {
     static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
     PLAN.get_or_init(|| std::env::var(ENV).ok().and_then(|v| parse(&v)))
         .as_ref()
 }
 
+#[cfg(feature = "crash-points")]
 /// Parses an `OVLINK_CRASH_AT` value; `None` (crash points off) when it is malformed.
 fn parse(v: &str) -> Option<Plan> {
     let mut parts = v.split(':');
@@ -65,6 +77,7 @@ fn parse(v: &str) -> Option<Plan> {
     })
 }
 
+#[cfg(feature = "crash-points")]
 /// splitmix64: a tiny, well-mixed PRNG step (no dependency needed for a test hook).
 fn splitmix(state: &AtomicU64) -> u64 {
     let s = state
@@ -78,12 +91,14 @@ fn splitmix(state: &AtomicU64) -> u64 {
 
 /// True when `OVLINK_CRASH_AT` armed the crash points (for callers that want to skip work
 /// done only to reach a point).
+#[cfg(feature = "crash-points")]
 pub fn armed() -> bool {
     plan().is_some()
 }
 
 /// A crash point called `name`: kills this process with `SIGKILL` when `OVLINK_CRASH_AT`
 /// selects this hit (see the module docs); otherwise does nothing.
+#[cfg(feature = "crash-points")]
 pub fn point(name: &str) {
     let Some(p) = plan() else { return };
     if p.name.as_deref().is_some_and(|n| n != name) {
@@ -99,10 +114,23 @@ pub fn point(name: &str) {
     }
 }
 
+/// Without the `crash-points` feature: never armed.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn armed() -> bool {
+    false
+}
+
+/// Without the `crash-points` feature: does nothing.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "crash-points")]
     #[test]
     fn parses() {
         let p = parse("apply.before-rename:3").expect("parse");
@@ -130,6 +158,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "crash-points")]
     #[test]
     fn random_is_reproducible() {
         let a = AtomicU64::new(7);

@@ -7,7 +7,7 @@
 //!   what ApplyDiff returns) is Docker's `directory.Size` of `diff/` (every entry that is not
 //!   a directory, hardlinked inodes once).
 //! - Against any other parent, when `diff/` is not a plain upper (`redirect_dir`/`metacopy`
-//!   xattrs), or with `OVLINK_DIFF=naive`: Docker's naive diff, the layer's merged view
+//!   xattrs), or with [`ovlink_driver::DiffMode::Naive`]: Docker's naive diff, the layer's merged view
 //!   compared with the parent's by metadata, and the size Docker's `ChangesSize`.
 //!
 //! The layer stays locked while its `diff/` is read; what was mounted for a diff is released
@@ -75,7 +75,7 @@ fn plan<'d>(d: &'d Overlay2Driver, id: &str, parent: Option<&str>) -> Result<Pla
         Err(DiffError::NotPlainUpper { .. }) => false,
         Err(e) => return Err(diff_err(id)(e)),
     };
-    if parent == own_parent.as_deref() && plain && !ovlink_driver::diff::naive_forced() {
+    if parent == own_parent.as_deref() && plain && d.diff_mode() != ovlink_driver::DiffMode::Naive {
         plan.lock = Some(lock_in(d.home(), id)?);
         let lower = match parent {
             Some(p) => {

@@ -64,6 +64,7 @@ pub struct Overlay2Driver {
     renamer: Renamer,
     warnings: Vec<String>,
     durable: bool,
+    diff_mode: ovlink_driver::DiffMode,
 }
 
 /// What `init` found and fixed in the home.
@@ -157,7 +158,9 @@ impl Overlay2Driver {
             refs: MountRefs::new(),
             renamer: Renamer::new(),
             warnings,
-            durable: std::env::var_os("OVLINK_NO_FSYNC").is_none(),
+            // overlay2 syncs each layer it writes (no `Files`/`Syncfs` distinction), or nothing.
+            durable: cfg.sync != Some(ovlink_driver::SyncMode::None),
+            diff_mode: cfg.diff,
         };
         if fresh {
             driver.check_mount()?;
@@ -253,6 +256,11 @@ impl Overlay2Driver {
     /// `extra` mount options are for tests (`redirect_dir=on`).
     pub fn native_diff(&self, extra: &[&str]) -> Result<crate::nativediff::NativeDiff> {
         crate::nativediff::check(&self.home_fd, &self.home, extra)
+    }
+
+    /// Which diff the [`Driver`] diff methods make (set at init).
+    pub fn diff_mode(&self) -> ovlink_driver::DiffMode {
+        self.diff_mode
     }
 
     /// Warnings found at init (for `status`).

@@ -61,7 +61,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Makes the driver at `/GraphDriver.Init` (the binary chooses overlay or overlay2).
+/// Makes the driver at `/GraphDriver.Init` from dockerd's home, options and id maps (the
+/// binary chooses overlay or overlay2 and sets what dockerd does not send: the sync, reclaim
+/// and diff modes of its flags).
 pub type DriverFactory =
     Arc<dyn Fn(&InitConfig) -> Result<Box<dyn Driver>, DriverError> + Send + Sync>;
 
@@ -674,7 +676,9 @@ fn init_config(req: &InitRequest) -> Result<InitConfig, String> {
         options: req.opts.clone().unwrap_or_default(),
         uid_maps: req.uid_maps.clone().unwrap_or_default(),
         gid_maps: req.gid_maps.clone().unwrap_or_default(),
-        symlinks: None,
+        // The settings dockerd does not send (sync, reclaim, diff) are the factory's: the
+        // binary's flags.
+        ..Default::default()
     })
 }
 

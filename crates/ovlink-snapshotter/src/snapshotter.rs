@@ -52,6 +52,11 @@ pub struct Config {
     pub root: PathBuf,
     /// The layout.
     pub layout: Layout,
+    /// How new layers are made durable (`None`: the backing filesystem's default). (Removed
+    /// layers are always reclaimed in the background, see `Remove` above.)
+    pub sync: Option<ovlink_driver::SyncMode>,
+    /// Which diff the layout makes.
+    pub diff: ovlink_driver::DiffMode,
 }
 
 enum Layer {
@@ -153,6 +158,8 @@ impl Snapshotter {
         })?;
         let icfg = InitConfig {
             home: home.clone(),
+            sync: cfg.sync,
+            diff: cfg.diff,
             ..Default::default()
         };
         let init_err = |e| SnapError::Init {

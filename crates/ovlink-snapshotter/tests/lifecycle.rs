@@ -57,6 +57,8 @@ fn open(root: &Path, layout: Layout) -> Snapshotter {
     Snapshotter::open(&Config {
         root: root.to_path_buf(),
         layout,
+        sync: None,
+        diff: Default::default(),
     })
     .unwrap()
     .0
@@ -252,6 +254,8 @@ fn a_start_after_a_crash_finishes_commits_and_drops_orphans() {
         let (s, rec) = Snapshotter::open(&Config {
             root: root.clone(),
             layout,
+            sync: None,
+            diff: Default::default(),
         })
         .unwrap();
         assert_eq!(

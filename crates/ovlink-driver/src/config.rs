@@ -1,0 +1,67 @@
+//! The typed settings a layout is initialized with, beside the home and the id maps of
+//! [`crate::InitConfig`]: how a new layer is made durable ([`SyncMode`]), when a removed
+//! layer's tree is deleted ([`ReclaimMode`]) and which diff the diff methods make
+//! ([`DiffMode`]).
+//!
+//! This module only defines the values and their defaults; it must never read the
+//! environment or a file (the binary maps its flags and environment variables to these).
+
+/// How `apply_diff` makes a new layer durable before it reports success (see
+/// `docs/design.md`, "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` of every file the layer tar wrote (a thread pool, overlapped with the
+    /// apply), then one `fsync` of the layer directory after the rename, which commits the
+    /// journal holding every name, inode and directory of the new tree. The default on ext4
+    /// and xfs, whose metadata journal commits in order. Cost: this layer's own data.
+    Files,
+    /// `syncfs` of the whole backing filesystem before the rename, then the same `fsync`.
+    /// The default on other filesystems. Cost: every dirty byte on the filesystem, whoever
+    /// wrote it.
+    Syncfs,
+    /// Nothing is synced: a power loss can lose a layer that was reported as created. For
+    /// tests and throw-away roots.
+    None,
+}
+
+impl SyncMode {
+    /// The default for a home on `backing_fs` (the name [`crate::checks::check_backing_fs`]
+    /// returns): `Files` on extfs and xfs, `Syncfs` elsewhere.
+    pub fn default_for(backing_fs: &str) -> SyncMode {
+        if matches!(backing_fs, "extfs" | "xfs") {
+            SyncMode::Files
+        } else {
+            SyncMode::Syncfs
+        }
+    }
+
+    /// `mode` if one was chosen, else the default for `backing_fs`.
+    pub fn resolve(mode: Option<SyncMode>, backing_fs: &str) -> SyncMode {
+        mode.unwrap_or_else(|| SyncMode::default_for(backing_fs))
+    }
+}
+
+/// When `remove` deletes the tree of a layer it renamed away (legacy layout; overlay2 always
+/// deletes before `remove` returns). Either way the layer is gone for every caller as soon as
+/// `remove` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReclaimMode {
+    /// Before `remove` returns (the default).
+    #[default]
+    Inline,
+    /// In a background thread: `remove` returns at once, the inodes are freed later (`ovlink
+    /// report` shows how many are left), and a process that exits first leaves the rest to
+    /// the next init or `layer reclaim`.
+    Background,
+}
+
+/// Which diff `diff`, `changes` and `diff_size` make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiffMode {
+    /// Native from the upper dirs when they are plain diffs, else naive (the default).
+    #[default]
+    Auto,
+    /// Always the naive diff (mount, compare the merged view with the parent's by metadata),
+    /// as Docker's legacy driver does: slower, reads every directory of the image.
+    Naive,
+}
