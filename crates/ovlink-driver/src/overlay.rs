@@ -994,6 +994,7 @@ impl OverlayDriver {
             uid_maps: ranges(&self.uid_maps),
             gid_maps: ranges(&self.gid_maps),
             sync_data: false,
+            whiteouts: ovlink_tar::WhiteoutFormat::Delete,
         }
     }
 }

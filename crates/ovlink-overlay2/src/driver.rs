@@ -15,7 +15,7 @@
 //! home (the `l/` links are only read with `readlinkat` or handed to the kernel's mount).
 
 use crate::mount::{self as mnt, MountSpec};
-use crate::{shortid, whiteout, MAX_LOWERS};
+use crate::{shortid, MAX_LOWERS};
 use ovlink_driver::checks::{self, OverlayFeatures};
 use ovlink_driver::error::{DriverError, Result};
 use ovlink_driver::lock::{random_suffix, reap_temp_dirs, DirLock, TempDir};
@@ -648,51 +648,19 @@ impl Overlay2Driver {
         res
     }
 
-    /// Applies a layer tar into the diff directory `tfd` (at `tp`), its AUFS whiteouts
-    /// rewritten into overlay whiteouts on the way; returns the size of its regular files.
+    /// Applies a layer tar into the diff directory `tfd` (at `tp`), its AUFS whiteouts kept
+    /// as overlay whiteouts; returns the size of its regular files.
     fn apply_tar(&self, id: &str, tfd: &OwnedFd, tp: &Path, diff: &mut dyn Read) -> Result<u64> {
-        let apply_err = |source| DriverError::Apply {
-            id: id.to_string(),
-            source,
+        let topts = ovlink_tar::ApplyOptions {
+            whiteouts: ovlink_tar::WhiteoutFormat::Overlay,
+            ..Default::default()
         };
-        let (w, r) = whiteout::stream();
-        let topts = ovlink_tar::ApplyOptions::default();
-        let (rewritten, applied) = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let mut r = r;
-                ovlink_tar::apply_layer(tfd.as_fd(), tp, &mut r, &topts)
-            });
-            let rewritten = (|| {
-                let mut w = w;
-                let done = whiteout::rewrite(diff, &mut w)?;
-                w.finish().map_err(|e| ovlink_tar::TarError::Read {
-                    entry: None,
-                    source: e,
-                })?;
-                Ok::<_, ovlink_tar::TarError>(done)
-            })();
-            (rewritten, h.join())
-        });
-        let applied = applied.map_err(|_| {
-            apply_err(ovlink_tar::TarError::Read {
-                entry: None,
-                source: std::io::Error::other("the layer applier panicked"),
+        ovlink_tar::apply_layer(tfd.as_fd(), tp, diff, &topts)
+            .map(|stats| stats.size)
+            .map_err(|source| DriverError::Apply {
+                id: id.to_string(),
+                source,
             })
-        })?;
-        let stats = match (rewritten, applied) {
-            (_, Err(e)) if !matches!(e, ovlink_tar::TarError::Read { .. }) => {
-                return Err(apply_err(e))
-            }
-            (Err(e), _) => return Err(apply_err(e)),
-            (_, Err(e)) => return Err(apply_err(e)),
-            (Ok(rw), Ok(stats)) => {
-                for d in &rw.opaque_dirs {
-                    whiteout::mark_opaque(tfd.as_fd(), tp, d).map_err(apply_err)?;
-                }
-                stats
-            }
-        };
-        Ok(stats.size)
     }
 
     /// `create` + `apply_diff` as one step: the layer is built and the tar applied in a

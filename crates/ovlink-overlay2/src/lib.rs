@@ -5,7 +5,8 @@
 //! <home>/                      0710
 //!   l/                         0700   short links: l/<26 chars> -> ../<id>/diff
 //!   <id>/                      0710   every layer, image or container
-//!     diff/                    0755   this layer's own changes (overlay whiteouts kept)
+//!     diff/                    0755   this layer's own changes (overlay whiteouts kept: layer
+//!                                     tars are applied with `WhiteoutFormat::Overlay`)
 //!     link                     0644   its short id (no newline)
 //!     lower                    0644   l/<parent link>:l/<grandparent link>:… (nearest first;
 //!                                     absent for a bottom layer)
@@ -22,8 +23,7 @@
 //!
 //! Modules: [`driver`] (the layout and the trait), [`diff`] (diff, changes and diff size:
 //! native from `diff/` over the parent's view, naive otherwise, as Docker's overlay2 does), [`mount`] (option strings and the
-//! relative-path mount), [`nativediff`] (Docker's `Native Overlay Diff` check), [`whiteout`] (rewriting a layer tar's AUFS whiteouts into overlay
-//! whiteouts), [`shortid`] (the `l/` names). Errors are [`ovlink_driver::DriverError`]: this
+//! relative-path mount), [`nativediff`] (Docker's `Native Overlay Diff` check), [`shortid`] (the `l/` names). Errors are [`ovlink_driver::DriverError`]: this
 //! crate has no error type of its own because every public call is a `Driver` call.
 #![forbid(unsafe_code)]
 
@@ -32,7 +32,6 @@ pub mod driver;
 pub mod mount;
 pub mod nativediff;
 pub mod shortid;
-pub mod whiteout;
 
 pub use driver::Overlay2Driver;
 

@@ -31,7 +31,7 @@ use crate::meta::{self, DirTimes, Meta};
 use crate::path::{self, Comps};
 use crate::sparse::{self, PaxSparse};
 use crate::tree::{Missing, Tree};
-use crate::whiteout::{self, Created, Whiteout};
+use crate::whiteout::{self, Created, Whiteout, WhiteoutFormat};
 use crate::{ApplyOptions, ApplyStats, TarError};
 
 /// Size of the copy buffer for regular-file contents.
@@ -211,9 +211,16 @@ impl Applier<'_> {
         {
             return Ok(());
         }
+        let format = self.opts.whiteouts;
         match whiteout::classify(base).map_err(|r| escape(name, r))? {
             Whiteout::Meta => Ok(()),
+            Whiteout::Opaque if format == WhiteoutFormat::Overlay => {
+                self.overlay_opaque(parent, name)
+            }
             Whiteout::Opaque => self.opaque(parent, name),
+            Whiteout::Remove(target) if format == WhiteoutFormat::Overlay => {
+                self.overlay_whiteout(entry, parent, target, name)
+            }
             Whiteout::Remove(target) => self.whiteout(parent, target, name),
             Whiteout::No => self.create(entry, kind, &comps, name),
         }
@@ -275,6 +282,63 @@ impl Applier<'_> {
                 ovlink_fs::remove_all_at(fd, target, &shown).map_err(fe(name))
             }
         }
+    }
+
+    /// `.wh..wh..opq` in `dir`, [`WhiteoutFormat::Overlay`]: `dir` (created if missing)
+    /// becomes an opaque overlayfs directory; nothing is removed.
+    fn overlay_opaque(&mut self, dir: &[OsString], name: &Path) -> Result<(), TarError> {
+        let shown = self.tree.shown(dir);
+        let fd = self
+            .tree
+            .dir(dir, name, Missing::Create, &mut self.created)?
+            .ok_or_else(|| fe(name)(FsError::io("open directory", &shown, Errno::NOENT)))?;
+        ovlink_fs::xattr::set_fd(fd, OsStr::new(whiteout::OVERLAY_OPAQUE_XATTR), b"y", &shown)
+            .map_err(fe(name))
+    }
+
+    /// `.wh.TARGET` in `dir`, [`WhiteoutFormat::Overlay`]: TARGET becomes an overlayfs
+    /// whiteout (a character device 0/0, mode 0, owned as the entry), replacing whatever this
+    /// tree has there.
+    fn overlay_whiteout<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: &[OsString],
+        target: &OsStr,
+        name: &Path,
+    ) -> Result<(), TarError> {
+        let mut meta = self.map_owner(meta::read(entry, name)?, name)?;
+        meta.mode = 0;
+        meta.xattrs.clear();
+        let mut comps = dir.to_vec();
+        comps.push(target.to_os_string());
+        let Applier {
+            tree,
+            created,
+            dir_times,
+            ..
+        } = self;
+        let shown = tree.shown(&comps);
+        let parent = tree
+            .dir(dir, name, Missing::Create, created)?
+            .ok_or_else(|| {
+                fe(name)(FsError::io(
+                    "open directory",
+                    tree_parent(&shown),
+                    Errno::NOENT,
+                ))
+            })?;
+        replace(parent, target, &shown, &comps, false, dir_times, name)?;
+        make_node(
+            parent,
+            target,
+            FileType::CharacterDevice,
+            0,
+            &shown,
+            &meta,
+            name,
+        )?;
+        created.insert(&comps);
+        Ok(())
     }
 
     /// Any entry that creates something at `comps`.
@@ -352,21 +416,15 @@ impl Applier<'_> {
                 ))
             })?;
 
-        // Whatever is there now goes, except a directory the tar also has as a directory.
-        let mut merge_dir = false;
-        if let Some(st) = stat_at(parent, base, &shown).map_err(fe(name))? {
-            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-            if is_dir && kind == Kind::Dir {
-                merge_dir = true;
-            } else if is_dir {
-                dir_times.forget_under(comps);
-                ovlink_fs::remove_all_at(parent, base, &shown).map_err(fe(name))?;
-            } else {
-                rustix::fs::unlinkat(parent, base, AtFlags::empty())
-                    .ctx("remove", &shown)
-                    .map_err(fe(name))?;
-            }
-        }
+        let merge_dir = replace(
+            parent,
+            base,
+            &shown,
+            comps,
+            kind == Kind::Dir,
+            dir_times,
+            name,
+        )?;
 
         match kind {
             Kind::File => {
@@ -430,12 +488,7 @@ impl Applier<'_> {
                     Kind::Char => FileType::CharacterDevice,
                     _ => FileType::BlockDevice,
                 };
-                // Created 0600: the final mode is set below, on the inode itself.
-                rustix::fs::mknodat(parent, base, ft, Mode::from_raw_mode(0o600), dev)
-                    .ctx("create node", &shown)
-                    .map_err(fe(name))?;
-                let fd = open_created(parent, base, ft, dev, &shown, name)?;
-                set_path_meta(fd.as_fd(), &shown, &meta, true, name)?;
+                make_node(parent, base, ft, dev, &shown, &meta, name)?;
             }
             Kind::Global => {}
         }
@@ -478,6 +531,53 @@ impl Applier<'_> {
         })?;
         Ok(self.stats)
     }
+}
+
+/// Whatever is at `base` in `parent` now goes, except a directory when `keep_dir` (the tar
+/// has a directory at the same path: it is merged). Returns true when a directory is kept.
+fn replace(
+    parent: BorrowedFd<'_>,
+    base: &OsStr,
+    shown: &Path,
+    comps: &[OsString],
+    keep_dir: bool,
+    dir_times: &mut DirTimes,
+    name: &Path,
+) -> Result<bool, TarError> {
+    let Some(st) = stat_at(parent, base, shown).map_err(fe(name))? else {
+        return Ok(false);
+    };
+    let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+    if is_dir && keep_dir {
+        return Ok(true);
+    }
+    if is_dir {
+        dir_times.forget_under(comps);
+        ovlink_fs::remove_all_at(parent, base, shown).map_err(fe(name))?;
+    } else {
+        rustix::fs::unlinkat(parent, base, AtFlags::empty())
+            .ctx("remove", shown)
+            .map_err(fe(name))?;
+    }
+    Ok(false)
+}
+
+/// Creates the fifo or device node `base` in `parent` with `meta` (mode included).
+fn make_node(
+    parent: BorrowedFd<'_>,
+    base: &OsStr,
+    ft: FileType,
+    dev: u64,
+    shown: &Path,
+    meta: &Meta,
+    name: &Path,
+) -> Result<(), TarError> {
+    // Created 0600: the final mode is set below, on the inode itself.
+    rustix::fs::mknodat(parent, base, ft, Mode::from_raw_mode(0o600), dev)
+        .ctx("create node", shown)
+        .map_err(fe(name))?;
+    let fd = open_created(parent, base, ft, dev, shown, name)?;
+    set_path_meta(fd.as_fd(), shown, meta, true, name)
 }
 
 fn tree_parent(p: &Path) -> PathBuf {

@@ -23,8 +23,9 @@
 //! detection, decoding, draining), `guard` (extension headers bounded before the parser
 //! reads them into memory), `path` (entry-name normalization), `sparse` (PAX sparse
 //! maps), `tree` (fd-relative
-//! walks below the root), `trie` (what the apply remembers per path), `meta` (owner/mode/times/xattrs of an entry), `whiteout` (whiteout
-//! names, opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
+//! walks below the root), `trie` (what the apply remembers per path), `meta` (owner/mode/times/xattrs of an entry), [`whiteout`] (the one
+//! definition of whiteouts, in layer tars and in overlayfs upper dirs, [`WhiteoutFormat`],
+//! opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
 //! [`ApplyOptions::sync_data`]).
 #![forbid(unsafe_code)]
 
@@ -37,12 +38,13 @@ mod path;
 mod sparse;
 mod tree;
 mod trie;
-mod whiteout;
+pub mod whiteout;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use apply::apply_layer;
+pub use whiteout::WhiteoutFormat;
 
 /// Options of [`apply_layer`].
 #[derive(Debug, Clone, Default)]
@@ -59,6 +61,9 @@ pub struct ApplyOptions {
     /// directories are not synced here (the caller's one `fsync` after its rename commits
     /// them on a journaling filesystem).
     pub sync_data: bool,
+    /// How the tree keeps deletions: applied to the parent's content (the legacy layout, the
+    /// default) or kept as overlayfs whiteouts (overlay2's `diff/`).
+    pub whiteouts: WhiteoutFormat,
 }
 
 /// One range of a user-namespace id map: container ids `container_id..container_id + size`

@@ -1,12 +1,21 @@
-//! Whiteouts (AUFS-style names Docker layer tars use for deletions) and the record of what
-//! this apply created, which the opaque marker needs.
+//! Whiteouts: the one definition of how a layer records a deletion, in both conventions
+//! ovlink meets, and the part of the applier that acts on them.
 //!
-//! `.wh.NAME` removes `NAME` (recursively) from its directory and is not itself created;
-//! `.wh..wh..opq` in a directory removes everything in it that this same apply did not
-//! create (lower-layer content), wherever the marker appears among the entries; other
-//! `.wh..wh.`-prefixed names are AUFS metadata and are skipped. This module removes only
-//! below a directory fd it is handed, never follows a symlink (it unlinks them), and never
-//! removes anything this apply created.
+//! In a layer tar (AUFS-style names, what Docker's layer tars carry): `.wh.NAME` removes
+//! `NAME` (recursively) from its directory and is not itself created; `.wh..wh..opq` in a
+//! directory hides everything of the lower layers in it, wherever the marker appears among
+//! the entries; other `.wh..wh.`-prefixed names are AUFS metadata and are skipped
+//! ([`classify`], [`PREFIX`], [`OPAQUE`], [`META_PREFIX`]).
+//!
+//! In an overlayfs upper directory (overlay2's `diff/`): a character device 0/0 is a deletion
+//! ([`is_overlay_whiteout`]) and a directory with the `trusted.overlay.opaque=y` xattr
+//! ([`OVERLAY_OPAQUE_XATTR`]) hides the lower directory.
+//!
+//! [`WhiteoutFormat`] tells the applier which of the two a tree keeps. The applier's part
+//! here ([`clear_lower`], the record of what this apply created) removes only below a
+//! directory fd it is handed, never follows a symlink (it unlinks them), and never removes
+//! anything this apply created. Everything else in this module is names and predicates: it
+//! never touches the filesystem.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -22,16 +31,53 @@ use crate::meta::DirTimes;
 use crate::path::Comps;
 use crate::trie::PathTrie;
 
-/// The whiteout prefix.
-pub(crate) const PREFIX: &[u8] = b".wh.";
+/// The whiteout prefix: `.wh.NAME` in a layer tar deletes `NAME`.
+pub const PREFIX: &[u8] = b".wh.";
 /// The prefix of AUFS metadata names (and of the opaque marker).
-pub(crate) const META_PREFIX: &[u8] = b".wh..wh.";
-/// The opaque-directory marker.
-pub(crate) const OPAQUE: &[u8] = b".wh..wh..opq";
+pub const META_PREFIX: &[u8] = b".wh..wh.";
+/// The opaque-directory marker of a layer tar.
+pub const OPAQUE: &[u8] = b".wh..wh..opq";
+/// The xattr that makes an overlayfs upper directory opaque (value `y`).
+pub const OVERLAY_OPAQUE_XATTR: &str = ovlink_fs::xattr::OVERLAY_OPAQUE;
 
-/// What a base name means.
+/// How a tree keeps the deletions of the layer tars applied into it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WhiteoutFormat {
+    /// The tree holds the parent layer's content (the legacy layout's hardlinked tree): a
+    /// `.wh.NAME` deletes `NAME` there and an opaque marker removes what the parent left in
+    /// its directory; no whiteout is kept.
+    #[default]
+    Delete,
+    /// The tree is an overlayfs upper directory of its own (overlay2's `diff/`): `.wh.NAME`
+    /// becomes a character device 0/0 `NAME` (mode 0, owned as the whiteout entry),
+    /// replacing whatever this tree had there; an opaque marker sets
+    /// [`OVERLAY_OPAQUE_XATTR`]`=y` on its directory (created if missing). Nothing else is
+    /// removed: the lower layers are hidden by the mount, not deleted.
+    Overlay,
+}
+
+/// True for the mode and device number of an overlayfs whiteout (a character device 0/0).
+pub fn is_overlay_whiteout(mode: u32, rdev: u64) -> bool {
+    FileType::from_raw_mode(mode) == FileType::CharacterDevice && rdev == 0
+}
+
+/// `DIR/.wh.NAME` (or `DIR/.wh..wh..opq` with `marker` [`OPAQUE`] and an empty `base`) as
+/// the bytes of a tar entry name; `dir` is empty for the root.
+pub fn tar_name(dir: &[u8], marker: &[u8], base: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(dir.len() + 1 + marker.len() + base.len());
+    if !dir.is_empty() {
+        p.extend_from_slice(dir);
+        p.push(b'/');
+    }
+    p.extend_from_slice(marker);
+    p.extend_from_slice(base);
+    p
+}
+
+/// What a base name of a layer tar means.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Whiteout<'a> {
+pub enum Whiteout<'a> {
     /// An ordinary name.
     No,
     /// The opaque marker of its directory.
@@ -43,7 +89,7 @@ pub(crate) enum Whiteout<'a> {
 }
 
 /// Classifies a base name; `Err` when the whiteout would target `.`, `..` or nothing.
-pub(crate) fn classify(base: &OsStr) -> Result<Whiteout<'_>, String> {
+pub fn classify(base: &OsStr) -> Result<Whiteout<'_>, String> {
     let b = base.as_bytes();
     if b == OPAQUE {
         return Ok(Whiteout::Opaque);
