@@ -16,6 +16,8 @@ use ovlink_driver::{CreateOpts, Driver, DriverError, LayerKind};
 
 use crate::archive::{Archive, ArchiveImage};
 use crate::digest::{chain_ids, parse_sha256};
+use ovlink_fs::lock::FileLock;
+
 use crate::error::{ImageError, Result};
 use crate::progress::Progress;
 use crate::store::{unix_now, validate_image_name, ImageRecord, LayerRecord, Store};
@@ -260,24 +262,8 @@ fn import_layers(
 }
 
 /// Takes the store's import lock (`<store>/import.lock`, flock, exclusive), released on drop.
-fn import_lock(store: &Store) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = store.root().join("import.lock");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| ImageError::io("open", &path, e))?;
-    loop {
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-            Ok(()) => return Ok(file),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(ImageError::io("lock", &path, e.into())),
-        }
-    }
+fn import_lock(store: &Store) -> Result<FileLock> {
+    Ok(FileLock::create(&store.root().join("import.lock"), 0o600)?)
 }
 
 /// `Some(size)` when layer `id` is complete and can be reused; otherwise clears whatever is

@@ -15,6 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use ovlink_fs::lock::FileLock;
+
 use crate::error::{ImageError, Result};
 
 /// Longest image or container name, in bytes.
@@ -197,11 +199,6 @@ pub fn unescape_name(escaped: &str) -> Option<String> {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Holds the store's flock until dropped.
-struct LockGuard {
-    _file: File,
-}
 
 /// The image/container store rooted at a directory:
 ///
@@ -406,24 +403,8 @@ impl Store {
         Ok(self.layers_dir().join(format!("{layer_id}.json")))
     }
 
-    fn lock(&self) -> Result<LockGuard> {
-        let path = self.root.join("store.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| ImageError::io("open", &path, e))?;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(ImageError::io("lock", &path, e.into())),
-            }
-        }
-        Ok(LockGuard { _file: file })
+    fn lock(&self) -> Result<FileLock> {
+        Ok(FileLock::create(&self.root.join("store.lock"), 0o600)?)
     }
 
     fn write_atomic<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {

@@ -10,9 +10,9 @@
 //! This module only creates, locks and deletes its own `.ovlink-apply.*` files in the home; it
 //! never touches a layer (the server removes layers through the driver).
 
-use rustix::fs::{FlockOperation, Mode, OFlags};
+use ovlink_fs::lock::FileLock;
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Prefix of the journal files in the home.
@@ -22,7 +22,7 @@ pub const PREFIX: &str = ".ovlink-apply.";
 #[derive(Debug)]
 pub struct ApplyMark {
     path: PathBuf,
-    _file: File,
+    _lock: FileLock,
 }
 
 impl Drop for ApplyMark {
@@ -41,12 +41,10 @@ pub fn begin(home: &Path, id: &str) -> std::io::Result<ApplyMark> {
         Mode::from_raw_mode(0o600),
     )
     .map_err(|e| annotate("create", &path, e))?;
-    rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive)
-        .map_err(|e| annotate("lock", &path, e))?;
-    let mark = ApplyMark {
-        path,
-        _file: File::from(fd),
-    };
+    let lock = FileLock::try_lock(fd, &path)
+        .map_err(io_of)?
+        .ok_or_else(|| annotate("lock", &path, Errno::WOULDBLOCK))?;
+    let mark = ApplyMark { path, _lock: lock };
     // The name must be on disk before the layer changes: a crash of the machine must leave it.
     let dir = rustix::fs::open(
         home,
@@ -102,21 +100,24 @@ pub fn interrupted(home: &Path) -> std::io::Result<Vec<Interrupted>> {
             Err(Errno::NOENT) => continue,
             Err(e) => return Err(annotate("open", &path, e)),
         };
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => continue, // an apply in flight
-            Err(e) => return Err(annotate("lock", &path, e)),
-        }
+        let Some(lock) = FileLock::try_lock(fd, &path).map_err(io_of)? else {
+            continue; // an apply in flight
+        };
         out.push(Interrupted {
             id: id.to_string(),
-            mark: ApplyMark {
-                path,
-                _file: File::from(fd),
-            },
+            mark: ApplyMark { path, _lock: lock },
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// A lock error as the `io::Error` this module returns (its kind kept, the path in its message).
+fn io_of(e: ovlink_fs::FsError) -> std::io::Error {
+    let kind = e.raw_os_error().map_or(std::io::ErrorKind::Other, |n| {
+        std::io::Error::from_raw_os_error(n).kind()
+    });
+    std::io::Error::new(kind, e)
 }
 
 fn annotate(op: &str, path: &Path, e: Errno) -> std::io::Error {
