@@ -22,7 +22,8 @@
 //! - Every ApplyDiff is journaled while it runs (`<home>/.ovlink-apply.<id>`, flocked): a layer
 //!   whose ApplyDiff was interrupted (the plugin killed during `docker load`) is removed at the
 //!   next start or Init (dockerd only ever removes such a layer, and its own Remove failed while
-//!   the plugin was down).
+//!   the plugin was down), unless the apply had already published its tree (then it is kept:
+//!   see [`crate::journal`]).
 //! - On SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
 //!   [`ServerOptions::shutdown_timeout`]), remove the socket, and exit **leaving every mount in
 //!   place** (a restart for an upgrade must not pull the root filesystem from under running
@@ -606,7 +607,8 @@ impl Server {
     }
 }
 
-/// Removes the layers whose ApplyDiff never answered (see [`crate::journal`]); logged only.
+/// Removes the layers whose ApplyDiff never answered (see [`crate::journal`]), except those
+/// whose apply had finished; logged only.
 fn remove_interrupted(d: &dyn Driver) {
     let found = match journal::interrupted(d.home()) {
         Ok(v) => v,
@@ -616,6 +618,16 @@ fn remove_interrupted(d: &dyn Driver) {
         }
     };
     for j in found {
+        if j.completed {
+            // The apply had published its tree: dockerd may have registered the layer (the
+            // unlink of the journal after success is not synced; see crate::journal).
+            log(format_args!(
+                "kept layer {} whose ApplyDiff had finished (its journal file was left)",
+                j.id
+            ));
+            j.done();
+            continue;
+        }
         match d.remove(&j.id) {
             Ok(()) | Err(DriverError::LayerNotFound { .. }) => {
                 log(format_args!(
