@@ -288,9 +288,10 @@ pub enum Command {
     #[command(subcommand)]
     Container(ContainerCmd),
     /// Inodes each layer costs the backing filesystem, what is left, and when it runs out.
-    Report(crate::commands::report::ReportArgs),
-    /// Benchmarks: overlay vs overlay2 side by side on a generated image or a tarball.
-    Bench(crate::commands::bench::BenchArgs),
+    Report(ReportArgs),
+    /// Benchmarks: overlay vs overlay2 side by side on a generated image or a tarball (in a
+    /// directory inside --root when given; only the --driver layout when given).
+    Bench(BenchArgs),
     /// Short, self-cleaning labs for teaching: each prints the shell commands to retype, what
     /// the kernel did, and where the articles are out of date (`--markdown` for a worksheet).
     ///
@@ -298,11 +299,11 @@ pub enum Command {
     /// removes it, unmounting first, unless --keep. --driver does not apply (`inodes` and
     /// `layers` run both layouts). docs/teaching.md is the lesson guide.
     #[command(subcommand)]
-    Lab(crate::commands::lab::LabCmd),
+    Lab(LabCmd),
     /// Docker's graphdriver plugin protocol, so a real dockerd (20.10, --experimental) stores
     /// its images and containers with ovlink.
     #[command(subcommand)]
-    Plugin(crate::commands::plugin::PluginCmd),
+    Plugin(PluginCmd),
     /// containerd's snapshots service (a proxy snapshotter, `[proxy_plugins.ovlink]` in
     /// containerd's config.toml) on the --driver layout: snapshots are ovlink layers in
     /// DIR/overlay (or DIR/overlay2), their metadata in DIR/snapshotter/. docs/containerd.md.
@@ -477,4 +478,225 @@ pub struct DemoArgs {
     /// Also write the walkthrough as a student worksheet (Markdown).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<std::path::PathBuf>,
+}
+
+/// `ovlink plugin …`
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Serve Docker's graphdriver plugin protocol on a unix socket (as root, on the host).
+    /// The layout is the global --driver (overlay or overlay2). Start dockerd with
+    /// `--experimental --storage-driver NAME`; its driver home will be `<data-root>/NAME`.
+    Serve {
+        /// Plugin name: dockerd finds it as /run/docker/plugins/NAME.sock.
+        #[arg(long, default_value = "ovlink")]
+        name: String,
+        /// Socket path (default /run/docker/plugins/NAME.sock); created 0600. dockerd's Init is
+        /// recorded beside it (NAME.init.json) so that a restarted plugin serves at once.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Seconds to wait for in-flight requests after SIGTERM before exiting anyway. Mounts
+        /// stay in place either way (running containers keep their root filesystems); only
+        /// dockerd's /GraphDriver.Cleanup unmounts.
+        #[arg(long, default_value_t = 60)]
+        shutdown_timeout: u64,
+        /// Seconds a client may take to send a request head; also how long an idle kept-alive
+        /// connection stays open, and the bound for a JSON body.
+        #[arg(long, default_value_t = 120)]
+        header_timeout: u64,
+        /// Seconds without a byte moving after which a layer tar streamed in (ApplyDiff) or
+        /// out (Diff) fails. dockerd streams at disk speed; keep this long (a `docker import`
+        /// of a URL streams at the speed of that server).
+        #[arg(long, default_value_t = 600)]
+        body_idle_timeout: u64,
+        /// Connections served at once; more wait until one closes. Capped by the open-file
+        /// limit (the soft limit is raised to the hard one at start).
+        #[arg(long, default_value_t = 1000)]
+        max_connections: usize,
+    },
+    /// Send one protocol call to a running plugin and print the answer (for diagnostics),
+    /// e.g. `ovlink plugin call GraphDriver.Status`.
+    Call {
+        /// Plugin name (socket /run/docker/plugins/NAME.sock).
+        #[arg(long, default_value = "ovlink")]
+        name: String,
+        /// Socket path, instead of the one derived from --name.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Method, e.g. `Plugin.Activate` or `GraphDriver.Get`.
+        method: String,
+        /// JSON request body.
+        #[arg(default_value = "{}")]
+        body: String,
+    },
+}
+
+/// Arguments of `ovlink report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print the full report as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an SVG chart of cumulative inodes per layer to FILE: overlay and overlay2
+    /// side by side when both homes exist under --root, with the filesystem's inode capacity.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+/// Arguments of `ovlink bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Smaller work for the same figures (1 repetition, copy-up up to 64 MiB, 4 containers,
+    /// a 20-layer deep stack): a minute or two instead of several.
+    #[arg(long)]
+    pub quick: bool,
+    /// A `docker save` (or OCI) tarball for the import figures instead of the generated image.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Entries of the generated image's base layer [default: 10000, --quick 2000].
+    #[arg(long)]
+    pub entries: Option<usize>,
+    /// Layers of the generated image.
+    #[arg(long, default_value_t = 5)]
+    pub layers: usize,
+    /// Repetitions per layout (the tables show medians) [default: 3, --quick 1].
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Most files read through the container for the deep-read figures.
+    #[arg(long)]
+    pub reads: Option<usize>,
+    /// Copy-up file sizes, comma-separated, with K, M or G [default: 4K,1M,64M,1G;
+    /// --quick 4K,1M,64M].
+    #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size)]
+    pub copy_up_sizes: Option<Vec<u64>>,
+    /// Containers reading the same lower files in the page-cache figures [default: 10].
+    #[arg(long)]
+    pub containers: Option<usize>,
+    /// Files changed in the container before the commit [default: 100].
+    #[arg(long)]
+    pub commit_files: Option<usize>,
+    /// Layer counts of the deep-stack images [default: 20,60,120; --quick 20].
+    #[arg(long, value_delimiter = ',')]
+    pub deep_layers: Option<Vec<usize>>,
+    /// Where to work (it must not be tmpfs; default: the global --root when given, else the
+    /// system's temporary directory; --dir wins over --root).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Write the Markdown table to FILE (it is always printed).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write every figure (and every repetition) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the chart (ratio per figure, log scale) as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Also save the generated image as FILE (for scripts/bench.sh's `cp -al` baseline).
+    #[arg(long, value_name = "FILE")]
+    pub write_image: Option<PathBuf>,
+    /// Only overlay or only overlay2 (default: the global --driver when given, else both).
+    #[arg(long, value_enum)]
+    pub only: Option<DriverKind>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, mul) = match s.trim().chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    n.trim()
+        .parse::<u64>()
+        .map(|v| v * mul)
+        .map_err(|_| format!("{s:?} is not a size (a number with K, M or G)"))
+}
+
+/// `ovlink lab …`
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Run a small ext4 filesystem out of inodes with image layers (legacy overlay, then
+    /// overlay2), then push one file to the hardlink limit.
+    Inodes(InodesArgs),
+    /// The first write to a lower file, even chmod, copies the whole file up (sizes,
+    /// blocks, timing); metacopy=on copies only metadata.
+    CopyUp(SizedArgs),
+    /// Deletes: a whiteout (0/0 char device), copying it (ENXIO), rm -rf of a lower dir,
+    /// the re-created opaque dir, shared whiteout inodes, the fresh upper's uuid.
+    Whiteouts(Common),
+    /// rename(2) of a lower dir: EXDEV with redirect_dir=off, success with redirect_dir=on,
+    /// and what mv does instead (copy and delete).
+    Rename(Common),
+    /// Two containers read one lower file: its pages are cached once (fincore figures).
+    PageCache(SizedArgs),
+    /// One image in the legacy overlay and in overlay2 side by side: lowerdirs, inodes, a
+    /// deep read.
+    Layers(LayersArgs),
+    /// The workdir's role, and the mount error when it is not on the upper's filesystem.
+    Workdir(Common),
+    /// Deleted lower files still use space; editing the lower dir under a mount.
+    Lower(Common),
+    /// d_type on xfs: an ftype=0 (V4) filesystem against today's kernel and mkfs.xfs.
+    Xfs(Common),
+}
+
+/// What every lab takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Print the observations as JSON on stdout (the narration goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the lab as a student worksheet (commands, observations, questions).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Keep the lab's directory (and its mounts) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// A lab with one big file.
+#[derive(Debug, Clone, Args)]
+pub struct SizedArgs {
+    /// Size of the big lower file, in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub size: Option<u64>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Arguments of `ovlink lab layers`.
+#[derive(Debug, Clone, Args)]
+pub struct LayersArgs {
+    /// Layers of the image.
+    #[arg(long, default_value_t = 8)]
+    pub layers: usize,
+    /// Leaf directories of its base layer (one file each).
+    #[arg(long, default_value_t = 300)]
+    pub dirs: u32,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Arguments of `ovlink lab inodes`.
+#[derive(Debug, Clone, Args)]
+pub struct InodesArgs {
+    /// Size of the ext4 image file, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub size: u64,
+    /// Inodes of the ext4 filesystem (mkfs.ext4 -N; ext4 rounds it up a little).
+    #[arg(long, default_value_t = 2048)]
+    pub inodes: u64,
+    /// Directories in the generated base image layer (every legacy layer re-creates them).
+    #[arg(long, default_value_t = 100)]
+    pub dirs: u32,
+    /// Stop a layout after this many layers even if the filesystem is not full.
+    #[arg(long, default_value_t = 1000)]
+    pub max_layers: u32,
+    /// Skip part 2 (the hardlink limit).
+    #[arg(long)]
+    pub no_links: bool,
+    /// Also write the chart (inodes used per layer, both layouts, capacity line) as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }

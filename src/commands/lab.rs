@@ -2,101 +2,12 @@
 //! live in the `ovlink-lab` crate, which narrates through [`Printer`] and returns typed
 //! observations (printed as JSON with `--json`; a Markdown worksheet with `--markdown`).
 
+use crate::cli::{Common, LabCmd};
 use anyhow::{bail, Context as _};
 use ovlink_lab::{Event, LabConfig, Narrator, Worksheet};
 use serde::Serialize;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-
-/// `ovlink lab …`
-#[derive(Debug, clap::Subcommand)]
-pub enum LabCmd {
-    /// Run a small ext4 filesystem out of inodes with image layers (legacy overlay, then
-    /// overlay2), then push one file to the hardlink limit.
-    Inodes(InodesArgs),
-    /// The first write to a lower file, even chmod, copies the whole file up (sizes,
-    /// blocks, timing); metacopy=on copies only metadata.
-    CopyUp(SizedArgs),
-    /// Deletes: a whiteout (0/0 char device), copying it (ENXIO), rm -rf of a lower dir,
-    /// the re-created opaque dir, shared whiteout inodes, the fresh upper's uuid.
-    Whiteouts(Common),
-    /// rename(2) of a lower dir: EXDEV with redirect_dir=off, success with redirect_dir=on,
-    /// and what mv does instead (copy and delete).
-    Rename(Common),
-    /// Two containers read one lower file: its pages are cached once (fincore figures).
-    PageCache(SizedArgs),
-    /// One image in the legacy overlay and in overlay2 side by side: lowerdirs, inodes, a
-    /// deep read.
-    Layers(LayersArgs),
-    /// The workdir's role, and the mount error when it is not on the upper's filesystem.
-    Workdir(Common),
-    /// Deleted lower files still use space; editing the lower dir under a mount.
-    Lower(Common),
-    /// d_type on xfs: an ftype=0 (V4) filesystem against today's kernel and mkfs.xfs.
-    Xfs(Common),
-}
-
-/// What every lab takes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// Print the observations as JSON on stdout (the narration goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the lab as a student worksheet (commands, observations, questions).
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
-    /// Keep the lab's directory (and its mounts) and print where it is.
-    #[arg(long)]
-    pub keep: bool,
-}
-
-/// A lab with one big file.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SizedArgs {
-    /// Size of the big lower file, in MiB.
-    #[arg(long, value_name = "MIB")]
-    pub size: Option<u64>,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-/// Arguments of `ovlink lab layers`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LayersArgs {
-    /// Layers of the image.
-    #[arg(long, default_value_t = 8)]
-    pub layers: usize,
-    /// Leaf directories of its base layer (one file each).
-    #[arg(long, default_value_t = 300)]
-    pub dirs: u32,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-/// Arguments of `ovlink lab inodes`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InodesArgs {
-    /// Size of the ext4 image file, in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    pub size: u64,
-    /// Inodes of the ext4 filesystem (mkfs.ext4 -N; ext4 rounds it up a little).
-    #[arg(long, default_value_t = 2048)]
-    pub inodes: u64,
-    /// Directories in the generated base image layer (every legacy layer re-creates them).
-    #[arg(long, default_value_t = 100)]
-    pub dirs: u32,
-    /// Stop a layout after this many layers even if the filesystem is not full.
-    #[arg(long, default_value_t = 1000)]
-    pub max_layers: u32,
-    /// Skip part 2 (the hardlink limit).
-    #[arg(long)]
-    pub no_links: bool,
-    /// Also write the chart (inodes used per layer, both layouts, capacity line) as SVG.
-    #[arg(long, value_name = "FILE")]
-    pub svg: Option<PathBuf>,
-    #[command(flatten)]
-    pub common: Common,
-}
+use std::path::Path;
 
 /// Prints the narration: stdout normally, stderr under `--json`; records it for a worksheet.
 pub struct Printer {

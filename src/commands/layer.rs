@@ -127,20 +127,16 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The parent a layer is compared with when `--parent` is not given: a container's init
-/// layer, an image layer's recorded parent, or (`None`) the driver's default (lower-id).
+/// The parent a layer is compared with: `--parent`, else [`ovlink_container::diff_parent`]
+/// (the store opened read-only).
 fn default_parent(root: &Path, id: &str, parent: Option<String>) -> anyhow::Result<Option<String>> {
-    if parent.is_some() {
-        return Ok(parent);
+    match parent {
+        Some(p) => Ok(Some(p)),
+        None => Ok(ovlink_container::diff_parent(
+            &ovlink_image::Store::open_read_only(root),
+            id,
+        )?),
     }
-    let store = ovlink_image::Store::open_read_only(root);
-    if let Some(c) = store.containers()?.into_iter().find(|c| c.layer_id == id) {
-        return Ok(Some(c.init_layer_id));
-    }
-    if let Some(l) = store.layer(id)? {
-        return Ok(l.parent);
-    }
-    Ok(None)
 }
 
 /// `ovlink diff`

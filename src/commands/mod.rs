@@ -46,6 +46,14 @@ impl Ctx {
         }
     }
 
+    /// The layout `--driver` names.
+    pub fn layout(&self) -> ovlink_driver::checks::Layout {
+        match self.kind {
+            DriverKind::Overlay => ovlink_driver::checks::Layout::Overlay,
+            DriverKind::Overlay2 => ovlink_driver::checks::Layout::Overlay2,
+        }
+    }
+
     /// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>` and prints
     /// the warnings of a recovery that could not finish.
     pub fn open(&self) -> anyhow::Result<Box<dyn Driver>> {
@@ -134,12 +142,21 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         Command::Image(c) => image::run(&ctx, c),
         Command::Container(c) => container::run(&ctx, c),
         Command::Report(a) => report::run(root, kind, a),
-        Command::Bench(a) => bench::run(a, cli.symlinks.map(|m| m.specials())),
+        Command::Bench(a) => bench::run(
+            a,
+            given.root.then_some(root),
+            given.driver.then_some(kind),
+            cli.symlinks.map(|m| m.specials()),
+        ),
         Command::Lab(c) => lab::run(
             given.root.then_some(root),
             given.driver,
             c,
             cli.symlinks.map(|m| m.specials()),
+        ),
+        Command::Plugin(_) if given.root => anyhow::bail!(
+            "--root does not apply to the plugin: dockerd names the driver home in \
+             /GraphDriver.Init (<data-root>/<storage-driver>)"
         ),
         Command::Plugin(c) => plugin::run(&ctx, c),
         Command::Snapshotter(c) => snapshotter::run(&ctx, c),

@@ -3,7 +3,7 @@
 //! socket and the lifecycle are in the `ovlink-plugin` crate. It never touches a home itself:
 //! dockerd names the home in `/GraphDriver.Init`.
 
-use crate::cli::DriverKind;
+use crate::cli::{DriverKind, PluginCmd};
 use anyhow::Context as _;
 use ovlink_driver::{Driver, InitConfig, OverlayDriver};
 use ovlink_plugin::{DriverFactory, Server, ServerOptions};
@@ -11,56 +11,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `ovlink plugin …`
-#[derive(Debug, clap::Subcommand)]
-pub enum PluginCmd {
-    /// Serve Docker's graphdriver plugin protocol on a unix socket (as root, on the host).
-    /// The layout is the global --driver (overlay or overlay2). Start dockerd with
-    /// `--experimental --storage-driver NAME`; its driver home will be `<data-root>/NAME`.
-    Serve {
-        /// Plugin name: dockerd finds it as /run/docker/plugins/NAME.sock.
-        #[arg(long, default_value = "ovlink")]
-        name: String,
-        /// Socket path (default /run/docker/plugins/NAME.sock); created 0600. dockerd's Init is
-        /// recorded beside it (NAME.init.json) so that a restarted plugin serves at once.
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Seconds to wait for in-flight requests after SIGTERM before exiting anyway. Mounts
-        /// stay in place either way (running containers keep their root filesystems); only
-        /// dockerd's /GraphDriver.Cleanup unmounts.
-        #[arg(long, default_value_t = 60)]
-        shutdown_timeout: u64,
-        /// Seconds a client may take to send a request head; also how long an idle kept-alive
-        /// connection stays open, and the bound for a JSON body.
-        #[arg(long, default_value_t = 120)]
-        header_timeout: u64,
-        /// Seconds without a byte moving after which a layer tar streamed in (ApplyDiff) or
-        /// out (Diff) fails. dockerd streams at disk speed; keep this long (a `docker import`
-        /// of a URL streams at the speed of that server).
-        #[arg(long, default_value_t = 600)]
-        body_idle_timeout: u64,
-        /// Connections served at once; more wait until one closes. Capped by the open-file
-        /// limit (the soft limit is raised to the hard one at start).
-        #[arg(long, default_value_t = 1000)]
-        max_connections: usize,
-    },
-    /// Send one protocol call to a running plugin and print the answer (for diagnostics),
-    /// e.g. `ovlink plugin call GraphDriver.Status`.
-    Call {
-        /// Plugin name (socket /run/docker/plugins/NAME.sock).
-        #[arg(long, default_value = "ovlink")]
-        name: String,
-        /// Socket path, instead of the one derived from --name.
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Method, e.g. `Plugin.Activate` or `GraphDriver.Get`.
-        method: String,
-        /// JSON request body.
-        #[arg(default_value = "{}")]
-        body: String,
-    },
-}
 
 /// Runs `ovlink plugin …` with the layout chosen by the global `--driver`.
 pub fn run(ctx: &super::Ctx, c: PluginCmd) -> anyhow::Result<()> {

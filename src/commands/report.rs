@@ -3,23 +3,11 @@
 //! optionally an SVG chart of overlay vs overlay2 on the same images. Read-only: it never
 //! changes the home or the image store.
 
-use crate::cli::DriverKind;
+use crate::cli::{DriverKind, ReportArgs};
 use anyhow::Context as _;
 use ovlink_report::{render, scan, HomeReport, Layout};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// Arguments of `ovlink report`.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// Print the full report as JSON instead of the table.
-    #[arg(long)]
-    pub json: bool,
-    /// Also write an SVG chart of cumulative inodes per layer to FILE: overlay and overlay2
-    /// side by side when both homes exist under --root, with the filesystem's inode capacity.
-    #[arg(long, value_name = "FILE")]
-    pub svg: Option<PathBuf>,
-}
+use std::path::Path;
 
 /// The driver home's name under `--root`.
 pub fn home_name(kind: DriverKind) -> &'static str {

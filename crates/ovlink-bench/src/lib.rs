@@ -20,6 +20,7 @@ pub mod deep;
 pub mod error;
 pub mod import;
 pub mod lifecycle;
+pub mod markdown;
 pub mod page_cache;
 pub mod svg;
 mod util;

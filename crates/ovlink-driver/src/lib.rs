@@ -26,6 +26,7 @@ pub mod checks;
 pub mod config;
 pub mod diff;
 pub mod error;
+pub mod hostcheck;
 pub mod id;
 pub mod lock;
 pub mod mount;
