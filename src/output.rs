@@ -47,3 +47,40 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `status` as one JSON object: each label in snake_case (`Backing Filesystem` ->
+/// `backing_filesystem`), every `Warning` line in `warnings`, a label given twice as a list.
+pub fn status_object(lines: &[(String, String)]) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    let mut warnings = Vec::new();
+    for (k, v) in lines {
+        if k == "Warning" {
+            warnings.push(serde_json::Value::from(v.as_str()));
+            continue;
+        }
+        let key = snake_case(k);
+        let v = serde_json::Value::from(v.as_str());
+        match o.get_mut(&key) {
+            Some(serde_json::Value::Array(a)) => a.push(v),
+            Some(old) => *old = serde_json::Value::Array(vec![old.take(), v]),
+            None => {
+                o.insert(key, v);
+            }
+        }
+    }
+    o.insert("warnings".into(), warnings.into());
+    o.into()
+}
+
+/// `Supports d_type` -> `supports_d_type`.
+fn snake_case(label: &str) -> String {
+    let mut s = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.is_empty() && !s.ends_with('_') {
+            s.push('_');
+        }
+    }
+    s.trim_end_matches('_').to_string()
+}

@@ -38,6 +38,9 @@ fn read_commands_exit_zero_on_a_closed_stdout() {
         &["status", "--json"],
         &["check"],
         &["diff", &c1],
+        &["diff-size", &c1, "--json"],
+        &["layer", "inspect", &c1, "--json"],
+        &["check", "--json"],
         &["layer", "--help"],
     ];
     for args in cases {
@@ -135,20 +138,10 @@ fn settings_flags_and_their_environment_variables() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let line = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|kv| kv[0] == "Diff mode")
-            .unwrap_or_else(|| panic!("no Diff mode in {v}"))
-            .clone();
-        line[1]
+        let mode = v["diff_mode"]
             .as_str()
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string()
+            .unwrap_or_else(|| panic!("no diff_mode in {v}"));
+        mode.split(' ').next().unwrap().to_string()
     };
     assert_eq!(diff_mode(&["status", "--json"], None), "native");
     assert_eq!(
@@ -176,4 +169,25 @@ fn settings_flags_and_their_environment_variables() {
         let err = t.fails(&[flag, bad, "status"]);
         assert!(err.contains("invalid value"), "{flag} {bad}: {err}");
     }
+}
+
+/// `image ls --json` shows each image's config as the JSON object it is, not as a string.
+#[test]
+fn image_ls_json_shows_the_config_as_an_object() {
+    let t = TestRoot::new();
+    t.ok(&[
+        "image",
+        "import",
+        fixture("fx-layers.tar").to_str().unwrap(),
+        "--name",
+        "fx",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&t.ok(&["image", "ls", "--json"])).unwrap();
+    let img = &v.as_array().unwrap()[0];
+    assert_eq!(img["name"], "fx");
+    assert!(
+        img["config"]["rootfs"]["diff_ids"].is_array(),
+        "config is not an object: {}",
+        img["config"]
+    );
 }

@@ -76,7 +76,7 @@ fn layout_matches_the_legacy_driver() {
     );
     let meta: serde_json::Value =
         serde_json::from_str(&t.ok(&["layer", "inspect", "c", "--json"])).unwrap();
-    let data = &meta["GraphDriver"]["Data"];
+    let data = &meta["graph_driver"]["data"];
     assert_eq!(data["LowerDir"], h.join("l2/root").to_str().unwrap());
     assert_eq!(data["UpperDir"], h.join("c/upper").to_str().unwrap());
     assert_eq!(data["WorkDir"], h.join("c/work").to_str().unwrap());
@@ -84,7 +84,7 @@ fn layout_matches_the_legacy_driver() {
     let meta: serde_json::Value =
         serde_json::from_str(&t.ok(&["layer", "inspect", l2, "--json"])).unwrap();
     assert_eq!(
-        meta["GraphDriver"]["Data"]["RootDir"],
+        meta["graph_driver"]["data"]["RootDir"],
         h.join("l2/root").to_str().unwrap()
     );
     t.ok(&["umount", "c"]);

@@ -118,8 +118,8 @@ fn layout_matches_docker_overlay2() {
     assert_eq!(mode(&h.join("c/merged")), 0o755);
     let meta: serde_json::Value =
         serde_json::from_str(&ok(&t, &["layer", "inspect", "c", "--json"])).unwrap();
-    let data = &meta["GraphDriver"]["Data"];
-    assert_eq!(meta["GraphDriver"]["Name"], "overlay2");
+    let data = &meta["graph_driver"]["data"];
+    assert_eq!(meta["graph_driver"]["name"], "overlay2");
     assert_eq!(
         data["LowerDir"],
         format!(

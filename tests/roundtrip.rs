@@ -79,7 +79,7 @@ fn changes_commit_save_import_round_trip() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|c| c["Path"] == "/app/big.bin" && c["Kind"] == 2));
+        .any(|c| c["path"] == "/app/big.bin" && c["kind"] == 2));
     assert_eq!(
         t.ok(&["diff-size", &cid]).trim(),
         "31",

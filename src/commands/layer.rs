@@ -102,10 +102,11 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
             let meta = d.metadata(&id)?;
             let mounted = d.layers()?.into_iter().any(|l| l.id == id && l.mounted);
             let v = serde_json::json!({
-                "Id": id,
-                "Kind": kind,
-                "Mounted": mounted,
-                "GraphDriver": { "Name": d.name(), "Data": meta },
+                "id": id,
+                "kind": kind,
+                "mounted": mounted,
+                // `data` keeps the keys `docker inspect` shows (LowerDir, UpperDir, ...).
+                "graph_driver": { "name": d.name(), "data": meta },
             });
             if json {
                 return output::json(&v);
@@ -180,7 +181,7 @@ pub fn changes(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> anyho
     if json {
         let v: Vec<_> = changes
             .iter()
-            .map(|c| serde_json::json!({ "Path": c.path, "Kind": c.kind.wire() }))
+            .map(|c| serde_json::json!({ "path": c.path, "kind": c.kind.wire() }))
             .collect();
         return output::json(&v);
     }
@@ -203,7 +204,7 @@ pub fn diff_size(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> any
     let parent = default_parent(&ctx.root, id, parent)?;
     let size = d.diff_size(id, parent.as_deref())?;
     if json {
-        return output::json(&serde_json::json!({ "Size": size }));
+        return output::json(&serde_json::json!({ "size": size }));
     }
     println!("{size}");
     Ok(())

@@ -131,7 +131,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
             st.push(("Home".to_string(), d.home().display().to_string()));
             st.extend(d.status());
             if j.json {
-                crate::output::json(&st)
+                crate::output::json(&crate::output::status_object(&st))
             } else {
                 for (k, v) in st {
                     println!("{k}: {v}");
