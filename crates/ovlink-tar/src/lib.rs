@@ -25,11 +25,9 @@
 //! maps), `tree` (fd-relative
 //! walks below the root), `trie` (what the apply remembers per path), `meta` (owner/mode/times/xattrs of an entry), [`whiteout`] (the one
 //! definition of whiteouts, in layer tars and in overlayfs upper dirs, [`WhiteoutFormat`],
-//! opaque directories and what this apply created), `datasync` (the batched `fdatasync`s of
+//! opaque directories and what this apply created), `datasync` (the `fdatasync` pool of
 //! [`ApplyOptions::sync_data`]).
-// `deny`, not `forbid`: `datasync` holds the crate's one `unsafe`, an FFI call to
-// `sync_file_range(2)` (no safe wrapper exists in rustix or nix).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod apply;
 mod datasync;
@@ -58,9 +56,8 @@ pub struct ApplyOptions {
     pub uid_maps: Vec<IdRange>,
     /// GID map, as [`ApplyOptions::uid_maps`].
     pub gid_maps: Vec<IdRange>,
-    /// `fdatasync` every regular file written (writeback started as each file is written,
-    /// the `fdatasync`s batched at the end so that one journal commit covers them);
-    /// [`apply_layer`] returns only when all of them are on disk. Names, modes and
+    /// `fdatasync` every regular file written, from a small pool of threads while the apply
+    /// goes on; [`apply_layer`] returns only when all of them are on disk. Names, modes and
     /// directories are not synced here (the caller's one `fsync` after its rename commits
     /// them on a journaling filesystem).
     pub sync_data: bool,
