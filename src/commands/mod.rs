@@ -167,7 +167,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
 /// Prints the warnings of an init whose recovery could not finish (the command goes on).
 fn report_recovery(d: &dyn Driver) {
     for (k, v) in d.status() {
-        if k == "Warning" && v.starts_with(ovlink_driver::overlay::RECOVERY_WARNING) {
+        if k == "Warning" && v.starts_with(ovlink_driver::home::RECOVERY_WARNING) {
             eprintln!("ovlink: warning: {}: {v}", d.home().display());
         }
     }

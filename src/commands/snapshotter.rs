@@ -4,7 +4,7 @@
 
 use crate::cli::{DriverKind, SnapshotterCmd};
 use anyhow::Context as _;
-use ovlink_driver::checks::Layout;
+use ovlink_driver::Layout;
 use ovlink_snapshotter::{Config, ServeOptions, Snapshotter};
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,8 +6,9 @@ use crate::error::Result;
 use crate::walk::{Event, Kind, Sink};
 use rustix::fs::Stat;
 
-/// One entry of the change list.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One entry of the change list (`changes`, `docker diff`): the one `Change` of ovlink, which
+/// the driver crate re-exports.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Change {
     /// Absolute path inside the layer, starting with `/` (lossy UTF-8 for other names).
     pub path: String,
@@ -15,8 +16,8 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
-/// Kind of a [`Change`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Kind of a [`Change`]; the numbers ([`ChangeKind::wire`]) are the plugin protocol's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum ChangeKind {
     /// `C`: in both, different (or a directory with a change inside).
     Modify,
@@ -27,6 +28,15 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
+    /// The number the plugin protocol uses (`Kind` in `GraphDriver.Changes`).
+    pub fn wire(self) -> u8 {
+        match self {
+            ChangeKind::Modify => 0,
+            ChangeKind::Add => 1,
+            ChangeKind::Delete => 2,
+        }
+    }
+
     /// The letter `docker diff` prints.
     pub fn letter(self) -> char {
         match self {

@@ -31,8 +31,9 @@ const FS_NAMES: &[(u64, &str)] = &[
     (0x6573_5546, "fuse"),
 ];
 
-/// The magic number of overlayfs, used to tell whether `merged/` is mounted.
-pub const OVERLAYFS_MAGIC: u64 = 0x794C_7630;
+pub use crate::features::{Feature, OverlayFeatures};
+pub use crate::layout::Layout;
+pub use crate::mount::OVERLAYFS_MAGIC;
 
 /// Filesystems the legacy driver refuses as backing filesystem.
 const REFUSED: &[&str] = &["overlayfs", "aufs", "zfs", "btrfs", "ecryptfs"];
@@ -305,34 +306,6 @@ impl KernelRelease {
     }
 }
 
-/// The two layer layouts, for what each one needs of the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    /// The legacy `overlay` layout: one lowerdir per mount.
-    Overlay,
-    /// `overlay2`: several lowerdirs per mount.
-    Overlay2,
-}
-
-impl Layout {
-    /// Its name (`--driver`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::Overlay => "overlay",
-            Layout::Overlay2 => "overlay2",
-        }
-    }
-
-    /// How many lowerdirs its test mount stacks (Docker's check: 1 for overlay, 2 for overlay2).
-    pub fn test_lowers(self) -> usize {
-        match self {
-            Layout::Overlay => 1,
-            Layout::Overlay2 => 2,
-        }
-    }
-}
-
 /// The release warnings for `layout`, including one for a string that does not parse.
 pub fn kernel_warnings(layout: Layout) -> Vec<String> {
     match KernelRelease::current() {
@@ -385,7 +358,7 @@ pub fn test_mount(
              the backing filesystem ({backing_fs}) cannot run {}",
             if lowers > 1 { "s" } else { "" },
             merged.display(),
-            crate::overlay::error_chain(&e),
+            crate::error::error_chain(&e),
             if lowers > 1 {
                 "overlay2 (a kernel before 4.0 without a backport takes one lowerdir only: \
                  use --driver overlay)"
@@ -440,69 +413,6 @@ pub fn supports_dtype(dir: &Path) -> Result<bool> {
         }
     }
     Ok(ok) // `tmp` is removed on drop
-}
-
-/// Overlay features that newer kernels may turn on by default and that make `upper/`
-/// something other than a plain diff. `known` = the kernel has the option (its module
-/// parameter exists); `on` = it is on by default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Feature {
-    /// The kernel knows the option.
-    pub known: bool,
-    /// It is enabled by default.
-    pub on: bool,
-}
-
-/// The overlay module's defaults, read from `/sys/module/overlay/parameters/`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OverlayFeatures {
-    /// `redirect_dir`: renamed lower dirs recorded as redirects in upper.
-    pub redirect_dir: Feature,
-    /// `index`: inode index (hardlink copy-up tracking) in the workdir.
-    pub index: Feature,
-    /// `metacopy`: copy-up of metadata only.
-    pub metacopy: Feature,
-}
-
-impl OverlayFeatures {
-    /// Reads the module parameters (absent ones: unknown to this kernel).
-    pub fn read() -> Self {
-        Self::read_from(Path::new("/sys/module/overlay/parameters"))
-    }
-
-    /// Reads module parameters from `dir` (tests use a fake dir).
-    pub fn read_from(dir: &Path) -> Self {
-        let get = |name: &str| match std::fs::read_to_string(dir.join(name)) {
-            Ok(v) => {
-                let v = v.trim();
-                Feature {
-                    known: true,
-                    on: matches!(v, "Y" | "y" | "1" | "on"),
-                }
-            }
-            Err(_) => Feature::default(),
-        };
-        OverlayFeatures {
-            redirect_dir: get("redirect_dir"),
-            index: get("index"),
-            metacopy: get("metacopy"),
-        }
-    }
-
-    /// The mount options that turn off what is on by default, e.g. `["redirect_dir=off"]`.
-    pub fn off_options(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.redirect_dir.known && self.redirect_dir.on {
-            v.push("redirect_dir=off");
-        }
-        if self.index.known && self.index.on {
-            v.push("index=off");
-        }
-        if self.metacopy.known && self.metacopy.on {
-            v.push("metacopy=off");
-        }
-        v
-    }
 }
 
 #[cfg(test)]
@@ -590,34 +500,5 @@ mod tests {
         assert!(w("3.18.31-perf-g1234567", Layout::Overlay2)[0].contains("--driver overlay"));
         assert!(w("4.4.0-210-generic", Layout::Overlay2).is_empty());
         assert!(w("6.8.0-45-generic", Layout::Overlay2).is_empty());
-    }
-
-    #[test]
-    fn features_from_fake_sysfs() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("redirect_dir"), "Y\n").unwrap();
-        std::fs::write(d.path().join("index"), "N\n").unwrap();
-        let f = OverlayFeatures::read_from(d.path());
-        assert_eq!(
-            f.redirect_dir,
-            Feature {
-                known: true,
-                on: true
-            }
-        );
-        assert_eq!(
-            f.index,
-            Feature {
-                known: true,
-                on: false
-            }
-        );
-        assert_eq!(f.metacopy, Feature::default());
-        assert_eq!(f.off_options(), vec!["redirect_dir=off"]);
-        // A 3.18-era kernel has none of these parameters: no extra options at all.
-        let empty = tempfile::tempdir().unwrap();
-        assert!(OverlayFeatures::read_from(empty.path())
-            .off_options()
-            .is_empty());
     }
 }

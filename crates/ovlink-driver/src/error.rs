@@ -49,8 +49,10 @@ pub enum DriverError {
         needs: &'static str,
     },
     /// An option the driver does not know.
-    #[error("overlay: unknown option {option:?} (the legacy overlay driver takes no options)")]
+    #[error("{layout}: unknown option {option:?} (the {layout} driver takes no options)")]
     UnknownOption {
+        /// The layout's name.
+        layout: &'static str,
         /// The option.
         option: String,
     },
@@ -173,6 +175,26 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// `WrongKind` for a layer dir that is neither an image nor a container layer.
+    pub fn incomplete(id: &str, needs: &'static str) -> DriverError {
+        DriverError::WrongKind {
+            id: id.to_string(),
+            is: "an incomplete layer",
+            needs,
+        }
+    }
+
+    /// `LayerNotFound` of `parent` read as the missing parent of `id` (`ParentNotFound`).
+    pub fn as_parent_of(self, id: &str) -> DriverError {
+        match self {
+            DriverError::LayerNotFound { id: parent } => DriverError::ParentNotFound {
+                id: id.to_string(),
+                parent,
+            },
+            e => e,
+        }
+    }
+
     /// The OS errno at the root of this error, if any.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
@@ -186,4 +208,24 @@ impl DriverError {
             _ => None,
         }
     }
+}
+
+/// Wraps a diff error with the layer it was about (both layouts).
+pub fn diff_err(id: &str) -> impl Fn(ovlink_diff::DiffError) -> DriverError + '_ {
+    move |source| DriverError::Diff {
+        id: id.to_string(),
+        source,
+    }
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

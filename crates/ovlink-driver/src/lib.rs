@@ -25,9 +25,13 @@
 pub mod checks;
 pub mod config;
 pub mod diff;
+pub mod diffplan;
 pub mod error;
+pub mod features;
+pub mod home;
 pub mod hostcheck;
 pub mod id;
+pub mod layout;
 pub mod lock;
 pub mod mount;
 pub mod overlay;
@@ -35,9 +39,13 @@ pub mod refs;
 pub mod rename;
 
 pub use config::{DiffMode, ReclaimMode, SyncMode};
-pub use error::{DriverError, Result};
-pub use id::validate_id;
+pub use error::{error_chain, DriverError, Result};
+pub use home::Home;
+pub use id::{validate_id, LayerId};
+pub use layout::{Capabilities, Layout};
 pub use overlay::OverlayDriver;
+/// The one change list entry of ovlink (`changes`, `docker diff`), from `ovlink-diff`.
+pub use ovlink_diff::{Change, ChangeKind};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -116,46 +124,6 @@ pub struct LayerInfo {
     pub mounted: bool,
 }
 
-/// One entry of `changes` (`docker diff`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Change {
-    /// Absolute path inside the layer, starting with `/`.
-    pub path: String,
-    /// What happened to it.
-    pub kind: ChangeKind,
-}
-
-/// Kind of a [`Change`]; the numbers are the plugin protocol's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub enum ChangeKind {
-    /// `C`, 0 on the wire.
-    Modify,
-    /// `A`, 1 on the wire.
-    Add,
-    /// `D`, 2 on the wire.
-    Delete,
-}
-
-impl ChangeKind {
-    /// The number the plugin protocol uses (`Kind` in `GraphDriver.Changes`).
-    pub fn wire(self) -> u8 {
-        match self {
-            ChangeKind::Modify => 0,
-            ChangeKind::Add => 1,
-            ChangeKind::Delete => 2,
-        }
-    }
-
-    /// The letter `docker diff` prints.
-    pub fn letter(self) -> char {
-        match self {
-            ChangeKind::Modify => 'C',
-            ChangeKind::Add => 'A',
-            ChangeKind::Delete => 'D',
-        }
-    }
-}
-
 /// What to mount to see a layer: a value a layout returns, so that a caller other than `get`
 /// (a containerd snapshotter) can hand the same mount to someone else. `get` performs exactly
 /// this mount.
@@ -171,6 +139,24 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// A `bind` of `dir` (an image layer's tree, or a layer with nothing below it).
+    pub fn bind(dir: PathBuf) -> Mount {
+        Mount {
+            kind: "bind".into(),
+            source: dir,
+            options: vec!["rw".into(), "rbind".into()],
+        }
+    }
+
+    /// An `overlay` mount with the option string `data` (split at its separating commas).
+    pub fn overlay(data: &str) -> Mount {
+        Mount {
+            kind: "overlay".into(),
+            source: PathBuf::from("overlay"),
+            options: mount::split_options(data),
+        }
+    }
+
     /// The options joined by `,`, as the kernel's mount data.
     pub fn data(&self) -> String {
         self.options.join(",")
@@ -197,11 +183,17 @@ impl std::ops::AddAssign for Usage {
 /// Docker's graphdriver interface. Every method documents its contract; ids are validated
 /// ([`validate_id`]) before any path is built from them.
 pub trait Driver: Send + Sync {
-    /// The driver's name as `docker info` shows it (`overlay`, `overlay2`).
-    fn name(&self) -> &'static str;
+    /// The driver's name as `docker info` shows it (`overlay`, `overlay2`): its layout's.
+    fn name(&self) -> &'static str {
+        self.capabilities().layout.name()
+    }
 
     /// The driver home.
     fn home(&self) -> &Path;
+
+    /// What this layout can do where the two differ (lowerdirs per mount, whole image trees,
+    /// native diff).
+    fn capabilities(&self) -> Capabilities;
 
     /// Creates image layer `id` on `parent` (none: an empty `root/`). Fails with
     /// [`DriverError::LayerExists`] if `id` exists; leaves nothing behind on failure.
@@ -216,23 +208,14 @@ pub trait Driver: Send + Sync {
     /// Describes the mount that shows layer `id`, without mounting: an image layer (or a layer
     /// with nothing below it) is a `bind` of its tree, a layer on a parent is one `overlay`
     /// mount (legacy: exactly one lowerdir). [`Driver::get`] performs this mount.
-    fn mount_spec(&self, id: &str, mount_label: Option<&str>) -> Result<Mount> {
-        let _ = (id, mount_label);
-        Err(DriverError::Unsupported { what: "mount_spec" })
-    }
+    fn mount_spec(&self, id: &str, mount_label: Option<&str>) -> Result<Mount>;
 
     /// The parent layer of `id` as the layout itself records it (`None`: a bottom layer).
-    fn parent(&self, id: &str) -> Result<Option<String>> {
-        let _ = id;
-        Err(DriverError::Unsupported { what: "parent" })
-    }
+    fn parent(&self, id: &str) -> Result<Option<String>>;
 
     /// What layer `id` adds over its parent ([`Usage`]), counted with the walk `ovlink
     /// report` uses.
-    fn usage(&self, id: &str) -> Result<Usage> {
-        let _ = id;
-        Err(DriverError::Unsupported { what: "usage" })
-    }
+    fn usage(&self, id: &str) -> Result<Usage>;
 
     /// Returns the directory to use: `root/` of an image layer, or the mounted `merged/` of a
     /// container layer (mounting it on the first get; reference-counted).
@@ -277,21 +260,22 @@ pub trait Driver: Send + Sync {
     /// What layer `id` is (image, container, incomplete).
     fn layer_kind(&self, id: &str) -> Result<LayerKind>;
 
+    /// What to compare to diff `id` against `parent` (the layout's part of a diff; the
+    /// three methods below make the tar, the list and the size from it).
+    fn diff_plan(&self, id: &str, parent: Option<&str>) -> Result<diffplan::DiffPlan<'_>>;
+
     /// Writes a Docker layer tar of what `id` changed against `parent` to `out`.
     fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
-        let _ = (id, parent, out);
-        Err(DriverError::Unsupported { what: "diff" })
+        self.diff_plan(id, parent)?.export(out)
     }
 
     /// The changes `docker diff` prints for `id` against `parent`.
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
-        let _ = (id, parent);
-        Err(DriverError::Unsupported { what: "changes" })
+        self.diff_plan(id, parent)?.changes()
     }
 
     /// Bytes of the regular files changed in `id` against `parent`.
     fn diff_size(&self, id: &str, parent: Option<&str>) -> Result<u64> {
-        let _ = (id, parent);
-        Err(DriverError::Unsupported { what: "diff_size" })
+        self.diff_plan(id, parent)?.size()
     }
 }

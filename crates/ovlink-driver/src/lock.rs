@@ -4,8 +4,8 @@
 //! apply or remove the same layer at once. In-progress work lives in temporary directories
 //! (`<home>/.tmp-*`, `<layer>/tmproot-*`) that their owner keeps `flock`ed; init removes only
 //! the ones it can lock, i.e. whose owner has died. Publishing a finished temporary directory
-//! under its real name goes through [`crate::rename`], which works on kernels and filesystems
-//! without `renameat2`'s flags.
+//! under its real name goes through [`crate::rename`] (which builds on this module, never the
+//! other way round), which works on kernels and filesystems without `renameat2`'s flags.
 
 use crate::error::Result;
 use ovlink_fs::error::Context;
@@ -139,42 +139,19 @@ impl TempDir {
         self.lock.as_ref().map(|l| l.fd()).unwrap_or(&self.parent)
     }
 
-    /// The claim for publishing into this directory (see [`crate::rename::Claim`]): its own
-    /// lock, held while it lives, keeps every other publisher out.
-    pub fn claim(&self) -> crate::rename::Claim<'_> {
-        match &self.lock {
-            Some(l) => crate::rename::Claim::Held(l),
-            None => crate::rename::Claim::LockDir,
-        }
-    }
-
     /// The parent directory's fd.
     pub fn parent_fd(&self) -> &OwnedFd {
         &self.parent
     }
 
+    /// Its lock (`None` only while it is being made).
+    pub fn lock(&self) -> Option<&DirLock> {
+        self.lock.as_ref()
+    }
+
     /// Keeps the directory (it was renamed into place); the lock is released.
     pub fn persist(mut self) {
         self.armed = false;
-    }
-
-    /// Renames this directory under a new name (the caller then owns it) unless that name
-    /// exists (`EEXIST`/`ENOTEMPTY`); an error leaves it. Through `renamer`, so it works
-    /// without `RENAME_NOREPLACE` too (see [`crate::rename`]); `claim` keeps other publishers
-    /// out when the flag is missing.
-    pub fn rename_noreplace(
-        self,
-        renamer: &crate::rename::Renamer,
-        new_name: &OsStr,
-        claim: crate::rename::Claim<'_>,
-    ) -> std::result::Result<(), (Self, Errno)> {
-        match renamer.rename_noreplace(&self.parent, &self.name, new_name, claim) {
-            Ok(()) => {
-                self.persist();
-                Ok(())
-            }
-            Err(e) => Err((self, e)),
-        }
     }
 }
 

@@ -1,12 +1,16 @@
 //! Mounting and unmounting overlayfs, building the option string, and reading the mount
 //! table. The option string holds exactly one `lowerdir` (the legacy layout), plus only the
-//! options the running kernel knows ([`crate::checks::OverlayFeatures`]).
+//! options the running kernel knows ([`crate::features::OverlayFeatures`]). This module never
+//! decides what a layout mounts, only how.
 
-use crate::checks::{OverlayFeatures, OVERLAYFS_MAGIC};
 use crate::error::{DriverError, Result};
+use crate::features::OverlayFeatures;
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 use std::path::{Path, PathBuf};
+
+/// The magic number of overlayfs (`statfs.f_type`), used to tell whether `merged/` is mounted.
+pub const OVERLAYFS_MAGIC: u64 = 0x794C_7630;
 
 /// The kernel rejects mount data longer than one page.
 pub const MAX_OPTIONS_LEN: usize = 4096 - 1;
@@ -305,7 +309,7 @@ fn unescape(s: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::checks::Feature;
+    use crate::features::Feature;
     use std::os::unix::ffi::OsStrExt;
 
     #[test]

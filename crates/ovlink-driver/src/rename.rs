@@ -407,6 +407,37 @@ pub fn complete_exchange(
     Ok(true)
 }
 
+/// Publishing a [`TempDir`].
+impl TempDir {
+    /// The claim for publishing into this directory (see [`Claim`]): its own
+    /// lock, held while it lives, keeps every other publisher out.
+    pub fn claim(&self) -> Claim<'_> {
+        match self.lock() {
+            Some(l) => Claim::Held(l),
+            None => Claim::LockDir,
+        }
+    }
+
+    /// Renames this directory under a new name (the caller then owns it) unless that name
+    /// exists (`EEXIST`/`ENOTEMPTY`); an error leaves it. Through `renamer`, so it works
+    /// without `RENAME_NOREPLACE` too (see this module); `claim` keeps other publishers
+    /// out when the flag is missing.
+    pub fn rename_noreplace(
+        self,
+        renamer: &Renamer,
+        new_name: &OsStr,
+        claim: Claim<'_>,
+    ) -> std::result::Result<(), (Self, Errno)> {
+        match renamer.rename_noreplace(self.parent_fd(), self.name(), new_name, claim) {
+            Ok(()) => {
+                self.persist();
+                Ok(())
+            }
+            Err(e) => Err((self, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

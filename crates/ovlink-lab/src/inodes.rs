@@ -360,7 +360,7 @@ fn run_layout(
                 } else {
                     "bytes".into()
                 };
-                run.error = Some(ovlink_driver::overlay::error_chain(&e));
+                run.error = Some(ovlink_driver::error_chain(&e));
                 run.fs_at_failure = Some(fs);
                 failed = Some((id, tar));
                 break;
@@ -375,7 +375,7 @@ fn run_layout(
             Err(e) => {
                 return Err(LabError::Unexpected(format!(
                     "cannot add layer {k} ({name}): {}",
-                    ovlink_driver::overlay::error_chain(&e)
+                    ovlink_driver::error_chain(&e)
                 )))
             }
         }

@@ -74,7 +74,7 @@ pub fn check(home_fd: &OwnedFd, home: &Path, extra: &[&str]) -> Result<NativeDif
     if let Err(e) = dmount::mount_overlay(&merged, &opts) {
         return Ok(NativeDiff::Naive(format!(
             "failed to mount overlay: {}",
-            ovlink_driver::overlay::error_chain(&e)
+            ovlink_driver::error_chain(&e)
         )));
     }
     let result = probe(&td);

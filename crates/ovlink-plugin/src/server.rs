@@ -51,7 +51,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use ovlink_driver::overlay::error_chain;
+use ovlink_driver::error_chain;
 use ovlink_driver::{CreateOpts, Driver, DriverError, InitConfig};
 use std::convert::Infallible;
 use std::future::Future;

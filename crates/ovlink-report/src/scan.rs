@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The on-disk layout of a home (one type for the driver's checks and the report).
-pub use ovlink_driver::checks::Layout;
+pub use ovlink_driver::Layout;
 
 /// The layer with the most links in a layer's tree, and what that means for descendants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

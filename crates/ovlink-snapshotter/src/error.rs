@@ -112,6 +112,6 @@ impl SnapError {
 
 impl From<SnapError> for tonic::Status {
     fn from(e: SnapError) -> tonic::Status {
-        tonic::Status::new(e.code(), ovlink_driver::overlay::error_chain(&e))
+        tonic::Status::new(e.code(), ovlink_driver::error_chain(&e))
     }
 }

@@ -31,7 +31,7 @@
 use crate::error::{Result, SnapError};
 use crate::filter::Filters;
 use crate::store::{Committing, Kind, Record, Store};
-use ovlink_driver::checks::Layout;
+use ovlink_driver::Layout;
 use ovlink_driver::{CreateOpts, Driver, InitConfig, LayerKind, Mount, OverlayDriver, Usage};
 use ovlink_overlay2::Overlay2Driver;
 use sha2::{Digest, Sha256};

@@ -4,8 +4,8 @@
 //! removes layers no record names, and errors carry containerd's codes.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use ovlink_driver::checks::Layout;
 use ovlink_driver::Driver;
+use ovlink_driver::Layout;
 use ovlink_snapshotter::store::Kind;
 use ovlink_snapshotter::{Config, SnapError, Snapshotter};
 use std::collections::BTreeMap;

@@ -6,7 +6,10 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ovlink_driver::{CreateOpts, Driver, DriverError, LayerInfo, LayerKind, Result};
+use ovlink_driver::{
+    diffplan::DiffPlan, Capabilities, CreateOpts, Driver, DriverError, LayerInfo, LayerKind,
+    Layout, Mount, Result, Usage,
+};
 
 /// A driver that keeps layer kinds in a map; `apply_diff` reads the stream to EOF into a
 /// sink (so digest checks fire) and returns the byte count.
@@ -46,6 +49,31 @@ impl Driver for DrainDriver {
 
     fn home(&self) -> &Path {
         &self.home
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            layout: Layout::Overlay,
+            max_lowers: 1,
+            full_image_trees: true,
+            native_diff: false,
+        }
+    }
+
+    fn mount_spec(&self, _id: &str, _mount_label: Option<&str>) -> Result<Mount> {
+        Err(DriverError::Unsupported { what: "mount_spec" })
+    }
+
+    fn parent(&self, _id: &str) -> Result<Option<String>> {
+        Err(DriverError::Unsupported { what: "parent" })
+    }
+
+    fn usage(&self, _id: &str) -> Result<Usage> {
+        Err(DriverError::Unsupported { what: "usage" })
+    }
+
+    fn diff_plan(&self, _id: &str, _parent: Option<&str>) -> Result<DiffPlan<'_>> {
+        Err(DriverError::Unsupported { what: "diff" })
     }
 
     fn create(&self, id: &str, parent: Option<&str>, _opts: &CreateOpts) -> Result<()> {
