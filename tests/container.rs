@@ -244,7 +244,8 @@ fn container_on_container_copies_upper_init_pattern() {
 
 #[test]
 fn mounts_are_reference_counted() {
-    use ovlink_driver::{CreateOpts, Driver, InitConfig, OverlayDriver};
+    use ovlink_driver::{CreateOpts, Driver, InitConfig};
+    use ovlink_overlay::OverlayDriver;
     let t = TestRoot::new();
     let (_, l2) = two_layers(&t);
     let d = OverlayDriver::init(&InitConfig {

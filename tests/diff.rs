@@ -4,8 +4,9 @@
 //! (ignored) benchmark of the native diff against the naive one.
 
 use crate::util::*;
-use ovlink_driver::diff::{changes_with, diff_size_with, diff_with, DiffMode};
-use ovlink_driver::{CreateOpts, Driver, InitConfig, OverlayDriver};
+use ovlink_driver::{CreateOpts, Driver, InitConfig};
+use ovlink_overlay::diff::{changes_with, diff_size_with, diff_with, DiffMode};
+use ovlink_overlay::OverlayDriver;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;

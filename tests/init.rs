@@ -3,7 +3,8 @@
 //! options. Each refusal names the cause and the fix, and leaves nothing behind.
 
 use crate::util::*;
-use ovlink_driver::{InitConfig, OverlayDriver};
+use ovlink_driver::InitConfig;
+use ovlink_overlay::OverlayDriver;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

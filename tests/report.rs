@@ -233,11 +233,7 @@ fn layers_made_without_records_get_inferred_parents() {
     assert_eq!(layers[1]["parent"], "zz-base");
     assert_eq!(layers[1]["parent_source"], "layout");
     // ...a layer Docker made has no such record: its parent is inferred from shared inodes.
-    rustix::fs::removexattr(
-        t.home().join("aa-top"),
-        ovlink_driver::overlay::PARENT_XATTR,
-    )
-    .unwrap();
+    rustix::fs::removexattr(t.home().join("aa-top"), ovlink_overlay::PARENT_XATTR).unwrap();
     let r = report(&t, "overlay");
     let layers = r["layers"].as_array().unwrap();
     assert_eq!(layers[0]["id"], "zz-base");
@@ -318,10 +314,8 @@ fn check_trait_descriptions(driver: &str) {
         home: t.root().join(driver),
         ..Default::default()
     };
-    let d: Box<dyn Driver> = match driver {
-        "overlay" => Box::new(ovlink_driver::OverlayDriver::init(&cfg).unwrap()),
-        _ => Box::new(ovlink_overlay2::Overlay2Driver::init(&cfg).unwrap()),
-    };
+    let layout = ovlink_driver::Layout::from_name(driver).unwrap();
+    let d: Box<dyn Driver> = ovlink_layouts::open(layout, &cfg).unwrap();
     for l in r["layers"].as_array().unwrap() {
         let id = l["id"].as_str().unwrap();
         let u = d.usage(id).unwrap();

@@ -7,7 +7,8 @@
 //! about 3,000 driver operations, well under two minutes).
 
 use crate::util::*;
-use ovlink_driver::{CreateOpts, Driver, DriverError, InitConfig, LayerKind, OverlayDriver};
+use ovlink_driver::{CreateOpts, Driver, DriverError, InitConfig, LayerKind};
+use ovlink_overlay::OverlayDriver;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};

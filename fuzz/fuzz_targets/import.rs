@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ovlink_driver::{Driver, InitConfig, OverlayDriver};
+use ovlink_driver::{Driver, InitConfig};
+use ovlink_overlay::OverlayDriver;
 use ovlink_fuzz::{fix_tar_checksums, snapshot, Snap};
 use ovlink_image::{NoProgress, Store};
 

@@ -13,7 +13,8 @@ mod snapshotter;
 
 use crate::cli::{Cli, Command, DriverKind};
 use anyhow::Context as _;
-use ovlink_driver::{Driver, InitConfig, OverlayDriver};
+use ovlink_driver::{Driver, InitConfig};
+use ovlink_layouts::OverlayDriver;
 use std::path::PathBuf;
 
 /// Which global flags were given (command line or environment), not defaulted.
@@ -70,21 +71,15 @@ impl Ctx {
     }
 
     fn open_layout(&self) -> anyhow::Result<Box<dyn Driver>> {
-        match self.kind {
-            DriverKind::Overlay => Ok(Box::new(self.open_legacy()?)),
-            DriverKind::Overlay2 => {
-                let home = self.root.join("overlay2");
-                Ok(Box::new(
-                    ovlink_overlay2::Overlay2Driver::init(&self.init_config(home.clone()))
-                        .with_context(|| {
-                            format!(
-                                "cannot initialize the overlay2 driver in {}",
-                                home.display()
-                            )
-                        })?,
-                ))
-            }
-        }
+        let layout = self.layout();
+        let home = self.root.join(layout.home_name());
+        ovlink_layouts::open(layout, &self.init_config(home.clone())).with_context(|| {
+            format!(
+                "cannot initialize the {} driver in {}",
+                layout.name(),
+                home.display()
+            )
+        })
     }
 }
 

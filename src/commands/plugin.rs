@@ -5,7 +5,7 @@
 
 use crate::cli::{DriverKind, PluginCmd};
 use anyhow::Context as _;
-use ovlink_driver::{Driver, InitConfig, OverlayDriver};
+use ovlink_driver::InitConfig;
 use ovlink_plugin::{DriverFactory, Server, ServerOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -37,17 +37,9 @@ pub fn run(ctx: &super::Ctx, c: PluginCmd) -> anyhow::Result<()> {
                 symlinks: cfg.symlinks,
                 ..settings.clone()
             };
-            let factory: DriverFactory = match kind {
-                DriverKind::Overlay => Arc::new(move |cfg: &InitConfig| {
-                    Ok(Box::new(OverlayDriver::init(&with_settings(cfg))?) as Box<dyn Driver>)
-                }),
-                DriverKind::Overlay2 => Arc::new(move |cfg: &InitConfig| {
-                    Ok(
-                        Box::new(ovlink_overlay2::Overlay2Driver::init(&with_settings(cfg))?)
-                            as Box<dyn Driver>,
-                    )
-                }),
-            };
+            let layout = ctx.layout();
+            let factory: DriverFactory =
+                Arc::new(move |cfg: &InitConfig| ovlink_layouts::open(layout, &with_settings(cfg)));
             eprintln!(
                 "ovlink plugin: serving the {} layout on {} (dockerd: --experimental --storage-driver {name})",
                 match kind {

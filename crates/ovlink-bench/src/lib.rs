@@ -274,8 +274,5 @@ pub fn open(
         symlinks: (layout == Layout::Overlay).then_some(symlinks),
         ..Default::default()
     };
-    Ok(match layout {
-        Layout::Overlay => Box::new(ovlink_driver::OverlayDriver::init(&cfg)?),
-        Layout::Overlay2 => Box::new(ovlink_overlay2::Overlay2Driver::init(&cfg)?),
-    })
+    Ok(ovlink_layouts::open(layout, &cfg)?)
 }

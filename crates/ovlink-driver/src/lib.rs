@@ -1,30 +1,28 @@
-//! The legacy `overlay` graph driver, as a library.
-//!
-//! [`Driver`] mirrors Docker's graphdriver interface; [`overlay::OverlayDriver`] implements it
-//! with the on-disk layout of Docker 20.10's legacy `overlay` driver:
+//! The core every layout stands on: Docker's graphdriver interface ([`Driver`]) and what both
+//! layouts share.
 //!
 //! ```text
-//! <home>/                      0710
-//!   <id>/                      0710   image layer
-//!     root/                    0755   bottom layer: its files; higher layers: hardlinks into
-//!                                     the parent's root/ plus this layer's diff applied
-//!   <id>/                      0710   container layer (and Docker's "<id>-init" layer)
-//!     lower-id                 0600   the image layer's id, no trailing newline
-//!     upper/                   mode of the parent's root/ (or of the parent's upper/)
-//!     work/                    0700   overlayfs workdir
-//!     merged/                  0700   exists only while mounted
-//!   .tmp-*                            ovlink's own in-progress dirs (flocked while in use,
-//!                                     removed by init when their owner died)
+//!          ovlink-overlay (legacy layout)   ovlink-overlay2
+//!                          \                   /
+//!                           ovlink-driver (this crate)
+//!                          /        |          \
+//!                   ovlink-tar  ovlink-diff  ovlink-fs
 //! ```
 //!
-//! This crate owns layer ids ([`id`]), the trait and its error type ([`error`]), host checks
-//! ([`checks`]), mounting ([`mount`]), publishing renames on every kernel ([`rename`]) and the
-//! overlay layout itself ([`overlay`]).
+//! This crate owns layer ids ([`id`]), the trait, its values ([`Mount`], [`Usage`],
+//! [`Capabilities`], [`Layout`], [`LayerKind`]) and its error type ([`error`]); the typed
+//! settings of init ([`config`]); the [`Home`] both layouts build on (init checked before
+//! anything is created, layer locks, temporary directories, publishing renames, trash and
+//! reclaim, crash reaping, mount reference counts, ENOSPC classification); host checks
+//! ([`checks`], [`hostcheck`], [`features`]), mounting ([`mount`]), publishing renames on every
+//! kernel ([`rename`]) and the part of a diff both layouts share ([`diffplan`]).
+//!
+//! It never knows a layout's directory names beyond the shared ones (`work/`, `merged/`, the
+//! temporary prefixes); each layout crate owns its own.
 #![forbid(unsafe_code)]
 
 pub mod checks;
 pub mod config;
-pub mod diff;
 pub mod diffplan;
 pub mod error;
 pub mod features;
@@ -34,7 +32,6 @@ pub mod id;
 pub mod layout;
 pub mod lock;
 pub mod mount;
-pub mod overlay;
 pub mod refs;
 pub mod rename;
 
@@ -43,7 +40,6 @@ pub use error::{error_chain, DriverError, Result};
 pub use home::Home;
 pub use id::{validate_id, LayerId};
 pub use layout::{Capabilities, Layout};
-pub use overlay::OverlayDriver;
 /// The one change list entry of ovlink (`changes`, `docker diff`), from `ovlink-diff`.
 pub use ovlink_diff::{Change, ChangeKind};
 
@@ -178,6 +174,35 @@ impl std::ops::AddAssign for Usage {
         self.inodes += o.inodes;
         self.bytes += o.bytes;
     }
+}
+
+/// The [`Driver`] methods a layout built on a [`Home`] answers from it unchanged: `home`,
+/// `exists`, `cleanup`, `layers` and `layer_kind`. Expanded inside `impl Driver for X`, where `X`
+/// keeps its home in a field `h` and tells its layer kinds apart with
+/// `fn kind_of(&self, fd: &OwnedFd, layer: &Path) -> Result<LayerKind>`.
+#[macro_export]
+macro_rules! driver_on_home {
+    () => {
+        fn home(&self) -> &::std::path::Path {
+            self.h.path()
+        }
+
+        fn exists(&self, id: &str) -> bool {
+            self.h.exists(id)
+        }
+
+        fn cleanup(&self) -> $crate::Result<()> {
+            self.h.cleanup()
+        }
+
+        fn layers(&self) -> $crate::Result<::std::vec::Vec<$crate::LayerInfo>> {
+            self.h.layers(|fd, path| self.kind_of(fd, path))
+        }
+
+        fn layer_kind(&self, id: &str) -> $crate::Result<$crate::LayerKind> {
+            self.h.layer_kind(id, |fd, path| self.kind_of(fd, path))
+        }
+    };
 }
 
 /// Docker's graphdriver interface. Every method documents its contract; ids are validated

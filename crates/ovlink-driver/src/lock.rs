@@ -10,36 +10,34 @@
 use crate::error::Result;
 use ovlink_fs::error::Context;
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{FlockOperation, Mode};
+use rustix::fs::Mode;
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-/// An exclusive `flock` held on a directory fd until dropped.
+/// An exclusive `flock` held on a directory fd until dropped: [`ovlink_fs::lock::FileLock`]
+/// (the one lock type, which retries `EINTR`) on a layer or temporary directory.
 #[derive(Debug)]
 pub struct DirLock {
-    fd: OwnedFd,
+    lock: ovlink_fs::lock::FileLock,
 }
 
 impl DirLock {
     /// Blocks until the exclusive lock on `fd` is held.
     pub fn lock(fd: OwnedFd, shown: &Path) -> Result<Self> {
-        rustix::fs::flock(&fd, FlockOperation::LockExclusive).ctx("lock", shown)?;
-        Ok(DirLock { fd })
+        Ok(DirLock {
+            lock: ovlink_fs::lock::FileLock::lock(fd, shown)?,
+        })
     }
 
     /// Takes the lock if it is free; `Ok(None)` when another process holds it.
     pub fn try_lock(fd: OwnedFd, shown: &Path) -> Result<Option<Self>> {
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(DirLock { fd })),
-            Err(Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(ovlink_fs::FsError::io("lock", shown, e).into()),
-        }
+        Ok(ovlink_fs::lock::FileLock::try_lock(fd, shown)?.map(|lock| DirLock { lock }))
     }
 
     /// The locked directory's fd.
     pub fn fd(&self) -> &OwnedFd {
-        &self.fd
+        self.lock.owned_fd()
     }
 }
 

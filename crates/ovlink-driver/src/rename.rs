@@ -211,8 +211,10 @@ impl Renamer {
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                     Mode::empty(),
                 )?;
-                rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
-                Some(fd)
+                let shown = std::path::Path::new(".");
+                let lock = ovlink_fs::lock::FileLock::lock(fd, shown)
+                    .map_err(|e| e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error))?;
+                Some(lock)
             }
             Claim::Held(lock) => {
                 let (a, b) = (rustix::fs::fstat(lock.fd())?, rustix::fs::fstat(dir)?);

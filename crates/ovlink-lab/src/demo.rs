@@ -11,8 +11,7 @@
 use crate::error::{io, LabError, Result};
 use crate::scratch::{mount_line, Scratch};
 use crate::{LabConfig, Narrator, Say};
-use ovlink_driver::{CreateOpts, Driver, InitConfig, OverlayDriver};
-use ovlink_overlay2::Overlay2Driver;
+use ovlink_driver::{CreateOpts, Driver, InitConfig};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -128,10 +127,11 @@ fn open(layout: DemoLayout, home: &Path) -> Result<Box<dyn Driver>> {
         home: home.to_path_buf(),
         ..Default::default()
     };
-    Ok(match layout {
-        DemoLayout::Overlay => Box::new(OverlayDriver::init(&cfg)?),
-        DemoLayout::Overlay2 => Box::new(Overlay2Driver::init(&cfg)?),
-    })
+    let layout = match layout {
+        DemoLayout::Overlay => ovlink_driver::Layout::Overlay,
+        DemoLayout::Overlay2 => ovlink_driver::Layout::Overlay2,
+    };
+    Ok(ovlink_layouts::open(layout, &cfg)?)
 }
 
 fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoResult> {

@@ -14,8 +14,8 @@
 use crate::error::{io, mem, LabError, Result};
 use crate::scratch::Scratch;
 use crate::{LabConfig, Narrator, Say};
-use ovlink_driver::{Driver, DriverError, InitConfig, OverlayDriver};
-use ovlink_overlay2::Overlay2Driver;
+use ovlink_driver::{Driver, DriverError, InitConfig};
+use ovlink_layouts::OverlayDriver;
 use ovlink_report::render::{self, bar, human_bytes, thousands};
 use ovlink_report::{scan, FsStats, Layout};
 use serde::Serialize;
@@ -261,10 +261,7 @@ fn open(layout: Layout, home: &Path, symlinks: ovlink_fs::Specials) -> Result<Bo
         symlinks: (layout == Layout::Overlay).then_some(symlinks),
         ..Default::default()
     };
-    Ok(match layout {
-        Layout::Overlay => Box::new(OverlayDriver::init(&cfg)?),
-        Layout::Overlay2 => Box::new(Overlay2Driver::init(&cfg)?),
-    })
+    Ok(ovlink_layouts::open(layout, &cfg)?)
 }
 
 pub(crate) fn add_layer(

@@ -5,8 +5,7 @@
 use crate::error::{io, LabError, Result};
 use crate::scratch::{mount_line, Scratch};
 use crate::{LabConfig, Narrator, Say};
-use ovlink_driver::{CreateOpts, Driver, InitConfig, OverlayDriver};
-use ovlink_overlay2::Overlay2Driver;
+use ovlink_driver::{CreateOpts, Driver, InitConfig, Layout};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -100,22 +99,16 @@ pub fn run(cfg: &LabConfig, c: &LayersConfig, n: &dyn Narrator) -> Result<Layers
         tree.dirs,
         n_layers - 1
     ));
-    let drivers: Vec<(&'static str, Box<dyn Driver>)> = vec![
-        (
-            "overlay",
-            Box::new(OverlayDriver::init(&InitConfig {
-                home: root.join("overlay"),
+    let drivers = Layout::ALL
+        .into_iter()
+        .map(|l| {
+            let cfg = InitConfig {
+                home: root.join(l.home_name()),
                 ..Default::default()
-            })?),
-        ),
-        (
-            "overlay2",
-            Box::new(Overlay2Driver::init(&InitConfig {
-                home: root.join("overlay2"),
-                ..Default::default()
-            })?),
-        ),
-    ];
+            };
+            Ok((l.name(), ovlink_layouts::open(l, &cfg)?))
+        })
+        .collect::<Result<Vec<(&'static str, Box<dyn Driver>)>>>()?;
     let ids: Vec<String> = (0..n_layers).map(|k| format!("layer-{k}")).collect();
     let mut merged = Vec::new();
     for (name, drv) in &drivers {

@@ -21,8 +21,7 @@ use ovlink_driver::error::{DriverError, Result};
 use ovlink_driver::home::{Home, MERGED, WORK};
 use ovlink_driver::lock::{DirLock, TempDir};
 use ovlink_driver::{
-    validate_id, Capabilities, CreateOpts, Driver, InitConfig, LayerInfo, LayerKind, Layout, Mount,
-    Usage,
+    validate_id, Capabilities, CreateOpts, Driver, InitConfig, LayerKind, Layout, Mount, Usage,
 };
 use ovlink_fs::at::{is_dir_at, open_dir_at};
 use ovlink_fs::error::Context;
@@ -411,9 +410,7 @@ fn layer_name(p: &Path) -> String {
 }
 
 impl Driver for Overlay2Driver {
-    fn home(&self) -> &Path {
-        self.h.path()
-    }
+    ovlink_driver::driver_on_home!();
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
@@ -548,10 +545,6 @@ impl Driver for Overlay2Driver {
         self.h.unmount_merged(id, &fd)
     }
 
-    fn exists(&self, id: &str) -> bool {
-        self.h.exists(id)
-    }
-
     fn apply_diff(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
         if let Some(p) = parent {
             self.h.check_id(p)?;
@@ -618,18 +611,6 @@ impl Driver for Overlay2Driver {
             m.insert("LowerDir".into(), dirs?.join(":"));
         }
         Ok(m)
-    }
-
-    fn cleanup(&self) -> Result<()> {
-        self.h.cleanup()
-    }
-
-    fn layers(&self) -> Result<Vec<LayerInfo>> {
-        self.h.layers(|fd, path| self.kind_of(fd, path))
-    }
-
-    fn layer_kind(&self, id: &str) -> Result<LayerKind> {
-        self.h.layer_kind(id, |fd, path| self.kind_of(fd, path))
     }
 
     fn diff_plan(&self, id: &str, parent: Option<&str>) -> Result<DiffPlan<'_>> {

@@ -368,7 +368,7 @@ pub fn scan(
     let fs = FsStats::of(home)?;
     let projections = projections(&layers, &fs);
     let symlinks = (layout == Layout::Overlay).then(|| {
-        match std::fs::read_to_string(home.join(ovlink_driver::overlay::SYMLINKS_RECORD)) {
+        match std::fs::read_to_string(home.join(ovlink_overlay::SYMLINKS_RECORD)) {
             Ok(t) => ovlink_fs::Specials::parse(t.trim()).map_or("unknown", |m| m.name()),
             Err(_) => ovlink_fs::Specials::Link.name(),
         }
@@ -458,13 +458,10 @@ fn scan_layer(
     let (kind, parent, source) = match layout {
         Layout::Overlay => {
             if content == Some("root") {
-                let recorded = ovlink_fs::xattr::get_fd(
-                    fd,
-                    OsStr::new(ovlink_driver::overlay::PARENT_XATTR),
-                    &path,
-                )?
-                .and_then(|v| String::from_utf8(v).ok())
-                .filter(|p| ovlink_driver::validate_id(p).is_ok());
+                let recorded =
+                    ovlink_fs::xattr::get_fd(fd, OsStr::new(ovlink_overlay::PARENT_XATTR), &path)?
+                        .and_then(|v| String::from_utf8(v).ok())
+                        .filter(|p| ovlink_driver::validate_id(p).is_ok());
                 match recorded {
                     Some(p) => ("image", Some(p), "layout"),
                     None => ("image", None, "none"),

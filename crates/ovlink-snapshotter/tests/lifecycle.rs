@@ -141,7 +141,7 @@ fn legacy_commit_is_a_hardlinked_image_layer_and_survives_restart() {
     );
     // Usage is the layout's (= ovlink report's) figure, and the top adds less than the base.
     let ut = s.usage("default/4/sha256:top").unwrap();
-    let d = ovlink_driver::OverlayDriver::init(&ovlink_driver::InitConfig {
+    let d = ovlink_layouts::OverlayDriver::init(&ovlink_driver::InitConfig {
         home: home.clone(),
         ..Default::default()
     })
@@ -245,10 +245,7 @@ fn a_start_after_a_crash_finishes_commits_and_drops_orphans() {
                 home: home.clone(),
                 ..Default::default()
             };
-            let d: Box<dyn Driver> = match layout {
-                Layout::Overlay => Box::new(ovlink_driver::OverlayDriver::init(&cfg).unwrap()),
-                Layout::Overlay2 => Box::new(ovlink_overlay2::Overlay2Driver::init(&cfg).unwrap()),
-            };
+            let d: Box<dyn Driver> = ovlink_layouts::open(layout, &cfg).unwrap();
             d.create(&orphan, None, &Default::default()).unwrap();
         }
         let (s, rec) = Snapshotter::open(&Config {

@@ -15,16 +15,16 @@
 //! This module never writes into a layer; the naive path only mounts (`get`) and releases
 //! (`put`) what it mounted.
 
-use crate::diffplan::DiffPlan;
-use crate::error::{diff_err, DriverError, Result};
-use crate::lock::DirLock;
-use crate::overlay::OverlayDriver;
-use crate::{validate_id, Change, Driver, LayerKind};
+use crate::OverlayDriver;
 use ovlink_diff::{Compare, DiffError};
+use ovlink_driver::diffplan::DiffPlan;
+use ovlink_driver::error::diff_err;
+use ovlink_driver::lock::DirLock;
+use ovlink_driver::{validate_id, Change, Driver, DriverError, LayerKind, Result};
 use std::io::Write;
 use std::path::PathBuf;
 
-pub use crate::config::DiffMode;
+pub use ovlink_driver::DiffMode;
 
 /// The `status` line saying which diff is active.
 pub fn status_line(mode: DiffMode) -> (String, String) {
