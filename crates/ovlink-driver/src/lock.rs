@@ -4,8 +4,8 @@
 //! apply or remove the same layer at once. In-progress work lives in temporary directories
 //! (`<home>/.tmp-*`, `<layer>/tmproot-*`) that their owner keeps `flock`ed; init removes only
 //! the ones it can lock, i.e. whose owner has died. Publishing a finished temporary directory
-//! under its real name goes through [`crate::rename`] (which builds on this module, never the
-//! other way round), which works on kernels and filesystems without `renameat2`'s flags.
+//! under its real name goes through the `rename` module (which builds on this module, never
+//! the other way round), which works on kernels and filesystems without `renameat2`'s flags.
 
 use crate::error::Result;
 use ovlink_fs::error::Context;

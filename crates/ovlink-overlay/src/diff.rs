@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 pub use ovlink_driver::DiffMode;
 
-/// The `status` line saying which diff is active.
+/// The `status` line saying which diff `mode` makes.
 pub fn status_line(mode: DiffMode) -> (String, String) {
     let mode = match mode {
         DiffMode::Naive => "naive (merged vs lower; --diff-mode naive)",
@@ -51,8 +51,21 @@ fn upper_of(d: &OverlayDriver, id: &str) -> PathBuf {
     d.home().join(id).join("upper")
 }
 
+impl OverlayDriver {
+    /// What to compare for [`Driver::diff`] and its kin (see the module docs), in the mode
+    /// the driver was initialized with.
+    pub(crate) fn plan_diff(&self, id: &str, parent: Option<&str>) -> Result<DiffPlan<'_>> {
+        plan(self, id, parent, self.diff_mode())
+    }
+
+    /// The `status` line saying which diff is active.
+    pub(crate) fn diff_status(&self) -> (String, String) {
+        status_line(self.diff_mode())
+    }
+}
+
 /// Builds the trees for `id` against `parent`.
-pub(crate) fn plan<'d>(
+fn plan<'d>(
     d: &'d OverlayDriver,
     id: &str,
     parent: Option<&str>,

@@ -251,7 +251,7 @@ impl Driver for OverlayDriver {
             ovlink_fs::Specials::Copy => "copy (re-created in every layer, as Docker)",
         };
         self.h.status(vec![
-            crate::diff::status_line(self.h.diff_mode()),
+            self.diff_status(),
             ("Symlinks".to_string(), symlinks.to_string()),
         ])
     }
@@ -286,7 +286,7 @@ impl Driver for OverlayDriver {
     }
 
     fn diff_plan(&self, id: &str, parent: Option<&str>) -> Result<DiffPlan<'_>> {
-        crate::diff::plan(self, id, parent, self.h.diff_mode())
+        self.plan_diff(id, parent)
     }
 }
 

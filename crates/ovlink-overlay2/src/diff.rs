@@ -19,12 +19,14 @@ use ovlink_driver::diffplan::DiffPlan;
 use ovlink_driver::error::{diff_err, DriverError, Result};
 use ovlink_driver::Driver;
 
-/// What to compare for [`Driver::diff`] and its kin on overlay2 (see the module docs).
-pub(crate) fn plan<'d>(
-    d: &'d Overlay2Driver,
-    id: &str,
-    parent: Option<&str>,
-) -> Result<DiffPlan<'d>> {
+impl Overlay2Driver {
+    /// What to compare for [`Driver::diff`] and its kin on overlay2 (see the module docs).
+    pub(crate) fn plan_diff(&self, id: &str, parent: Option<&str>) -> Result<DiffPlan<'_>> {
+        plan(self, id, parent)
+    }
+}
+
+fn plan<'d>(d: &'d Overlay2Driver, id: &str, parent: Option<&str>) -> Result<DiffPlan<'d>> {
     let own_parent = d.parent(id)?;
     if let Some(p) = parent {
         if !d.exists(p) {

@@ -614,7 +614,7 @@ impl Driver for Overlay2Driver {
     }
 
     fn diff_plan(&self, id: &str, parent: Option<&str>) -> Result<DiffPlan<'_>> {
-        crate::diff::plan(self, id, parent)
+        self.plan_diff(id, parent)
     }
 }
 
