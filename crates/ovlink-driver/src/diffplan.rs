@@ -4,8 +4,9 @@
 //! [`ovlink_diff`].
 //!
 //! This module never writes into a layer and never mounts: what a plan mounted (through the
-//! driver's `get`) is released with `put` when the plan is dropped, after its trees' file
-//! descriptors are closed and its locks released.
+//! driver's `get`, or a read-only view the layout mounted itself) is released when the plan
+//! is dropped (`put`, or an unmount), after its trees' file descriptors are closed and its
+//! locks released, and before its temporary directories are removed.
 
 use crate::error::{diff_err, DriverError, Result};
 use crate::home::Home;
@@ -30,6 +31,9 @@ pub struct DiffPlan<'d> {
     pub temps: Vec<TempDir>,
     /// Layers this plan mounted with `get` (released with `put` on drop).
     pub mounted: Vec<String>,
+    /// Read-only mounts the layout made for this plan (a layer's view that writes into no
+    /// layer, in one of [`DiffPlan::temps`]), unmounted on drop.
+    pub views: Vec<PathBuf>,
     /// When set, the size is the layout's own: Docker's `directory.Size` of this directory
     /// (overlay2's `diff/` against its own parent), not the changes' size.
     pub size_of_dir: Option<PathBuf>,
@@ -50,6 +54,7 @@ impl<'d> DiffPlan<'d> {
             locks: Vec::new(),
             temps: Vec::new(),
             mounted: Vec::new(),
+            views: Vec::new(),
             size_of_dir: None,
             export: ExportOptions::default(),
             driver,
@@ -116,6 +121,11 @@ impl Drop for DiffPlan<'_> {
         self.locks.clear();
         for id in self.mounted.drain(..) {
             let _ = self.driver.put(&id);
+        }
+        for view in self.views.drain(..) {
+            // Left mounted, the temporary directory stays too (its removal cannot cross a
+            // read-only mount), and the next init's reaping unmounts and removes it.
+            let _ = crate::mount::unmount(&view);
         }
         self.temps.clear();
     }

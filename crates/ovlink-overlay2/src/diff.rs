@@ -10,8 +10,11 @@
 //!   xattrs), or with [`ovlink_driver::DiffMode::Naive`]: Docker's naive diff, the layer's merged view
 //!   compared with the parent's by metadata, and the size Docker's `ChangesSize`.
 //!
-//! The layer stays locked while its `diff/` is read; what was mounted for a diff is released
-//! (`put`) when it ends. This module never writes into a layer.
+//! The layer stays locked while its `diff/` is read. A parent (and an image layer diffed
+//! naively) is read through a read-only view (its `diff/` alone, or a read-only overlay of it
+//! over its lowers, with no upper dir), never a read-write mount of it; a container layer
+//! through its counted mount. What was mounted for a diff is released when it ends. This
+//! module never writes into a layer, and neither does the kernel on its behalf.
 
 use crate::driver::Overlay2Driver;
 use ovlink_diff::{Compare, DiffError};
@@ -46,7 +49,7 @@ fn plan<'d>(d: &'d Overlay2Driver, id: &str, parent: Option<&str>) -> Result<Dif
     if parent == own_parent.as_deref() && plain && d.diff_mode() != ovlink_driver::DiffMode::Naive {
         plan.locks.push(d.home_dir().lock_layer(id)?.1);
         let lower = match parent {
-            Some(p) => plan.mount(p)?,
+            Some(p) => d.read_only_view(&mut plan, p)?,
             None => {
                 // A bottom layer: its diff/ over nothing.
                 let t = d.home_dir().temp_dir(".tmp-diff-empty-", 0o700)?;
@@ -62,11 +65,17 @@ fn plan<'d>(d: &'d Overlay2Driver, id: &str, parent: Option<&str>) -> Result<Dif
         return Ok(plan);
     }
     // Docker's naive diff: the merged views compared by metadata.
+    // A container layer is seen through its (shared, counted) mount, as a running container
+    // sees it; an image layer and the parent through read-only views, which write into no
+    // layer.
     plan.cmp = Compare::Naive;
-    let new = plan.mount(id)?;
+    let new = match d.layer_kind(id)? {
+        ovlink_driver::LayerKind::Container { .. } => plan.mount(id)?,
+        _ => d.read_only_view(&mut plan, id)?,
+    };
     plan.new = Some(plan.plain(&new)?);
     if let Some(p) = parent {
-        let old = plan.mount(p)?;
+        let old = d.read_only_view(&mut plan, p)?;
         plan.old = Some(plan.plain(&old)?);
     }
     Ok(plan)

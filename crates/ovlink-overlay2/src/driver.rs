@@ -43,6 +43,8 @@ const LOWER: &str = "lower";
 pub const RW_XATTR: &str = "trusted.ovlink.rw";
 
 const TMP_DIFF_PREFIX: &str = "tmpdiff-";
+/// Prefix of the mount point of a diff's read-only view of a layer (`<home>/.tmp-view-*`).
+const TMP_VIEW_PREFIX: &str = ".tmp-view-";
 
 /// The overlay2 driver, on a [`Home`]. See the crate docs for the layout.
 #[derive(Debug)]
@@ -305,6 +307,37 @@ impl Overlay2Driver {
         }
         self.h
             .sync_dir(&self.link_fd, &self.h.path().join(LINK_DIR))
+    }
+
+    /// The view of layer `id` a diff reads, writing into no layer: its `diff/` when nothing
+    /// is below it, else a read-only overlay of its `diff/` over its lowers
+    /// ([`mnt::mount_view`]) in a temporary directory of the home that `plan` keeps and
+    /// unmounts. (A `get` would mount the layer read-write with its `diff/` as the upper dir,
+    /// and the kernel would write its own xattrs into an image layer.)
+    pub(crate) fn read_only_view(&self, plan: &mut DiffPlan<'_>, id: &str) -> Result<PathBuf> {
+        let fd = self.h.open_layer(id)?;
+        let path = self.h.path().join(id);
+        if !is_dir_at(&fd, DIFF) {
+            return Err(DriverError::incomplete(id, "a layer with diff/"));
+        }
+        let lowers = self.read_lowers(&fd, &path)?;
+        if lowers.is_empty() {
+            return Ok(path.join(DIFF));
+        }
+        let own = format!("{LINK_DIR}/{}", self.read_link_id(&fd, &path)?);
+        let layers: Vec<String> = std::iter::once(own).chain(lowers).collect();
+        let tmp = self.h.temp_dir(TMP_VIEW_PREFIX, 0o700)?;
+        let target = tmp.path();
+        plan.temps.push(tmp);
+        mnt::mount_view(
+            self.h.path(),
+            self.h.fd().as_fd(),
+            &layers,
+            self.h.features(),
+            Path::new(target.file_name().unwrap_or_default()),
+        )?;
+        plan.views.push(target.clone());
+        Ok(target)
     }
 
     fn kind_of(&self, fd: &OwnedFd, layer: &Path) -> Result<LayerKind> {

@@ -130,7 +130,44 @@ fn mount_err(target: PathBuf, options: &str, source: std::io::Error) -> DriverEr
 
 /// Mounts layer `spec.id` at `<home>/<id>/merged` by `plan`. `home_fd` is the open home.
 pub fn mount(spec: &MountSpec<'_>, home_fd: BorrowedFd<'_>, plan: &MountPlan) -> Result<()> {
-    let target = spec.home.join(spec.id).join("merged");
+    let rel = PathBuf::from(spec.id).join("merged");
+    mount_at(spec.home, home_fd, &rel, plan, MountFlags::empty())
+}
+
+/// The read-only view of a layer stack: `lowerdir=<layers, nearest first>` and no upper dir,
+/// mounted read-only at `<home>/<target>`, so that nothing is written into any of the layers
+/// (an overlay without an upper layer has nowhere to write, not even its own xattrs). Needs
+/// at least two layers (a single one is its own view). Absolute paths when they fit a page,
+/// else relative to the home, as [`plan`].
+pub fn mount_view(
+    home: &Path,
+    home_fd: BorrowedFd<'_>,
+    layers: &[String],
+    features: &OverlayFeatures,
+    target: &Path,
+) -> Result<()> {
+    let mut abs = format!("lowerdir={}", lowerdir(Some(home), layers)?);
+    ovlink_driver::mount::push_tail(&mut abs, features, None)?;
+    let plan = if abs.len() <= MAX_OPTIONS_LEN {
+        MountPlan::Absolute { options: abs }
+    } else {
+        let mut rel = format!("lowerdir={}", lowerdir(None, layers)?);
+        ovlink_driver::mount::push_tail(&mut rel, features, None)?;
+        MountPlan::Relative { options: rel }
+    };
+    mount_at(home, home_fd, target, &plan, MountFlags::RDONLY)
+}
+
+/// Mounts an overlay with `plan`'s options at `<home>/<rel_target>`: at the absolute path, or
+/// for relative options from a thread whose working directory is the home.
+fn mount_at(
+    home: &Path,
+    home_fd: BorrowedFd<'_>,
+    rel_target: &Path,
+    plan: &MountPlan,
+    flags: MountFlags,
+) -> Result<()> {
+    let target = home.join(rel_target);
     let options = plan.options();
     let data = std::ffi::CString::new(options).map_err(|_| {
         mount_err(
@@ -143,16 +180,11 @@ pub fn mount(spec: &MountSpec<'_>, home_fd: BorrowedFd<'_>, plan: &MountPlan) ->
         )
     })?;
     match plan {
-        MountPlan::Absolute { .. } => rustix::mount::mount(
-            "overlay",
-            &target,
-            "overlay",
-            MountFlags::empty(),
-            Some(data.as_c_str()),
-        )
-        .map_err(|e| mount_err(target.clone(), options, e.into())),
+        MountPlan::Absolute { .. } => {
+            rustix::mount::mount("overlay", &target, "overlay", flags, Some(data.as_c_str()))
+                .map_err(|e| mount_err(target.clone(), options, e.into()))
+        }
         MountPlan::Relative { .. } => {
-            let rel_target = PathBuf::from(spec.id).join("merged");
             let home = rustix::io::dup(home_fd)
                 .map_err(|e| mount_err(target.clone(), options, e.into()))?;
             let res = std::thread::scope(|s| {
@@ -161,9 +193,9 @@ pub fn mount(spec: &MountSpec<'_>, home_fd: BorrowedFd<'_>, plan: &MountPlan) ->
                     rustix::process::fchdir(home.as_fd())?;
                     rustix::mount::mount(
                         "overlay",
-                        &rel_target,
+                        rel_target,
                         "overlay",
-                        MountFlags::empty(),
+                        flags,
                         Some(data.as_c_str()),
                     )?;
                     Ok(())
