@@ -40,6 +40,9 @@ pub enum LabError {
     /// A report scan failed.
     #[error(transparent)]
     Report(#[from] ovlink_report::ReportError),
+    /// A loop-mounted filesystem could not be made (its mkfs missing or failing).
+    #[error(transparent)]
+    LoopFs(#[from] ovlink_fs::loopfs::LoopFsError),
     /// An fd-relative filesystem helper failed.
     #[error(transparent)]
     Fs(#[from] ovlink_fs::error::FsError),

@@ -8,6 +8,7 @@
 
 use crate::error::{io, LabError, Result};
 use crate::LabConfig;
+use ovlink_fs::loopfs::{unmount_releasing_loop, FsKind, LoopFs};
 use rustix::io::Errno;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -99,33 +100,19 @@ impl Scratch {
         }
     }
 
-    /// Makes a `size_mib` filesystem image `name.img` with `mkfs` (`mkfs.ext4`, `mkfs.xfs`)
-    /// and `args`, and loop-mounts it on `name/`. A missing `mkfs` is an error naming the
+    /// Makes a `size_mib` filesystem image `name.img` with `mkfs` (`mkfs.ext4`, `mkfs.xfs`,
+    /// `mkfs.btrfs`) and `args`, and loop-mounts it on `name/` ([`ovlink_fs::loopfs`]; the
+    /// scratch directory's drop unmounts it). A missing `mkfs` is an error naming the
     /// package, never a skipped step.
     pub fn loop_fs(&self, name: &str, size_mib: u64, mkfs: &str, args: &[&str]) -> Result<PathBuf> {
-        let img = self.join(&format!("{name}.img"));
-        let mnt = self.join(name);
-        std::fs::create_dir(&mnt).map_err(io("create", &mnt))?;
-        let f = std::fs::File::create(&img).map_err(io("create", &img))?;
-        f.set_len(size_mib << 20).map_err(io("size", &img))?;
-        drop(f);
-        let package = if mkfs.contains("xfs") {
-            "xfsprogs"
-        } else {
-            "e2fsprogs"
-        };
-        run_tool(
-            Command::new(mkfs).args(args).arg(&img),
-            &format!("{mkfs} (from {package})"),
-        )?;
-        run_tool(
-            Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&img)
-                .arg(&mnt),
-            "mount -o loop",
-        )?;
-        Ok(mnt)
+        let kind = FsKind::from_program(mkfs).ok_or_else(|| LabError::Tool {
+            tool: mkfs.to_string(),
+            detail:
+                "not a filesystem a loop image can be made with (mkfs.ext4, mkfs.xfs, mkfs.btrfs)"
+                    .to_string(),
+        })?;
+        let fs = LoopFs::create(&self.path, name, size_mib, kind, args)?;
+        Ok(fs.leave_mounted())
     }
 
     /// Mounts a small tmpfs on `name/` (a second filesystem for the workdir lab).
@@ -153,16 +140,7 @@ impl Drop for Scratch {
         mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         for m in mounts {
             // Not lazy first: a loop device (autoclear) is released once this returns.
-            let mut tries = 0;
-            while rustix::mount::unmount(&m, rustix::mount::UnmountFlags::empty()).is_err()
-                && tries < 20
-            {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            if tries == 20 {
-                let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-            }
+            unmount_releasing_loop(&m);
         }
     }
 }
