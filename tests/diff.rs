@@ -95,34 +95,6 @@ fn docker_diff(changes: &[ovlink_driver::Change]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-/// The manifest without what a round trip cannot keep (inode numbers, link counts).
-fn comparable(root: &Path) -> BTreeMap<String, Entry> {
-    manifest(root)
-        .into_iter()
-        .map(|(p, mut e)| {
-            e.dev_ino = (0, 0);
-            e.nlink = 0;
-            (p, e)
-        })
-        .collect()
-}
-
-fn assert_same_tree(a: &Path, b: &Path) {
-    let (ma, mb) = (comparable(a), comparable(b));
-    let ka: Vec<_> = ma.keys().collect();
-    let kb: Vec<_> = mb.keys().collect();
-    assert_eq!(
-        ka,
-        kb,
-        "the same paths in {} and {}",
-        a.display(),
-        b.display()
-    );
-    for (p, e) in &ma {
-        assert_eq!(e, &mb[p], "{p}");
-    }
-}
-
 /// What applying `tar` reports (the regular files' bytes) and what Docker's `ChangesSize`
 /// gives for the same changes (those bytes plus each symlink's target length).
 fn tar_sizes(tar: &[u8]) -> (u64, u64) {
@@ -136,19 +108,6 @@ fn tar_sizes(tar: &[u8]) -> (u64, u64) {
         }
     }
     (regular, regular + links)
-}
-
-/// Groups of paths (relative) sharing one inode, for regular files.
-fn link_groups(root: &Path) -> Vec<Vec<String>> {
-    let mut by: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
-    for (p, e) in manifest(root) {
-        if e.kind == "file" && e.nlink > 1 {
-            by.entry(e.dev_ino).or_default().push(p);
-        }
-    }
-    let mut v: Vec<_> = by.into_values().filter(|g| g.len() > 1).collect();
-    v.sort();
-    v
 }
 
 /// Diffs `id` against `parent` in `mode`, applies the tar to a fresh layer on `parent`

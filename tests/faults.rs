@@ -5,7 +5,6 @@
 //! exactly as it was before the operation), nothing temporary is left once a new process has
 //! run init, `exists` agrees with the disk, and re-running the operation succeeds.
 
-use crate::init::LoopFs;
 use crate::util::*;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;

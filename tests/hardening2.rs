@@ -5,7 +5,6 @@
 //! measured in the command's own process (`VmHWM`, polled), fd limits are set per command
 //! with `prlimit`.
 
-use crate::init::LoopFs;
 use crate::util::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};

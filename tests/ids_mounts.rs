@@ -29,10 +29,6 @@ pub fn make_sentinels(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-pub fn manifests(dirs: &[PathBuf]) -> Vec<BTreeMap<String, Entry>> {
-    dirs.iter().map(|d| manifest(d)).collect()
-}
-
 /// `--driver DRIVER ARGS…`.
 fn with_driver<'a>(driver: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     [&["--driver", driver][..], args].concat()

@@ -5,66 +5,8 @@
 use crate::util::*;
 use ovlink_driver::InitConfig;
 use ovlink_overlay::OverlayDriver;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// A loop-mounted filesystem image, unmounted on drop.
-pub struct LoopFs {
-    pub mnt: PathBuf,
-}
-
-impl LoopFs {
-    /// Makes `size_mb` of `mkfs_args` (e.g. `["mkfs.ext4", "-q", "-F"]`) in `dir` and mounts it.
-    /// A missing mkfs fails the test (naming the package): a test that cannot make its
-    /// filesystem has not run, so it must not pass.
-    pub fn new(dir: &Path, size_mb: u64, mkfs: &[&str]) -> LoopFs {
-        let package = match mkfs[0] {
-            "mkfs.btrfs" => "btrfs-progs",
-            "mkfs.xfs" => "xfsprogs",
-            _ => "e2fsprogs",
-        };
-        assert!(
-            Command::new(mkfs[0]).arg("-V").output().is_ok(),
-            "{} is not installed: this test needs it (apt-get install {package})",
-            mkfs[0]
-        );
-        let img = dir.join(format!("{}.img", mkfs[0]));
-        let f = std::fs::File::create(&img).unwrap();
-        f.set_len(size_mb << 20).unwrap();
-        let st = Command::new(mkfs[0])
-            .args(&mkfs[1..])
-            .arg(&img)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{mkfs:?}: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        let mnt = dir.join(format!("{}.mnt", mkfs[0]));
-        std::fs::create_dir(&mnt).unwrap();
-        let st = Command::new("mount")
-            .arg("-o")
-            .arg("loop")
-            .arg(&img)
-            .arg(&mnt)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "mount {}: {}",
-            img.display(),
-            String::from_utf8_lossy(&st.stderr)
-        );
-        LoopFs { mnt }
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-d").arg(&self.mnt).status();
-    }
-}
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -454,7 +454,7 @@ fn line<'a>(lines: &'a [serde_json::Value], check: &str) -> &'a serde_json::Valu
 #[test]
 fn privileged_check_lists_each_feature_and_who_needs_it() {
     let t = TestRoot::new();
-    let fs = crate::init::LoopFs::new(t.path(), 64, &["mkfs.ext4", "-q", "-F"]);
+    let fs = LoopFs::new(t.path(), 64, &["mkfs.ext4", "-q", "-F"]);
     let root = fs.mnt.join("root");
     for (driver, home) in [("overlay", "overlay"), ("overlay2", "overlay2")] {
         let (ok, lines) = check_json(&root, &["--driver", driver]);
@@ -517,7 +517,7 @@ fn privileged_check_lists_each_feature_and_who_needs_it() {
 #[test]
 fn privileged_check_fails_without_d_type() {
     let t = TestRoot::new();
-    let fs = crate::init::LoopFs::new(t.path(), 64, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]);
+    let fs = LoopFs::new(t.path(), 64, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]);
     let fresh = fs.mnt.join("fresh");
     let existing = fs.mnt.join("existing");
     for d in ["overlay/keep", "overlay2/keep"] {

@@ -7,7 +7,7 @@
 //! ApplyDiff), and one slow client that cannot stop the rest (stalled ApplyDiff with hundreds
 //! of Gets queued behind it, idle and half-sent connections, a flood of connections).
 
-use crate::util::{TarBuilder, TestRoot};
+use crate::util::{manifests, TarBuilder, TestRoot};
 use ovlink_plugin::client::Client;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -855,7 +855,7 @@ fn plugin_refuses_escaping_ids_and_labels() {
         json!({"ID": "c1", "Parent": "base"}),
     );
     let sentinels = crate::ids_mounts::make_sentinels(&root);
-    let before = crate::ids_mounts::manifests(&sentinels);
+    let before = manifests(&sentinels);
     for id in crate::ids_mounts::HOSTILE_IDS {
         for (method, body) in [
             ("GraphDriver.Create", json!({"ID": id})),
@@ -911,7 +911,7 @@ fn plugin_refuses_escaping_ids_and_labels() {
     );
     assert!(!is_mounted(&home.join("c1").join("merged")));
     assert!(tr.mounts().is_empty(), "{:?}", tr.mounts());
-    assert_eq!(crate::ids_mounts::manifests(&sentinels), before);
+    assert_eq!(manifests(&sentinels), before);
     // The layers that are fine still work.
     let dir = p.ok("GraphDriver.Get", json!({"ID": "c1"}))["Dir"]
         .as_str()
