@@ -1,42 +1,15 @@
 //! Container semantics on real overlay mounts, the on-disk layout, reference counting,
 //! crash leftovers, and error paths that must leave the home exactly as it was.
 
+use crate::scenario;
 use crate::util::*;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use ovlink_driver::Layout;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-fn base_tar(t: &TestRoot) -> std::path::PathBuf {
-    TarBuilder::new()
-        .dir("etc", 0o755)
-        .file("etc/conf", 0o644, b"lower content\n")
-        .file("etc/hl1", 0o644, b"linked\n")
-        .hardlink("etc/hl2", "etc/hl1")
-        .dir("data", 0o750)
-        .file("data/a", 0o600, b"a\n")
-        .file("data/b", 0o600, b"b\n")
-        .dir("data/sub", 0o755)
-        .file("data/sub/c", 0o644, b"c\n")
-        .symlink("etc/link", "conf")
-        .file("bin/tool", 0o4755, b"#!/bin/sh\n")
-        .write_to(t.path(), "base.tar")
-}
-
-/// base (tar) <- l2 (adds etc/new) ; returns their ids.
+/// The scenario's two layers (base <- l2) in the legacy layout.
 fn two_layers(t: &TestRoot) -> (&'static str, &'static str) {
-    let base = base_tar(t);
-    t.ok(&["layer", "apply", "base", base.to_str().unwrap()]);
-    let l2 = TarBuilder::new()
-        .file("etc/new", 0o644, b"new\n")
-        .write_to(t.path(), "l2.tar");
-    t.ok(&[
-        "layer",
-        "apply",
-        "l2",
-        "--parent",
-        "base",
-        l2.to_str().unwrap(),
-    ]);
-    ("base", "l2")
+    scenario::two_layers(t, Layout::Overlay)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -126,82 +99,6 @@ fn image_layers_share_file_inodes_and_recreate_directories() {
         a["etc/hl1"].dev_ino, a["etc/hl2"].dev_ino,
         "hardlinks inside the tar stay one inode"
     );
-}
-
-#[test]
-fn copy_up_delete_opaque_rename_on_a_real_mount() {
-    let t = TestRoot::new();
-    let (_, l2) = two_layers(&t);
-    t.ok(&["layer", "create-rw", "c", "--parent", l2]);
-    let m = std::path::PathBuf::from(t.ok(&["mount", "c"]).trim());
-    let lower = t.home().join("l2/root");
-    let upper = t.home().join("c/upper");
-    let before = manifest(&lower);
-
-    // Read from lower.
-    assert_eq!(
-        std::fs::read(m.join("etc/conf")).unwrap(),
-        b"lower content\n"
-    );
-    // Write: copy-up; the lower inode and every hardlink of it stay as they were.
-    let nlink_before = std::fs::metadata(lower.join("etc/hl1")).unwrap().nlink();
-    std::fs::write(m.join("etc/hl1"), b"changed\n").unwrap();
-    assert_eq!(std::fs::read(m.join("etc/hl1")).unwrap(), b"changed\n");
-    assert_eq!(std::fs::read(lower.join("etc/hl1")).unwrap(), b"linked\n");
-    assert_eq!(std::fs::read(lower.join("etc/hl2")).unwrap(), b"linked\n");
-    assert_eq!(
-        std::fs::read(t.home().join("base/root/etc/hl1")).unwrap(),
-        b"linked\n"
-    );
-    assert_eq!(
-        std::fs::metadata(lower.join("etc/hl1")).unwrap().nlink(),
-        nlink_before
-    );
-    assert_eq!(std::fs::read(upper.join("etc/hl1")).unwrap(), b"changed\n");
-    // Inside the container, an untouched lower file shows the layer hardlinks (gzip/postfix
-    // refuse such files): etc/conf is linked from base and l2.
-    assert!(std::fs::metadata(m.join("etc/conf")).unwrap().nlink() >= 2);
-
-    // Delete: a 0/0 character device in upper.
-    std::fs::remove_file(m.join("etc/conf")).unwrap();
-    let wh = std::fs::symlink_metadata(upper.join("etc/conf")).unwrap();
-    assert!(wh.file_type().is_char_device());
-    assert_eq!(wh.rdev(), 0);
-    assert!(lower.join("etc/conf").exists());
-
-    // Remove and re-create a directory: opaque in upper.
-    std::fs::remove_dir_all(m.join("data")).unwrap();
-    std::fs::create_dir(m.join("data")).unwrap();
-    std::fs::write(m.join("data/fresh"), b"f\n").unwrap();
-    let mut v = [0u8; 8];
-    let n =
-        rustix::fs::lgetxattr(upper.join("data"), "trusted.overlay.opaque", &mut v[..]).unwrap();
-    assert_eq!(&v[..n], b"y");
-    let listed: Vec<_> = std::fs::read_dir(m.join("data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(listed, vec![std::ffi::OsString::from("fresh")]);
-
-    // Rename a file: new name in upper, whiteout for the old one.
-    std::fs::rename(m.join("etc/new"), m.join("etc/renamed")).unwrap();
-    assert!(std::fs::symlink_metadata(upper.join("etc/new"))
-        .unwrap()
-        .file_type()
-        .is_char_device());
-    assert_eq!(std::fs::read(upper.join("etc/renamed")).unwrap(), b"new\n");
-    // Rename a lower directory: EXDEV with redirect_dir off (tools fall back to copy+delete).
-    std::fs::create_dir(m.join("etc/subdir-from-lower")).ok();
-    let err = std::fs::rename(m.join("bin"), m.join("bin2")).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc_exdev()));
-
-    t.ok(&["umount", "c"]);
-    assert!(t.mounts().is_empty());
-    assert_eq!(manifest(&lower), before, "the lower layer is unchanged");
-}
-
-fn libc_exdev() -> i32 {
-    rustix::io::Errno::XDEV.raw_os_error()
 }
 
 #[test]

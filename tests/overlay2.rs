@@ -3,8 +3,9 @@
 //! mounts, whiteouts kept as overlay whiteouts in `diff/`, the 128-layer limit and the
 //! relative-path mount of deep chains, reference counting and crash leftovers.
 
+use crate::scenario;
 use crate::util::*;
-use ovlink_driver::{CreateOpts, Driver, InitConfig};
+use ovlink_driver::{CreateOpts, Driver, InitConfig, Layout};
 use ovlink_overlay2::Overlay2Driver;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,40 +29,9 @@ fn fails(t: &TestRoot, args: &[&str]) -> String {
     t.fails(&v)
 }
 
-fn base_tar(t: &TestRoot) -> PathBuf {
-    TarBuilder::new()
-        .dir("etc", 0o755)
-        .file("etc/conf", 0o644, b"lower content\n")
-        .file("etc/hl1", 0o644, b"linked\n")
-        .hardlink("etc/hl2", "etc/hl1")
-        .dir("data", 0o750)
-        .file("data/a", 0o600, b"a\n")
-        .file("data/b", 0o600, b"b\n")
-        .dir("data/sub", 0o755)
-        .file("data/sub/c", 0o644, b"c\n")
-        .symlink("etc/link", "conf")
-        .file("bin/tool", 0o4755, b"#!/bin/sh\n")
-        .write_to(t.path(), "base.tar")
-}
-
+/// The scenario's two layers (base <- l2) in the overlay2 layout.
 fn two_layers(t: &TestRoot) -> (&'static str, &'static str) {
-    let base = base_tar(t);
-    ok(t, &["layer", "apply", "base", base.to_str().unwrap()]);
-    let l2 = TarBuilder::new()
-        .file("etc/new", 0o644, b"new\n")
-        .write_to(t.path(), "l2.tar");
-    ok(
-        t,
-        &[
-            "layer",
-            "apply",
-            "l2",
-            "--parent",
-            "base",
-            l2.to_str().unwrap(),
-        ],
-    );
-    ("base", "l2")
+    scenario::two_layers(t, Layout::Overlay2)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -159,67 +129,6 @@ fn layout_matches_docker_overlay2() {
     let links: Vec<_> = std::fs::read_dir(h.join("l")).unwrap().collect();
     assert_eq!(links.len(), 2);
     assert!(fails(&t, &["layer", "create", "l"]).contains("short-link"));
-}
-
-#[test]
-fn copy_up_delete_opaque_rename_on_a_real_mount() {
-    let t = TestRoot::new();
-    let (_, l2) = two_layers(&t);
-    ok(&t, &["layer", "create-rw", "c", "--parent", l2]);
-    let m = PathBuf::from(ok(&t, &["mount", "c"]).trim());
-    let h = home(&t);
-    let upper = h.join("c/diff");
-    let before = (manifest(&h.join("base/diff")), manifest(&h.join("l2/diff")));
-
-    assert_eq!(read(&m.join("etc/conf")), "lower content\n");
-    assert_eq!(read(&m.join("etc/new")), "new\n");
-    std::fs::write(m.join("etc/hl1"), b"changed\n").unwrap();
-    assert_eq!(read(&m.join("etc/hl1")), "changed\n");
-    assert_eq!(read(&h.join("base/diff/etc/hl1")), "linked\n");
-    assert_eq!(read(&h.join("base/diff/etc/hl2")), "linked\n");
-    assert_eq!(read(&upper.join("etc/hl1")), "changed\n");
-    // No layer hardlinks here: an untouched lower file shows one link inside the container.
-    assert_eq!(std::fs::metadata(m.join("etc/conf")).unwrap().nlink(), 1);
-
-    std::fs::remove_file(m.join("etc/conf")).unwrap();
-    let wh = std::fs::symlink_metadata(upper.join("etc/conf")).unwrap();
-    assert!(wh.file_type().is_char_device());
-    assert_eq!(wh.rdev(), 0);
-    assert!(h.join("base/diff/etc/conf").exists());
-
-    std::fs::remove_dir_all(m.join("data")).unwrap();
-    std::fs::create_dir(m.join("data")).unwrap();
-    std::fs::write(m.join("data/fresh"), b"f\n").unwrap();
-    let mut v = [0u8; 8];
-    let n =
-        rustix::fs::lgetxattr(upper.join("data"), "trusted.overlay.opaque", &mut v[..]).unwrap();
-    assert_eq!(&v[..n], b"y");
-    let listed: Vec<_> = std::fs::read_dir(m.join("data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(listed, vec![std::ffi::OsString::from("fresh")]);
-
-    // A file of the nearer lower (l2) renamed: whiteout + new name in upper.
-    std::fs::rename(m.join("etc/new"), m.join("etc/renamed")).unwrap();
-    assert!(std::fs::symlink_metadata(upper.join("etc/new"))
-        .unwrap()
-        .file_type()
-        .is_char_device());
-    assert_eq!(read(&upper.join("etc/renamed")), "new\n");
-    let err = std::fs::rename(m.join("bin"), m.join("bin2")).unwrap_err();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(rustix::io::Errno::XDEV.raw_os_error())
-    );
-
-    ok(&t, &["umount", "c"]);
-    assert!(t.mounts().is_empty());
-    assert_eq!(
-        (manifest(&h.join("base/diff")), manifest(&h.join("l2/diff"))),
-        before,
-        "the lower layers are unchanged"
-    );
 }
 
 #[test]

@@ -23,4 +23,5 @@ mod overlay2;
 mod plugin;
 mod report;
 mod roundtrip;
+mod scenario;
 mod stress;
