@@ -17,34 +17,34 @@ pub fn cli<'a>(layout: Layout, args: &[&'a str]) -> Vec<&'a str> {
     [&["--driver", layout.name()][..], args].concat()
 }
 
-/// Where a layout keeps a layer's files.
+/// Where a layout keeps a layer's files, below an ovlink `--root`.
 pub trait Layer {
-    /// The layout's home below the test's root.
-    fn home_in(self, t: &TestRoot) -> PathBuf;
+    /// The layout's home (`<root>/overlay`, `<root>/overlay2`).
+    fn home_in(self, root: &Path) -> PathBuf;
     /// The tree an image layer's files are in (legacy: the whole hardlinked `root/`;
     /// overlay2: its own `diff/`).
-    fn tree(self, t: &TestRoot, id: &str) -> PathBuf;
+    fn tree(self, root: &Path, id: &str) -> PathBuf;
     /// A container layer's upper dir (legacy `upper/`, overlay2 `diff/`).
-    fn upper(self, t: &TestRoot, id: &str) -> PathBuf;
+    fn upper(self, root: &Path, id: &str) -> PathBuf;
 }
 
 impl Layer for Layout {
-    fn home_in(self, t: &TestRoot) -> PathBuf {
-        t.root().join(self.home_name())
+    fn home_in(self, root: &Path) -> PathBuf {
+        root.join(self.home_name())
     }
-    fn tree(self, t: &TestRoot, id: &str) -> PathBuf {
+    fn tree(self, root: &Path, id: &str) -> PathBuf {
         let leaf = match self {
             Layout::Overlay => "root",
             Layout::Overlay2 => "diff",
         };
-        self.home_in(t).join(id).join(leaf)
+        self.home_in(root).join(id).join(leaf)
     }
-    fn upper(self, t: &TestRoot, id: &str) -> PathBuf {
+    fn upper(self, root: &Path, id: &str) -> PathBuf {
         let leaf = match self {
             Layout::Overlay => "upper",
             Layout::Overlay2 => "diff",
         };
-        self.home_in(t).join(id).join(leaf)
+        self.home_in(root).join(id).join(leaf)
     }
 }
 
@@ -98,11 +98,11 @@ fn copy_up_delete_opaque_rename(layout: Layout) {
     let (base, l2) = two_layers(&t, layout);
     t.ok(&cli(layout, &["layer", "create-rw", "c", "--parent", l2]));
     let m = PathBuf::from(t.ok(&cli(layout, &["mount", "c"])).trim());
-    let upper = layout.upper(&t, "c");
-    let lowers = [layout.tree(&t, base), layout.tree(&t, l2)];
+    let upper = layout.upper(&t.root(), "c");
+    let lowers = [layout.tree(&t.root(), base), layout.tree(&t.root(), l2)];
     let before: Vec<_> = lowers.iter().map(|l| manifest(l)).collect();
     // The lower file etc/hl1 (with its hardlink etc/hl2) is in base's tree on both layouts.
-    let hl1 = layout.tree(&t, base).join("etc/hl1");
+    let hl1 = layout.tree(&t.root(), base).join("etc/hl1");
     let nlink_before = std::fs::metadata(&hl1).unwrap().nlink();
 
     // Read from the lowers: the base layer's file and the nearer layer's.
