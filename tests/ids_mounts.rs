@@ -94,27 +94,88 @@ fn backslash_and_option_syntax_ids_are_refused_everywhere() {
 }
 
 /// Issue 10 / issue 11: `changes`, `diff` and `diff-size` accept every id `layer create`
-/// accepts: `c1` on an image layer and Docker's `<hex>-init` (here made by `container
-/// create`), with the same default parent as before (lower-id; a container's init layer).
+/// accepts: `c1` on an image layer and Docker's `<hex>-init` (made by `container create`, and
+/// by `layer create-rw` directly), with the same default parent as before (the layer's lower;
+/// a container's init layer), on both layouts.
 #[test]
 fn changes_diff_and_diff_size_accept_every_layer_id() {
+    every_layer_id_is_diffable("overlay");
+}
+
+/// The same on overlay2 fails today: a layer no import or `container create` recorded gets no
+/// default parent (`ovlink_container::diff_parent` returns `None`, and overlay2's `diff_plan`
+/// with `None` diffs against nothing, where the legacy layout uses lower-id), so `ovlink
+/// --driver overlay2 changes c1` prints `A /etc\nA /new\n` (the whole merged tree) instead of
+/// `A /new\nC /etc\nD /etc/passwd\n`, and `changes <hex>-init` lists the image's files.
+#[test]
+#[ignore = "bug: overlay2's default diff parent of an unrecorded layer is nothing, not its parent"]
+fn changes_diff_and_diff_size_accept_every_layer_id_overlay2() {
+    every_layer_id_is_diffable("overlay2");
+}
+
+fn every_layer_id_is_diffable(driver: &str) {
     let t = TestRoot::new();
+    let ok = |args: &[&str]| t.ok(&with_driver(driver, args));
     let tar = base_tar(&t);
-    t.ok(&["layer", "apply", "base", tar.to_str().unwrap()]);
-    t.ok(&["layer", "create-rw", "c1", "--parent", "base"]);
-    let merged = t.ok(&["mount", "c1"]);
+    ok(&["layer", "apply", "base", tar.to_str().unwrap()]);
+    ok(&["layer", "create-rw", "c1", "--parent", "base"]);
+    let merged = ok(&["mount", "c1"]);
     std::fs::write(Path::new(merged.trim()).join("new"), b"12345").unwrap();
     std::fs::remove_file(Path::new(merged.trim()).join("etc/passwd")).unwrap();
-    t.ok(&["umount", "c1"]);
-    assert_eq!(t.ok(&["changes", "c1"]), "A /new\nC /etc\nD /etc/passwd\n");
-    assert_eq!(t.ok(&["diff-size", "c1"]).trim(), "5");
+    ok(&["umount", "c1"]);
+    assert_eq!(
+        ok(&["changes", "c1"]),
+        "A /new\nC /etc\nD /etc/passwd\n",
+        "{driver}"
+    );
+    assert_eq!(ok(&["diff-size", "c1"]).trim(), "5", "{driver}");
     let out = t.path().join("c1.tar");
-    t.ok(&["diff", "c1", "-o", out.to_str().unwrap()]);
-    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    ok(&["diff", "c1", "-o", out.to_str().unwrap()]);
+    assert!(std::fs::metadata(&out).unwrap().len() > 0, "{driver}");
+
+    // Docker's ids made with the low-level calls: <hex>-init on the image layer, <hex> on it.
+    let hex = "ab".repeat(32);
+    let hex_init = format!("{hex}-init");
+    ok(&["layer", "create-rw", &hex_init, "--parent", "base"]);
+    let m = ok(&["mount", &hex_init]);
+    std::fs::write(Path::new(m.trim()).join(".dockerenv"), b"").unwrap();
+    ok(&["umount", &hex_init]);
+    ok(&["layer", "create-rw", &hex, "--parent", &hex_init]);
+    let m = ok(&["mount", &hex]);
+    std::fs::write(Path::new(m.trim()).join("app"), b"abc").unwrap();
+    ok(&["umount", &hex]);
+    // The init layer against its lower (the image layer) by default, on both layouts.
+    assert_eq!(ok(&["changes", &hex_init]), "A /.dockerenv\n", "{driver}");
+    assert_eq!(ok(&["diff-size", &hex_init]).trim(), "0", "{driver}");
+    // A container layer no `container create` recorded, against the driver's default: the
+    // legacy layout's lower-id (the image layer: the init layer's upper was copied into the
+    // container's), overlay2's own parent (the init layer it stacks on).
+    let (want, size) = match driver {
+        "overlay" => ("A /.dockerenv\nA /app\n", "3"),
+        _ => ("A /app\n", "3"),
+    };
+    assert_eq!(ok(&["changes", &hex]), want, "{driver}");
+    assert_eq!(ok(&["diff-size", &hex]).trim(), size, "{driver}");
+    // Against its init layer, asked for, the container's own change only, on both layouts.
+    assert_eq!(
+        ok(&["changes", &hex, "--parent", &hex_init]),
+        "A /app\n",
+        "{driver}"
+    );
+    // Against the image layer, the init layer's file is a change of the container too.
+    assert_eq!(
+        ok(&["changes", &hex, "--parent", "base"]),
+        "A /.dockerenv\nA /app\n",
+        "{driver}"
+    );
+    for id in [&hex_init, &hex] {
+        let out = t.path().join(format!("{id}.tar"));
+        ok(&["diff", id, "-o", out.to_str().unwrap()]);
+        assert!(std::fs::metadata(&out).unwrap().len() > 0, "{driver} {id}");
+    }
 
     // A Docker-shaped container: <hex> on <hex>-init on the image's top layer.
     let img = t.path().join("img.tar");
-    let mut b = tar::Builder::new(Vec::new());
     let layer = std::fs::read(&tar).unwrap();
     let diff_id = sha(&layer);
     let config = format!(
@@ -123,31 +184,25 @@ fn changes_diff_and_diff_size_accept_every_layer_id() {
     let cfg_name = format!("{}.json", sha(config.as_bytes()));
     let manifest =
         format!(r#"[{{"Config":"{cfg_name}","RepoTags":["app:1"],"Layers":["l/layer.tar"]}}]"#);
-    for (name, data) in [
-        ("manifest.json", manifest.as_bytes()),
-        (cfg_name.as_str(), config.as_bytes()),
-        ("l/layer.tar", &layer[..]),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, name, data).unwrap();
-    }
-    std::fs::write(&img, b.into_inner().unwrap()).unwrap();
-    t.ok(&["image", "import", img.to_str().unwrap()]);
-    let id = t.ok(&["container", "create", "web", "--image", "app:1"]);
+    TarBuilder::new()
+        .file("manifest.json", 0o644, manifest.as_bytes())
+        .file(&cfg_name, 0o644, config.as_bytes())
+        .file("l/layer.tar", 0o644, &layer)
+        .write_to(t.path(), "img.tar");
+    ok(&["image", "import", img.to_str().unwrap()]);
+    let id = ok(&["container", "create", "web", "--image", "app:1"]);
     let id = id.trim();
     let init = format!("{id}-init");
     assert_eq!(id.len(), 64, "{id}");
     // The init layer against its lower (the image's top layer): Docker's init files.
-    let changes = t.ok(&["changes", &init]);
-    assert!(changes.contains("A /.dockerenv\n"), "{changes}");
-    assert!(t.ok(&["diff-size", &init]).trim().parse::<u64>().is_ok());
+    let changes = ok(&["changes", &init]);
+    assert!(changes.contains("A /.dockerenv\n"), "{driver}: {changes}");
+    assert!(ok(&["diff-size", &init]).trim().parse::<u64>().is_ok());
     // The container against its init layer (the default parent): nothing yet.
-    assert_eq!(t.ok(&["changes", id]), "");
-    assert_eq!(t.ok(&["diff-size", id]).trim(), "0");
+    assert_eq!(ok(&["changes", id]), "", "{driver}");
+    assert_eq!(ok(&["diff-size", id]).trim(), "0", "{driver}");
     let out = t.path().join("init.tar");
-    t.ok(&["diff", &init, "-o", out.to_str().unwrap()]);
+    ok(&["diff", &init, "-o", out.to_str().unwrap()]);
 }
 
 fn sha(b: &[u8]) -> String {
