@@ -80,34 +80,6 @@ impl Home {
     }
 }
 
-/// A raw tar entry: name and link name written byte for byte (no checks by the tar crate).
-fn raw_entry(
-    b: &mut tar::Builder<Vec<u8>>,
-    kind: tar::EntryType,
-    name: &[u8],
-    link: Option<&[u8]>,
-    data: &[u8],
-    edit: impl FnOnce(&mut tar::Header),
-) {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(0o644);
-    h.set_size(data.len() as u64);
-    h.set_mtime(1_600_000_000);
-    {
-        let old = h.as_old_mut();
-        old.name.fill(0);
-        old.name[..name.len()].copy_from_slice(name);
-        if let Some(l) = link {
-            old.linkname.fill(0);
-            old.linkname[..l.len()].copy_from_slice(l);
-        }
-    }
-    edit(&mut h);
-    h.set_cksum();
-    b.append(&h, data).unwrap();
-}
-
 type Build = fn(&Path) -> Vec<u8>;
 
 fn tarb(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
@@ -117,7 +89,7 @@ fn tarb(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
 }
 
 fn file(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-    raw_entry(
+    append_raw(
         b,
         tar::EntryType::Regular,
         name.as_bytes(),
@@ -127,7 +99,7 @@ fn file(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
     );
 }
 fn symlink(b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str) {
-    raw_entry(
+    append_raw(
         b,
         tar::EntryType::Symlink,
         name.as_bytes(),
@@ -137,7 +109,7 @@ fn symlink(b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str) {
     );
 }
 fn hardlink(b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str) {
-    raw_entry(
+    append_raw(
         b,
         tar::EntryType::Link,
         name.as_bytes(),
@@ -147,7 +119,7 @@ fn hardlink(b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str) {
     );
 }
 fn dir(b: &mut tar::Builder<Vec<u8>>, name: &str) {
-    raw_entry(
+    append_raw(
         b,
         tar::EntryType::Directory,
         name.as_bytes(),
@@ -322,7 +294,7 @@ fn hostile_cases() -> Vec<Case> {
             build: |_| {
                 tarb(|b| {
                     symlink(b, "up", "..");
-                    raw_entry(b, tar::EntryType::Char, b"up/null", None, b"", |h| {
+                    append_raw(b, tar::EntryType::Char, b"up/null", None, b"", |h| {
                         h.set_device_major(1).unwrap();
                         h.set_device_minor(3).unwrap();
                     });
@@ -335,7 +307,7 @@ fn hostile_cases() -> Vec<Case> {
             build: |_| {
                 tarb(|b| {
                     symlink(b, "up", "../..");
-                    raw_entry(b, tar::EntryType::Regular, b"up/suid", None, b"x", |h| {
+                    append_raw(b, tar::EntryType::Regular, b"up/suid", None, b"x", |h| {
                         h.set_mode(0o4755)
                     });
                 })
@@ -364,7 +336,7 @@ fn hostile_cases() -> Vec<Case> {
             build: |_| {
                 tarb(|b| {
                     let rec = b"99999999999999999999 path=x\n";
-                    raw_entry(b, tar::EntryType::XHeader, b"pax", None, rec, |_| {});
+                    append_raw(b, tar::EntryType::XHeader, b"pax", None, rec, |_| {});
                     file(b, "victim", b"x");
                 })
             },
@@ -375,7 +347,7 @@ fn hostile_cases() -> Vec<Case> {
             build: |_| {
                 tarb(|b| {
                     let rec = b"30 uid=99999999999999999999\n";
-                    raw_entry(b, tar::EntryType::XHeader, b"pax", None, rec, |_| {});
+                    append_raw(b, tar::EntryType::XHeader, b"pax", None, rec, |_| {});
                     file(b, "owned", b"x");
                 })
             },
@@ -510,17 +482,17 @@ fn hostile_layers_are_refused_and_the_home_is_exactly_as_before() {
 fn devices_setuid_and_absolute_names_stay_inside() {
     let h = Home::new();
     let tar = tarb(|b| {
-        raw_entry(b, tar::EntryType::Char, b"dev/null", None, b"", |h| {
+        append_raw(b, tar::EntryType::Char, b"dev/null", None, b"", |h| {
             h.set_device_major(1).unwrap();
             h.set_device_minor(3).unwrap();
             h.set_mode(0o666);
         });
-        raw_entry(b, tar::EntryType::Block, b"dev/loopx", None, b"", |h| {
+        append_raw(b, tar::EntryType::Block, b"dev/loopx", None, b"", |h| {
             h.set_device_major(7).unwrap();
             h.set_device_minor(200).unwrap();
             h.set_mode(0o600);
         });
-        raw_entry(
+        append_raw(
             b,
             tar::EntryType::Regular,
             b"usr/bin/su",
@@ -528,7 +500,7 @@ fn devices_setuid_and_absolute_names_stay_inside() {
             b"su",
             |h| h.set_mode(0o4755),
         );
-        raw_entry(
+        append_raw(
             b,
             tar::EntryType::Regular,
             b"usr/bin/wall",
@@ -618,7 +590,7 @@ fn archive(dir: &Path, name: &str, members: &[(&str, Vec<u8>)]) -> PathBuf {
     let p = dir.join(name);
     let mut b = tar::Builder::new(Vec::new());
     for (n, data) in members {
-        raw_entry(
+        append_raw(
             &mut b,
             tar::EntryType::Regular,
             n.as_bytes(),

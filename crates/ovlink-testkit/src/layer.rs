@@ -51,8 +51,9 @@ impl TarBuilder {
         self.raw(tar::EntryType::Regular, path.as_bytes(), None, data, |_| {})
     }
 
-    /// One entry whose name and link name are written byte for byte (old-style 100-byte
-    /// fields, no checks by the tar crate); `edit` may change the header before its checksum.
+    /// One entry whose name and link name are written byte for byte (see [`append_raw`]),
+    /// with the mode of its kind (0755 directories, 0777 symlinks, else 0644) and owner 0:0
+    /// before `edit`.
     pub fn raw(
         mut self,
         kind: tar::EntryType,
@@ -66,19 +67,12 @@ impl TarBuilder {
             tar::EntryType::Symlink => 0o777,
             _ => 0o644,
         };
-        let mut h = Self::header(kind, mode, data.len() as u64);
-        {
-            let old = h.as_old_mut();
-            old.name.fill(0);
-            old.name[..name.len()].copy_from_slice(name);
-            if let Some(l) = link {
-                old.linkname.fill(0);
-                old.linkname[..l.len()].copy_from_slice(l);
-            }
-        }
-        edit(&mut h);
-        h.set_cksum();
-        self.b.append(&h, data).unwrap();
+        append_raw(&mut self.b, kind, name, link, data, |h| {
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            edit(h)
+        });
         self
     }
 
@@ -144,4 +138,35 @@ impl TarBuilder {
         std::fs::write(&p, self.build()).unwrap();
         p
     }
+}
+
+/// Appends one entry whose name and link name are written byte for byte into the old-style
+/// 100-byte fields (no checks by the tar crate, so `..`, absolute and hostile names can be
+/// written): mode 0644, [`MTIME`], the owner fields left empty; `edit` may change the header before its
+/// checksum.
+pub fn append_raw(
+    b: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    name: &[u8],
+    link: Option<&[u8]>,
+    data: &[u8],
+    edit: impl FnOnce(&mut tar::Header),
+) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_mtime(MTIME);
+    {
+        let old = h.as_old_mut();
+        old.name.fill(0);
+        old.name[..name.len()].copy_from_slice(name);
+        if let Some(l) = link {
+            old.linkname.fill(0);
+            old.linkname[..l.len()].copy_from_slice(l);
+        }
+    }
+    edit(&mut h);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
 }

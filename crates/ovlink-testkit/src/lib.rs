@@ -14,7 +14,7 @@ pub mod loopfs;
 pub mod manifest;
 pub mod root;
 
-pub use layer::TarBuilder;
+pub use layer::{append_raw, TarBuilder};
 pub use loopfs::LoopFs;
 pub use manifest::{
     assert_same_tree, comparable, kind_of, link_groups, manifest, manifests, sha256_file, Entry,
