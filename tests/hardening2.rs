@@ -417,20 +417,6 @@ fn v7_directory_entry_is_a_directory() {
     assert_eq!(std::fs::read(d.join("f")).unwrap(), b"hi");
 }
 
-/// A tar of one file `name` with one PAX xattr record.
-fn tar_with_xattr(name: &str, key: &str, value: &[u8]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let rec = format!("SCHILY.xattr.{key}");
-    b.append_pax_extensions([(rec.as_str(), value)]).unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(2);
-    h.set_mode(0o644);
-    h.set_mtime(1_600_000_000);
-    b.append_data(&mut h, name, &b"hi"[..]).unwrap();
-    b.into_inner().unwrap()
-}
-
 /// Item 12: an xattr that does not fit in its file (ext4 with 128-byte inodes and 1 KiB
 /// blocks keeps a file's xattrs in one block) fails naming the key, its size and the entry,
 /// and is not reported as a full disk; an xattr the filesystem does not support (an unknown
@@ -455,7 +441,9 @@ fn xattr_errors_name_the_key_not_a_full_disk() {
     let p = write(
         &t,
         "big-xattr.tar",
-        &tar_with_xattr("big.txt", "trusted.big", &[b'v'; 2000]),
+        &TarBuilder::new()
+            .file_with_xattrs("big.txt", b"hi", &[("trusted.big", &[b'v'; 2000])])
+            .build(),
     );
     let out = run(&["layer", "apply", "bigx", p.to_str().unwrap()]);
     let msg = text(&out);
@@ -475,7 +463,9 @@ fn xattr_errors_name_the_key_not_a_full_disk() {
     let p = write(
         &t,
         "odd-xattr.tar",
-        &tar_with_xattr("odd.txt", "foo.bar", b"1"),
+        &TarBuilder::new()
+            .file_with_xattrs("odd.txt", b"hi", &[("foo.bar", b"1")])
+            .build(),
     );
     let out = run(&["layer", "apply", "oddx", p.to_str().unwrap()]);
     let msg = text(&out);
