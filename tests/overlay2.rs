@@ -270,19 +270,9 @@ fn failed_calls_leave_the_home_as_it_was() {
     };
     let before = snapshot(&home(&t));
     // The tar crate refuses to write `..`, so the hostile entry's name is set by hand.
-    let escape = {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(1);
-        h.as_old_mut().name[..10].copy_from_slice(b"../escaped");
-        h.set_cksum();
-        b.append(&h, &b"x"[..]).unwrap();
-        let p = t.path().join("esc.tar");
-        std::fs::write(&p, b.into_inner().unwrap()).unwrap();
-        p
-    };
+    let escape = TarBuilder::new()
+        .raw_file("../escaped", b"x")
+        .write_to(t.path(), "esc.tar");
     let mut bytes = TarBuilder::new().file("a", 0o644, &[7u8; 5000]).build();
     bytes.truncate(2048);
     let corrupt = t.path().join("corrupt.tar");

@@ -935,23 +935,14 @@ fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
     let m = std::fs::metadata(&home).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 100000, 0o710));
     p.ok("GraphDriver.Create", json!({"ID": "l"}));
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, kind, mode) in [
-        ("dev/", tar::EntryType::Directory, 0o755),
-        ("dev/null", tar::EntryType::Char, 0o666),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_mtime(1_600_000_000);
-        h.set_size(0);
-        if kind == tar::EntryType::Char {
+    let devices = TarBuilder::new()
+        .dir("dev/", 0o755)
+        .raw(tar::EntryType::Char, b"dev/null", None, b"", |h| {
+            h.set_mode(0o666);
             h.set_device_major(1).unwrap();
             h.set_device_minor(3).unwrap();
-        }
-        b.append_data(&mut h, path, std::io::empty()).unwrap();
-    }
-    let devices = b.into_inner().unwrap();
+        })
+        .build();
     let tar = TarBuilder::new()
         .dir("app", 0o755)
         .owned_file("app/f", 0o640, 1000, 50, b"data")
