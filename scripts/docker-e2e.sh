@@ -9,7 +9,9 @@
 # unique plugin name and two private daemons (own --data-root, --exec-root, --pidfile, -H socket
 # and containerd namespaces under one temp dir, --bridge none --iptables=false), then:
 # load fx-layers.tar, run, `docker diff` == tests/fixtures/fx-container.diff, commit, save, load
-# into the overlay daemon, compare `docker export` of a container from each, rm, rmi, and check
+# into the overlay daemon, compare `docker export` of a container from each; `ovlink container
+# commit` + `ovlink image save` (the CLI on its own root, the run's layout) loaded and run by
+# both daemons; rm, rmi, and check
 # that the plugin's home is empty and nothing is mounted; then scripts/docker-e2e-life.sh (sourced)
 # checks sizes (ps -s, system df -v), docker cp, classic and BuildKit builds, a commit's digest,
 # a 200 MB commit, --live-restore, plugin restarts (SIGTERM, SIGKILL) under a running container,
@@ -242,6 +244,38 @@ sys.exit(1 if bad else 0)
 PY
 }
 step export-same compare_exports
+
+# --- ovlink's own commit and save, loaded and run by both daemons -------------------------------
+# The command line on its own root (no daemon), with this run's layout (so overlay2 in the
+# overlay2 run): import the fixture, the fixture scenario in the mounted container (chroot,
+# the image's own shell), `changes` == the fixture's diff, `container commit`, `image save`;
+# then `docker load` of that tar into each daemon, and `docker run` of it shows the committed
+# files.
+CLI_ROOT=$T/cli
+ov() { "$OVLINK" --root "$CLI_ROOT" --driver "$LAYOUT" "$@"; }
+cli_commit_save() {
+  local cid m
+  ov image import "$FIX/fx-layers.tar" || return 1
+  cid=$(ov container create fxcli --image fx:layers) || return 1
+  m=$(ov mount "$cid") || return 1
+  chroot "$m" /bin/sh -c "$SCENARIO" || { ov umount "$cid"; return 1; }
+  ov umount "$cid" || return 1
+  ov changes "$cid" >"$T/cli-changes.txt" || return 1
+  diff <(sort "$FIX/fx-container.diff") <(sort "$T/cli-changes.txt") || return 1
+  ov container commit fxcli --name ovlink-cli:committed || return 1
+  ov image save ovlink-cli:committed -o "$T/cli-committed.tar"
+}
+check_cli_committed() { # check_cli_committed DOCKERFN
+  local out
+  out=$("$1" run --rm --network none ovlink-cli:committed sh -c 'cat /app/hello.txt /opt/moved/x /root/new; readlink /root/motdlink; test ! -e /bin/ls && test ! -e /app/big.bin && test -d /app/empty/sub && echo ok') || return 1
+  [ "$out" = "$(printf 'changed\nfresh\nnewfile\n/etc/motd\nok')" ] || { echo "unexpected: $out"; return 1; }
+}
+if step cli-commit-save cli_commit_save; then
+  step cli-load-overlay db load -i "$T/cli-committed.tar"
+  step cli-run-overlay check_cli_committed db
+  step cli-load-plugin da load -i "$T/cli-committed.tar"
+  step cli-run-plugin check_cli_committed da
+fi
 
 home_empty() { # (overlay2 keeps its l/ directory of short links, empty)
   local left
