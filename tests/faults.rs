@@ -14,16 +14,8 @@ use std::process::{Command, Output};
 /// A tree manifest without inode identity (dev/ino/nlink differ between homes).
 pub(crate) type Tree = BTreeMap<String, Entry>;
 
-pub(crate) fn tree(root: &Path) -> Tree {
-    manifest(root)
-        .into_iter()
-        .map(|(k, mut e)| {
-            e.dev_ino = (0, 0);
-            e.nlink = 0;
-            (k, e)
-        })
-        .collect()
-}
+/// [`comparable`]: the manifest without inode identity.
+pub(crate) use ovlink_testkit::comparable as tree;
 
 /// Writes a generated docker-save image to `dir/name`.
 pub fn gen_image(dir: &Path, name: &str, entries: usize, layers: usize, seed: u64) -> PathBuf {

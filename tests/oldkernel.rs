@@ -135,20 +135,7 @@ fn hex_ids(s: &str) -> Vec<String> {
 
 /// The whole flow in `root` with layout `driver`; `content` is the layout's tree dir.
 fn flow(t: &TestRoot, root: &Path, image: &Path, driver: &str, content: &str) -> Flow {
-    let run = |args: &[&str]| -> String {
-        let mut full = vec!["--driver", driver];
-        full.extend_from_slice(args);
-        let out = ovlink_cmd(root, &full)
-            .env("TMPDIR", t.tmp())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ovlink {full:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| t.ok_in(root, &[&["--driver", driver][..], args].concat());
     let home = root.join(driver);
     let chain = hex_ids(&run(&[
         "image",

@@ -212,18 +212,7 @@ fn round_trip(layout: Layout) {
         saved.to_str().unwrap(),
     ]);
     let other = t.path().join("other");
-    let in_other = |args: &[&str]| {
-        let out = ovlink_cmd(&other, &cli(layout, args))
-            .env("TMPDIR", t.tmp())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let in_other = |args: &[&str]| t.ok_in(&other, &cli(layout, args));
     let ids2: Vec<String> = in_other(&["image", "import", saved.to_str().unwrap()])
         .lines()
         .map(str::to_string)

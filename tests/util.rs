@@ -8,10 +8,15 @@ pub use ovlink_testkit::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Running ovlink in a [`TestRoot`]: `ovlink --root <root> ARGS…` with the test's TMPDIR.
+/// Running ovlink in a [`TestRoot`]: `ovlink --root <root> ARGS…` with the test's TMPDIR
+/// (the `_in` forms with another `--root`, such as a second, fresh root of the same test).
 pub trait Run {
+    /// Runs ovlink on `root` and returns its output.
+    fn ovlink_in(&self, root: &Path, args: &[&str]) -> Output;
     /// Runs ovlink and returns its output.
     fn ovlink(&self, args: &[&str]) -> Output;
+    /// Runs ovlink on `root` and asserts success; returns stdout.
+    fn ok_in(&self, root: &Path, args: &[&str]) -> String;
     /// Runs ovlink and asserts success; returns stdout.
     fn ok(&self, args: &[&str]) -> String;
     /// Runs ovlink and asserts failure; returns stderr.
@@ -19,15 +24,19 @@ pub trait Run {
 }
 
 impl Run for TestRoot {
-    fn ovlink(&self, args: &[&str]) -> Output {
-        ovlink_cmd(&self.root(), args)
+    fn ovlink_in(&self, root: &Path, args: &[&str]) -> Output {
+        ovlink_cmd(root, args)
             .env("TMPDIR", self.tmp())
             .output()
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ovlink(args);
+    fn ovlink(&self, args: &[&str]) -> Output {
+        self.ovlink_in(&self.root(), args)
+    }
+
+    fn ok_in(&self, root: &Path, args: &[&str]) -> String {
+        let out = self.ovlink_in(root, args);
         assert!(
             out.status.success(),
             "ovlink {args:?} failed: {}\n{}",
@@ -35,6 +44,10 @@ impl Run for TestRoot {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(&self.root(), args)
     }
 
     fn fails(&self, args: &[&str]) -> String {
