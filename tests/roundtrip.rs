@@ -32,13 +32,6 @@ fn fixture_scenario(m: &Path) {
     std::fs::create_dir(m.join("app/empty/sub")).unwrap();
 }
 
-/// The xattrs overlayfs writes into an upper dir by itself.
-const KERNEL_XATTRS: [&str; 3] = [
-    "trusted.overlay.uuid",
-    "trusted.overlay.impure",
-    "trusted.overlay.origin",
-];
-
 /// The config of a `docker save` archive: (its digest, from its name in manifest.json; it).
 fn saved_config(saved: &Path) -> (String, serde_json::Value) {
     let mut members: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -66,13 +59,6 @@ fn comparable(root: &Path) -> BTreeMap<String, String> {
     }
     m.iter()
         .map(|(p, e)| {
-            // What the kernel writes into an overlay upper dir when it is mounted (uuid, and
-            // impure/origin on merged directories), not layer content: no tar carries them.
-            // overlay2's diff mounts image layers read-write (the bug
-            // `overlay2_diff_leaves_image_layers_unchanged` shows), so they are left out here.
-            let mut e = e.clone();
-            e.xattrs.retain(|k, _| !KERNEL_XATTRS.contains(&k.as_str()));
-            let e = &e;
             let group = if e.kind == "file" {
                 first[&e.dev_ino].clone()
             } else {
@@ -308,14 +294,11 @@ fn round_trip(layout: Layout) {
     );
 }
 
-/// A product bug (overlay2, kernel 6.x): a diff of a layer against its own parent (what
-/// `image save` does for every layer) mounts the parent image layer through
-/// `Overlay2Driver::get`, read-write with `upperdir=<parent>/diff`
-/// (crates/ovlink-overlay2/src/diff.rs `plan.mount(p)`), so the kernel writes
-/// `trusted.overlay.uuid`/`impure`/`origin` into image layers that must never change.
-/// Ignored until the parent view is mounted read-only (lowerdirs only).
+/// overlay2: a diff of a layer against its own parent (what `image save` does for every
+/// layer) reads the parent through a read-only view: the kernel is never given an image
+/// layer's `diff/` as an upper dir, so no `trusted.overlay.uuid`/`impure`/`origin` appears in
+/// image layers (kernel 6.x wrote them when the parent was mounted read-write).
 #[test]
-#[ignore = "bug: overlay2's diff mounts the parent image layer read-write (diff.rs plan.mount)"]
 fn overlay2_diff_leaves_image_layers_unchanged() {
     let layout = Layout::Overlay2;
     let t = TestRoot::new();
