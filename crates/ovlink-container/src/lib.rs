@@ -11,7 +11,7 @@
 
 use ovlink_driver::{CreateOpts, Driver, DriverError};
 use ovlink_image::{ContainerRecord, ImageError, ImageRecord, Store};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -28,16 +28,9 @@ pub enum ContainerError {
         /// The image name.
         image: String,
     },
-    /// Filling the mounted init layer failed.
-    #[error("cannot fill the init layer: {op} {}", path.display())]
-    Init {
-        /// What was being done.
-        op: &'static str,
-        /// The path inside the mounted init layer.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// Filling the mounted init layer failed (the cause names the path and the operation).
+    #[error("cannot fill the init layer")]
+    Init(#[from] ovlink_fs::FsError),
     /// A create failed, and a layer it made could not be removed either.
     #[error(
         "{cause}; the half-made layer {layer} could not be removed either ({rollback}): remove it \
@@ -78,41 +71,47 @@ enum Entry {
     Symlink(&'static str),
 }
 
-/// Fills a mounted init layer like Docker does; existing paths are left alone.
+/// Fills a mounted init layer like Docker does; existing paths are left alone. Every call is
+/// relative to a directory fd opened below `merged` without following a symlink
+/// ([`ovlink_fs::at`]), so a symlink in the image (`etc -> /host/etc`) can never lead a create
+/// out of the layer: an entry under a parent that is a symlink or not a directory is the
+/// image's own business and is left alone too.
 fn populate_init(merged: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let err = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ContainerError::Init { op, path, source }
-    };
-    let mkdirs = |p: &Path| {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(p)
-            .map_err(err("create directory", p))
-    };
-    for (rel, what) in INIT_ENTRIES {
-        let p = merged.join(rel);
-        if std::fs::symlink_metadata(&p).is_ok() {
+    use ovlink_fs::{at, FsError};
+    use rustix::fs::{FileType, Mode, OFlags};
+    let root = at::open_dir(merged)?;
+    'entries: for (rel, what) in INIT_ENTRIES {
+        let (dirs, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let mut dir = at::open_beneath(&root, Path::new(""), merged)?;
+        let mut shown = merged.to_path_buf();
+        for c in dirs.split('/').filter(|c| !c.is_empty()) {
+            shown.push(c);
+            match at::stat_at(&dir, c, &shown)? {
+                None => drop(at::mkdir_at(&dir, c, 0o755, &shown)?),
+                Some(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+                    continue 'entries
+                }
+                Some(_) => {}
+            }
+            dir = at::open_dir_at(&dir, c, &shown)?;
+        }
+        shown.push(name);
+        if at::exists_at(&dir, name) {
             continue;
         }
-        if let Some(parent) = p.parent() {
-            mkdirs(parent)?;
-        }
         match *what {
-            Entry::Dir => mkdirs(&p)?,
+            Entry::Dir => drop(at::mkdir_at(&dir, name, 0o755, &shown)?),
             Entry::File => {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o755)
-                    .open(&p)
-                    .map_err(err("create file", &p))?;
+                let flags = OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC;
+                rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o755))
+                    .map_err(|e| FsError::io("create file", &shown, e))?;
             }
-            Entry::Symlink(target) => {
-                std::os::unix::fs::symlink(target, &p).map_err(err("create symlink", &p))?
-            }
+            Entry::Symlink(target) => rustix::fs::symlinkat(target, &dir, name)
+                .map_err(|e| FsError::io("create symlink", &shown, e))?,
         }
     }
     Ok(())
@@ -202,4 +201,58 @@ pub fn diff_parent(store: &Store, id: &str) -> Result<Option<String>> {
         return Ok(Some(c.init_layer_id));
     }
     Ok(store.layer(id)?.and_then(|l| l.parent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn populate_init_creates_docker_s_entries_and_keeps_existing_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let m = t.path().join("merged");
+        std::fs::create_dir_all(m.join("etc")).unwrap();
+        std::fs::write(m.join("etc/hosts"), "kept\n").unwrap();
+        populate_init(&m).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(m.join("etc/hosts")).unwrap(),
+            "kept\n"
+        );
+        for d in ["dev/pts", "dev/shm", "proc", "sys"] {
+            assert!(
+                std::fs::symlink_metadata(m.join(d)).unwrap().is_dir(),
+                "{d}"
+            );
+        }
+        let f = std::fs::symlink_metadata(m.join(".dockerenv")).unwrap();
+        assert!(f.is_file() && f.len() == 0);
+        assert_eq!(
+            std::fs::read_link(m.join("etc/mtab")).unwrap(),
+            Path::new("/proc/mounts")
+        );
+        // A second fill changes nothing.
+        let ino = std::fs::metadata(m.join(".dockerenv")).unwrap().ino();
+        populate_init(&m).unwrap();
+        assert_eq!(std::fs::metadata(m.join(".dockerenv")).unwrap().ino(), ino);
+    }
+
+    #[test]
+    fn populate_init_never_follows_a_symlink_out_of_the_layer() {
+        let t = tempfile::tempdir().unwrap();
+        let (m, outside) = (t.path().join("merged"), t.path().join("outside"));
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // The image's etc and dev point out of the layer; a dangling .dockerenv too.
+        std::os::unix::fs::symlink(&outside, m.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, m.join("dev")).unwrap();
+        std::os::unix::fs::symlink(outside.join("env"), m.join(".dockerenv")).unwrap();
+        populate_init(&m).unwrap();
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        assert!(std::fs::symlink_metadata(m.join("proc")).unwrap().is_dir());
+        assert!(std::fs::symlink_metadata(m.join(".dockerenv"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
 }
