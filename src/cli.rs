@@ -1,8 +1,40 @@
 //! The command-line contract: every subcommand, flag and help text. Scripts and tests rely on
 //! these names; change them only with the docs.
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use ovlink_driver::{DiffMode, Layout, ReclaimMode, SyncMode};
+use ovlink_fs::Specials;
 use std::path::PathBuf;
+
+/// A flag whose values name library values (the flag's help explains each; case-insensitive
+/// for the values of environment variables such as `OVLINK_DIFF=Naive`).
+fn choice<T: Clone + Send + Sync + 'static>(
+    values: &'static [(&'static str, T)],
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(values.iter().map(|(name, _)| *name)).try_map(move |s| {
+        (values
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&s)))
+        .map(|(_, v)| v.clone())
+        .ok_or("not a possible value")
+    })
+}
+
+/// The values of `--driver` (and `bench --only`), `--symlinks`, `--sync`, `--reclaim`,
+/// `--diff-mode`.
+const LAYOUTS: &[(&str, Layout)] = &[("overlay", Layout::Overlay), ("overlay2", Layout::Overlay2)];
+const SYMLINKS: &[(&str, Specials)] = &[("link", Specials::Link), ("copy", Specials::Copy)];
+const SYNCS: &[(&str, SyncMode)] = &[
+    ("files", SyncMode::Files),
+    ("syncfs", SyncMode::Syncfs),
+    ("none", SyncMode::None),
+];
+const RECLAIMS: &[(&str, ReclaimMode)] = &[
+    ("inline", ReclaimMode::Inline),
+    ("background", ReclaimMode::Background),
+];
+const DIFFS: &[(&str, DiffMode)] = &[("native", DiffMode::Auto), ("naive", DiffMode::Naive)];
 
 /// A layer id from the command line, checked with the one layer-id rule
 /// ([`ovlink_driver::id::LayerId`]) before any command runs.
@@ -32,8 +64,8 @@ pub struct Cli {
 
     /// Layer layout: the legacy `overlay` (hardlinked image layers) or `overlay2` (one diff
     /// dir per layer, several lowerdirs), so both can be compared on the same work.
-    #[arg(long, global = true, value_enum, default_value_t = DriverKind::Overlay)]
-    pub driver: DriverKind,
+    #[arg(long, global = true, value_parser = choice(LAYOUTS), default_value = "overlay")]
+    pub driver: Layout,
 
     /// Legacy layout only: `link` hardlinks symlinks, fifos and device nodes between image
     /// layers (one inode for all layers); `copy` re-creates them in every layer exactly as
@@ -41,8 +73,8 @@ pub struct Cli {
     /// A home records its mode (`<home>/.symlinks`) and keeps it: later commands use the
     /// recorded mode, and another mode is refused while the home holds layers.
     /// [default: the recorded mode, else link]
-    #[arg(long, global = true, value_enum, value_name = "MODE")]
-    pub symlinks: Option<SymlinksMode>,
+    #[arg(long, global = true, value_name = "MODE", value_parser = choice(SYMLINKS))]
+    pub symlinks: Option<Specials>,
 
     /// How a new layer is made durable before `layer apply`, `image import` or a commit says
     /// it exists. `files`: fdatasync every file the layer tar wrote (in parallel with the
@@ -51,14 +83,8 @@ pub struct Cli {
     /// wrote it. `none`: nothing is synced, so a power cut can lose a layer that was reported
     /// created (tests, throw-away roots; Docker's own behaviour). overlay2 knows only synced
     /// (files or syncfs) and none. [default: files on ext4 and xfs, syncfs elsewhere]
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "OVLINK_SYNC",
-        value_name = "MODE"
-    )]
-    pub sync: Option<SyncFlag>,
+    #[arg(long, global = true, env = "OVLINK_SYNC", value_name = "MODE", value_parser = choice(SYNCS))]
+    pub sync: Option<SyncMode>,
 
     /// Same as --sync none (for scripts: OVLINK_NO_FSYNC set to any value but "false").
     #[arg(long, global = true, env = "OVLINK_NO_FSYNC", value_parser = flag_is_set)]
@@ -69,54 +95,22 @@ pub struct Cli {
     /// are freed before the command returns. `background`: a thread deletes it and the
     /// command returns sooner; what a short-lived process does not finish is left for the next
     /// command's init or `layer reclaim` (`ovlink report` shows it meanwhile).
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "OVLINK_RECLAIM",
-        default_value_t = ReclaimFlag::Inline,
-        value_name = "MODE"
-    )]
-    pub reclaim: ReclaimFlag,
+    #[arg(long, global = true, env = "OVLINK_RECLAIM", value_name = "MODE")]
+    #[arg(default_value = "inline", value_parser = choice(RECLAIMS))]
+    pub reclaim: ReclaimMode,
 
     /// How `diff`, `changes`, `diff-size`, commit and save find what a layer changed.
     /// `native`: read the upper dir alone (only what the container wrote is looked at), falling
     /// back to naive when it is not a plain diff (redirect_dir/metacopy xattrs). `naive`:
     /// mount the layer and compare the whole merged tree with its parent's by metadata, as
     /// Docker's legacy driver does; same result, costs a walk of the whole image.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "OVLINK_DIFF",
-        ignore_case = true,
-        default_value_t = DiffFlag::Native,
-        value_name = "MODE"
-    )]
-    pub diff_mode: DiffFlag,
+    #[arg(long, global = true, env = "OVLINK_DIFF", value_name = "MODE")]
+    #[arg(ignore_case = true, default_value = "native", value_parser = choice(DIFFS))]
+    pub diff_mode: DiffMode,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// `--symlinks`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SymlinksMode {
-    /// Hardlink them between layers (ovlink's saving).
-    Link,
-    /// Re-create them in every layer (Docker-exact).
-    Copy,
-}
-
-impl SymlinksMode {
-    /// The library's value.
-    pub fn specials(self) -> ovlink_fs::Specials {
-        match self {
-            SymlinksMode::Link => ovlink_fs::Specials::Link,
-            SymlinksMode::Copy => ovlink_fs::Specials::Copy,
-        }
-    }
 }
 
 /// `--no-fsync` / `OVLINK_NO_FSYNC`: set unless the value is `false` (clap passes `true` for
@@ -125,77 +119,62 @@ fn flag_is_set(s: &str) -> Result<bool, std::convert::Infallible> {
     Ok(s != "false")
 }
 
-/// `--sync`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SyncFlag {
-    /// fdatasync each file the layer wrote, then fsync the layer directory.
-    Files,
-    /// syncfs of the whole backing filesystem.
-    Syncfs,
-    /// Nothing (a power cut can lose a reported layer).
-    None,
+/// Which global flags were given (command line or environment), not defaulted.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    /// `--root` / `OVLINK_ROOT`.
+    pub root: bool,
+    /// `--driver`.
+    pub driver: bool,
+    /// The layout settings given on the command line (`--sync`, `--no-fsync`, `--reclaim`,
+    /// `--diff-mode`), for the commands that refuse them. Their environment variables are
+    /// defaults for the commands they apply to and are not refused.
+    pub settings: Vec<&'static str>,
 }
 
-/// `--reclaim`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReclaimFlag {
-    /// Delete before the command returns.
-    Inline,
-    /// Delete in a background thread.
-    Background,
-}
-
-/// `--diff-mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DiffFlag {
-    /// From the upper dir when it is a plain diff, else naive.
-    Native,
-    /// Mount and compare the merged view (Docker's legacy driver).
-    Naive,
+/// Parses the command line (exiting with clap's message on an error).
+pub fn parse() -> (Cli, Given) {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let m = Cli::command().get_matches();
+    let given = |id: &str| {
+        m.value_source(id)
+            .is_some_and(|s| s != ValueSource::DefaultValue)
+    };
+    let settings = [
+        ("sync", "--sync"),
+        ("no_fsync", "--no-fsync"),
+        ("reclaim", "--reclaim"),
+        ("diff_mode", "--diff-mode"),
+    ];
+    let given = Given {
+        root: given("root"),
+        driver: given("driver"),
+        settings: (settings.into_iter())
+            .filter(|(id, _)| m.value_source(id) == Some(ValueSource::CommandLine))
+            .map(|(_, flag)| flag)
+            .collect(),
+    };
+    (
+        Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit()),
+        given,
+    )
 }
 
 impl Cli {
     /// The layout settings of the global flags, on `home` (no options, id maps or symlinks
     /// mode: those come from the home's record or from dockerd).
     pub fn init_config(&self, home: PathBuf) -> ovlink_driver::InitConfig {
-        use ovlink_driver::{DiffMode, ReclaimMode, SyncMode};
-        let sync = match (self.no_fsync, self.sync) {
-            (true, _) | (false, Some(SyncFlag::None)) => Some(SyncMode::None),
-            (false, Some(SyncFlag::Files)) => Some(SyncMode::Files),
-            (false, Some(SyncFlag::Syncfs)) => Some(SyncMode::Syncfs),
-            (false, None) => None,
-        };
         ovlink_driver::InitConfig {
             home,
-            sync,
-            reclaim: match self.reclaim {
-                ReclaimFlag::Inline => ReclaimMode::Inline,
-                ReclaimFlag::Background => ReclaimMode::Background,
+            sync: if self.no_fsync {
+                Some(SyncMode::None)
+            } else {
+                self.sync
             },
-            diff: match self.diff_mode {
-                DiffFlag::Native => DiffMode::Auto,
-                DiffFlag::Naive => DiffMode::Naive,
-            },
+            reclaim: self.reclaim,
+            diff: self.diff_mode,
             ..Default::default()
-        }
-    }
-}
-
-/// The two layouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DriverKind {
-    /// Docker's legacy `overlay`: `<id>/root` hardlink trees, one lowerdir.
-    Overlay,
-    /// Docker's `overlay2`: `<id>/diff`, `l/` short links, up to 128 lowerdirs.
-    Overlay2,
-}
-
-impl DriverKind {
-    /// The layout's name (its home's name, the driver's `docker info` name).
-    pub fn name(self) -> &'static str {
-        match self {
-            DriverKind::Overlay => "overlay",
-            DriverKind::Overlay2 => "overlay2",
         }
     }
 }
@@ -225,9 +204,8 @@ pub enum Command {
     /// that is mounted already prints its path, and one `umount` unmounts it, however many
     /// `mount`s came before (the plugin counts every Get and Put).
     Mount {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
+        #[command(flatten)]
+        layer: LayerArg,
         /// SELinux label for the mount (an SELinux context such as
         /// system_u:object_r:container_file_t:s0:c1,c2, passed as context="…").
         #[arg(long, value_parser = mount_label)]
@@ -235,33 +213,20 @@ pub enum Command {
     },
     /// Unmount a container layer's merged/ (from the command line there is no count across
     /// commands: this unmounts it, see `mount`).
-    Umount {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-    },
+    Umount(LayerArg),
     /// Write a Docker layer tar of what a layer changed against its parent (`docker save`'s
     /// layer.tar, `docker commit`'s input): to stdout, or to -o FILE.
     Diff {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Parent to diff against (default: a container's init layer, a container layer's
-        /// lower-id, an image layer's recorded parent).
-        #[arg(long, value_parser = layer_id)]
-        parent: Option<String>,
+        #[command(flatten)]
+        target: DiffTarget,
         /// Write the tar to FILE instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// List what a layer changed, as `docker diff` prints it (A added, C changed, D deleted).
     Changes {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Parent to compare with (same default as `diff`).
-        #[arg(long, value_parser = layer_id)]
-        parent: Option<String>,
+        #[command(flatten)]
+        target: DiffTarget,
         /// Print JSON (the plugin protocol's Kind numbers: 0 changed, 1 added, 2 deleted).
         #[arg(long)]
         json: bool,
@@ -269,15 +234,10 @@ pub enum Command {
     /// Bytes a layer changed, as `docker ps -s` counts them: regular files and symlinks
     /// (their target's length), a hardlinked file once.
     DiffSize {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Parent to compare with (same default as `diff`).
-        #[arg(long, value_parser = layer_id)]
-        parent: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        target: DiffTarget,
+        #[command(flatten)]
+        json: JsonFlag,
     },
     /// What `docker info` shows for the storage driver.
     Status(JsonFlag),
@@ -296,8 +256,9 @@ pub enum Command {
     /// the kernel did, and where the articles are out of date (`--markdown` for a worksheet).
     ///
     /// A lab works in a fresh directory inside --root when it is given (else in $TMPDIR) and
-    /// removes it, unmounting first, unless --keep. --driver does not apply (`inodes` and
-    /// `layers` run both layouts). docs/teaching.md is the lesson guide.
+    /// removes it, unmounting first, unless --keep. --driver, --sync, --reclaim and
+    /// --diff-mode do not apply (`inodes` and `layers` run both layouts, with the defaults).
+    /// docs/teaching.md is the lesson guide.
     #[command(subcommand)]
     Lab(LabCmd),
     /// Docker's graphdriver plugin protocol, so a real dockerd (20.10, --experimental) stores
@@ -332,6 +293,37 @@ pub enum SnapshotterCmd {
     },
 }
 
+/// A layer the command works on.
+#[derive(Debug, Args)]
+pub struct LayerArg {
+    /// Layer id.
+    #[arg(value_parser = layer_id)]
+    pub id: String,
+}
+
+/// A layer and the parent its changes are taken against.
+#[derive(Debug, Args)]
+pub struct DiffTarget {
+    /// Layer id.
+    #[arg(value_parser = layer_id)]
+    pub id: String,
+    /// Parent to compare with (default: a container's init layer, a container layer's
+    /// lower-id, an image layer's recorded parent).
+    #[arg(long, value_parser = layer_id)]
+    pub parent: Option<String>,
+}
+
+/// A new layer and its parent.
+#[derive(Debug, Args)]
+pub struct NewLayer {
+    /// New layer id (a single directory name).
+    #[arg(value_parser = layer_id)]
+    pub id: String,
+    /// Parent layer id.
+    #[arg(long, value_parser = layer_id)]
+    pub parent: Option<String>,
+}
+
 /// `--json` for read commands.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct JsonFlag {
@@ -345,33 +337,15 @@ pub struct JsonFlag {
 pub enum LayerCmd {
     /// Create an image layer: an empty root/ without parent; on an image layer: lower-id,
     /// upper/, work/ until a diff is applied.
-    Create {
-        /// New layer id (a single directory name).
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Parent layer id.
-        #[arg(long, value_parser = layer_id)]
-        parent: Option<String>,
-    },
+    Create(NewLayer),
     /// Create a container layer (lower-id, upper/, work/); on a container parent, its upper/
     /// is copied (Docker's `-init` pattern).
-    CreateRw {
-        /// New layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Parent layer id.
-        #[arg(long, value_parser = layer_id)]
-        parent: Option<String>,
-    },
+    CreateRw(NewLayer),
     /// Apply a layer tar (plain, gzip or zstd; '-' for stdin) to a layer, creating it on
     /// --parent first if it does not exist. Prints the size of the files applied.
     Apply {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Parent layer id (for a new layer).
-        #[arg(long, value_parser = layer_id)]
-        parent: Option<String>,
+        #[command(flatten)]
+        layer: NewLayer,
         /// The tar file, or '-' for standard input.
         file: PathBuf,
     },
@@ -379,9 +353,8 @@ pub enum LayerCmd {
     /// its tree is deleted before the command returns, or with --background by a detached
     /// `ovlink layer reclaim` process (`ovlink report` shows the inodes still to be freed).
     Rm {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
+        #[command(flatten)]
+        layer: LayerArg,
         /// Return as soon as the layer is gone; delete its tree in a detached process.
         #[arg(long)]
         background: bool,
@@ -400,12 +373,10 @@ pub enum LayerCmd {
     Ls(JsonFlag),
     /// Show a layer: kind, parent, mount state, and what `docker inspect` shows.
     Inspect {
-        /// Layer id.
-        #[arg(value_parser = layer_id)]
-        id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        layer: LayerArg,
+        #[command(flatten)]
+        json: JsonFlag,
     },
 }
 
@@ -469,15 +440,8 @@ pub struct DemoArgs {
     /// A `docker save` tarball to use instead of the generated image.
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// Keep the throw-away root (and print where it is) instead of removing it.
-    #[arg(long)]
-    pub keep: bool,
-    /// Print the observations as JSON on stdout (the narration goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the walkthrough as a student worksheet (Markdown).
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `ovlink plugin …`
@@ -594,8 +558,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub write_image: Option<PathBuf>,
     /// Only overlay or only overlay2 (default: the global --driver when given, else both).
-    #[arg(long, value_enum)]
-    pub only: Option<DriverKind>,
+    #[arg(long, value_parser = choice(LAYOUTS))]
+    pub only: Option<Layout>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -639,16 +603,17 @@ pub enum LabCmd {
     Xfs(Common),
 }
 
-/// What every lab takes.
+/// What every lab and the demo take.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Print the observations as JSON on stdout (the narration goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Also write the lab as a student worksheet (commands, observations, questions).
+    /// Also write the walkthrough as a student worksheet in Markdown (commands,
+    /// observations, questions).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
-    /// Keep the lab's directory (and its mounts) and print where it is.
+    /// Keep the throw-away directory (and its mounts) and print where it is.
     #[arg(long)]
     pub keep: bool,
 }

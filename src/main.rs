@@ -7,23 +7,11 @@ mod cli;
 mod commands;
 mod output;
 
-use clap::parser::ValueSource;
-use clap::{CommandFactory as _, FromArgMatches as _};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     exit_quietly_on_closed_stdout();
-    let matches = cli::Cli::command().get_matches();
-    let given = |id: &str| {
-        matches
-            .value_source(id)
-            .is_some_and(|s| s != ValueSource::DefaultValue)
-    };
-    let given = commands::Given {
-        root: given("root"),
-        driver: given("driver"),
-    };
-    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (args, given) = cli::parse();
     match commands::run(args, given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -2,22 +2,26 @@
 //! of `ovlink-bench` (the legacy layout and overlay2 side by side, medians and ratios) and
 //! prints the Markdown table; `--json` and `--svg` write every figure and the chart.
 
-use crate::cli::{BenchArgs, DriverKind};
+use super::Ctx;
+use crate::cli::BenchArgs;
 use anyhow::{bail, Context as _};
-use ovlink_bench::{BenchConfig, Layout};
+use ovlink_bench::BenchConfig;
 use std::path::Path;
 
-/// Runs `ovlink bench`. `root` and `driver`: the global `--root` and `--driver`, when given
-/// (the work directory, and the only layout to measure).
+/// Runs `ovlink bench` with the global settings of `ctx`. `root`: the `--root` given, if
+/// any (the work directory); `driver_given`: `--driver` was given (the only layout to
+/// measure).
 pub fn run(
+    ctx: &Ctx,
     a: BenchArgs,
     root: Option<&Path>,
-    driver: Option<DriverKind>,
+    driver_given: bool,
     symlinks: Option<ovlink_fs::Specials>,
 ) -> anyhow::Result<()> {
+    let driver = driver_given.then_some(ctx.kind);
     if let (Some(d), Some(o)) = (driver, a.only) {
         if d != o {
-            bail!("--driver {} and --only {} disagree", d.name(), o.name());
+            bail!("--driver {d} and --only {o} disagree");
         }
     }
     let dir = (a.dir.clone())
@@ -32,6 +36,8 @@ pub fn run(
     cfg.layers = a.layers;
     cfg.write_image = a.write_image.clone();
     cfg.symlinks = symlinks.unwrap_or_default();
+    let s = ctx.init_config(Default::default());
+    (cfg.sync, cfg.reclaim, cfg.diff) = (s.sync, s.reclaim, s.diff);
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
     }
@@ -45,9 +51,8 @@ pub fn run(
         deep_layers
     );
     cfg.layouts = match a.only.or(driver) {
-        Some(DriverKind::Overlay) => vec![Layout::Overlay],
-        Some(DriverKind::Overlay2) => vec![Layout::Overlay2],
-        None => vec![Layout::Overlay, Layout::Overlay2],
+        Some(l) => vec![l],
+        None => ovlink_driver::Layout::ALL.to_vec(),
     };
     let r = ovlink_bench::run(&cfg, &mut |s| eprintln!("bench: {s}"))?;
     let md = ovlink_bench::markdown::table(&r);

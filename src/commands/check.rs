@@ -6,8 +6,8 @@ use crate::output;
 use ovlink_driver::hostcheck::Status;
 
 pub fn run(ctx: &super::Ctx, json: bool) -> anyhow::Result<()> {
-    let layout = ctx.layout();
-    let home = ctx.root.join(layout.name());
+    let layout = ctx.kind;
+    let home = ctx.root.join(layout.home_name());
     let r = ovlink_driver::hostcheck::run(&home, layout, || {
         ctx.open().map(drop).map_err(|e| format!("{e:#}"))
     });

@@ -1,34 +1,23 @@
 //! `ovlink lab <name>` and `ovlink demo`: argument parsing and printing only. The scenarios
-//! live in the `ovlink-lab` crate, which narrates through [`Printer`] and returns typed
-//! observations (printed as JSON with `--json`; a Markdown worksheet with `--markdown`).
+//! live in the `ovlink-lab` crate, which narrates through [`Printer`] (each event printed as
+//! its `Display` text) and returns typed observations (JSON with `--json`; a Markdown
+//! worksheet with `--markdown`).
 
-use crate::cli::{Common, LabCmd};
-use anyhow::{bail, Context as _};
-use ovlink_lab::{Event, LabConfig, Narrator, Worksheet};
+use super::Ctx;
+use crate::cli::{Common, DemoArgs, LabCmd};
+use anyhow::Context as _;
+use ovlink_lab::{Event, Lab, LabConfig, Narrator, Observations, Worksheet};
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::Path;
 
 /// Prints the narration: stdout normally, stderr under `--json`; records it for a worksheet.
-pub struct Printer {
+struct Printer {
     json: bool,
     sheet: Worksheet,
 }
 
 impl Printer {
-    /// A printer for stdout (`json`: for stderr).
-    pub fn new(json: bool) -> Printer {
-        Printer {
-            json,
-            sheet: Worksheet::new(),
-        }
-    }
-
-    /// What was narrated, as a Markdown worksheet.
-    pub fn worksheet(&self, kernel: &str) -> String {
-        self.sheet.markdown(kernel)
-    }
-
     fn line(&self, s: &str) {
         if self.json {
             eprintln!("{s}");
@@ -42,137 +31,110 @@ impl Printer {
 impl Narrator for Printer {
     fn event(&self, e: &Event) {
         self.sheet.event(e);
-        match e {
-            Event::Title { text } => self.line(text),
-            Event::Step { text } => {
-                self.line("");
-                self.line(&format!("== {text}"));
-            }
-            Event::Command { text } => self.line(&format!("$ {text}")),
-            Event::Output { text } => {
-                for l in text.lines() {
-                    self.line(&format!("   {l}"));
-                }
-            }
-            Event::Observed { text } => self.line(&format!("   -> {text}")),
-            Event::Article { claim, kernel } => {
-                self.line(&format!("   ! the article says: {claim}"));
-                self.line(&format!("     this kernel: {kernel}"));
-            }
-            Event::Question { text } => self.line(&format!("   ? for students: {text}")),
-            Event::Text { text } => self.line(&format!("   {text}")),
+        for l in e.to_string().lines() {
+            self.line(l);
         }
     }
 }
 
-/// Where a scenario makes its scratch directory: inside `--root` when it was given (so a
-/// teacher can run it on the filesystem under discussion), else the temporary directory.
-pub fn config(root: Option<&Path>, keep: bool) -> LabConfig {
-    LabConfig {
+/// Runs a scenario in a scratch directory inside `--root` when it was given (so a teacher can
+/// run it on the filesystem under discussion), else in the temporary directory; writes the
+/// worksheet and prints the observations as `c` asks.
+fn narrate<T: Serialize>(
+    root: Option<&Path>,
+    c: &Common,
+    name: &str,
+    scenario: impl FnOnce(&LabConfig, &Printer) -> ovlink_lab::Result<T>,
+) -> anyhow::Result<(T, Printer)> {
+    let p = Printer {
+        json: c.json,
+        sheet: Worksheet::new(),
+    };
+    let cfg = LabConfig {
         base: root.map(Path::to_path_buf),
-        keep,
-    }
-}
-
-fn finish<T: Serialize>(p: &Printer, c: &Common, name: &str, r: &T) -> anyhow::Result<()> {
+        keep: c.keep,
+    };
+    let r = scenario(&cfg, &p)?;
     if let Some(f) = &c.markdown {
-        std::fs::write(f, p.worksheet(&ovlink_lab::kernel_release()))
+        std::fs::write(f, p.sheet.markdown(&ovlink_lab::kernel_release()))
             .with_context(|| format!("cannot write the worksheet {}", f.display()))?;
-        p.line(&format!(
-            "worksheet for lab {name} written to {}",
-            f.display()
-        ));
+        p.line(&format!("worksheet for {name} written to {}", f.display()));
     }
     if c.json {
-        crate::output::json(r)?;
+        crate::output::json(&r)?;
     }
-    Ok(())
+    Ok((r, p))
 }
 
-/// Runs `ovlink lab …`. `root`: the `--root` given on the command line, if any.
+/// Runs `ovlink lab …`. `root`: the `--root` given, if any.
 pub fn run(
     root: Option<&Path>,
-    driver_given: bool,
     c: LabCmd,
     symlinks: Option<ovlink_fs::Specials>,
 ) -> anyhow::Result<()> {
-    if driver_given {
-        bail!(
-            "--driver does not apply to the labs: `lab inodes` and `lab layers` run both layouts \
-             side by side, the others use plain overlay mounts (try `ovlink --driver overlay2 demo`)"
-        );
-    }
-    match c {
+    use ovlink_lab::{copy_up, inodes, layers, page_cache};
+    let mut svg = None;
+    let (lab, common) = match c {
         LabCmd::Inodes(a) => {
-            let p = Printer::new(a.common.json);
-            let cfg = ovlink_lab::inodes::InodesConfig {
+            svg = a.svg;
+            let cfg = inodes::InodesConfig {
                 size_mib: a.size,
                 inodes: a.inodes,
                 dirs: a.dirs,
                 max_layers: a.max_layers,
                 no_links: a.no_links,
-                svg: a.svg.is_some(),
+                svg: svg.is_some(),
                 symlinks: symlinks.unwrap_or_default(),
             };
-            let r = ovlink_lab::inodes::run(&config(root, a.common.keep), &cfg, &p)?;
-            if let (Some(path), Some(svg)) = (&a.svg, &r.svg) {
-                std::fs::write(path, svg)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                p.line(&format!("chart written to {}", path.display()));
-            }
-            finish(&p, &a.common, "inodes", &r)
+            (Lab::Inodes(cfg), a.common)
         }
         LabCmd::CopyUp(a) => {
-            let p = Printer::new(a.common.json);
-            let mut cfg = ovlink_lab::copy_up::CopyUpConfig::default();
-            if let Some(s) = a.size {
-                cfg.size_mib = s.max(1);
-            }
-            let r = ovlink_lab::copy_up::run(&config(root, a.common.keep), &cfg, &p)?;
-            finish(&p, &a.common, "copy-up", &r)
-        }
-        LabCmd::Whiteouts(c) => {
-            let p = Printer::new(c.json);
-            let r = ovlink_lab::whiteouts::run(&config(root, c.keep), &p)?;
-            finish(&p, &c, "whiteouts", &r)
-        }
-        LabCmd::Rename(c) => {
-            let p = Printer::new(c.json);
-            let r = ovlink_lab::rename::run(&config(root, c.keep), &p)?;
-            finish(&p, &c, "rename", &r)
+            let mut cfg = copy_up::CopyUpConfig::default();
+            cfg.size_mib = a.size.map_or(cfg.size_mib, |s| s.max(1));
+            (Lab::CopyUp(cfg), a.common)
         }
         LabCmd::PageCache(a) => {
-            let p = Printer::new(a.common.json);
-            let mut cfg = ovlink_lab::page_cache::PageCacheConfig::default();
-            if let Some(s) = a.size {
-                cfg.size_mib = s.max(1);
-            }
-            let r = ovlink_lab::page_cache::run(&config(root, a.common.keep), &cfg, &p)?;
-            finish(&p, &a.common, "page-cache", &r)
+            let mut cfg = page_cache::PageCacheConfig::default();
+            cfg.size_mib = a.size.map_or(cfg.size_mib, |s| s.max(1));
+            (Lab::PageCache(cfg), a.common)
         }
         LabCmd::Layers(a) => {
-            let p = Printer::new(a.common.json);
-            let cfg = ovlink_lab::layers::LayersConfig {
+            let cfg = layers::LayersConfig {
                 layers: a.layers,
                 dirs: a.dirs,
             };
-            let r = ovlink_lab::layers::run(&config(root, a.common.keep), &cfg, &p)?;
-            finish(&p, &a.common, "layers", &r)
+            (Lab::Layers(cfg), a.common)
         }
-        LabCmd::Workdir(c) => {
-            let p = Printer::new(c.json);
-            let r = ovlink_lab::workdir::run(&config(root, c.keep), &p)?;
-            finish(&p, &c, "workdir", &r)
-        }
-        LabCmd::Lower(c) => {
-            let p = Printer::new(c.json);
-            let r = ovlink_lab::lower::run(&config(root, c.keep), &p)?;
-            finish(&p, &c, "lower", &r)
-        }
-        LabCmd::Xfs(c) => {
-            let p = Printer::new(c.json);
-            let r = ovlink_lab::xfs::run(&config(root, c.keep), &p)?;
-            finish(&p, &c, "xfs", &r)
-        }
+        LabCmd::Whiteouts(c) => (Lab::Whiteouts, c),
+        LabCmd::Rename(c) => (Lab::Rename, c),
+        LabCmd::Workdir(c) => (Lab::Workdir, c),
+        LabCmd::Lower(c) => (Lab::Lower, c),
+        LabCmd::Xfs(c) => (Lab::Xfs, c),
+    };
+    let name = format!("lab {}", lab.name());
+    let (r, p) = narrate(root, &common, &name, |cfg, p| lab.run(cfg, p))?;
+    if let (Some(path), Observations::Inodes(ovlink_lab::inodes::LabResult { svg: Some(s), .. })) =
+        (&svg, &r)
+    {
+        std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))?;
+        p.line(&format!("chart written to {}", path.display()));
     }
+    Ok(())
+}
+
+/// Runs `ovlink demo` on the `--driver` layout with the `--sync`, `--reclaim` and
+/// `--diff-mode` settings. `root`: the `--root` given, if any.
+pub fn demo(ctx: &Ctx, root: Option<&Path>, a: DemoArgs) -> anyhow::Result<()> {
+    let s = ctx.init_config(Default::default());
+    let cfg = ovlink_lab::demo::DemoConfig {
+        layout: ctx.kind,
+        image: a.image,
+        sync: s.sync,
+        reclaim: s.reclaim,
+        diff: s.diff,
+    };
+    narrate(root, &a.common, "demo", |lab, p| {
+        ovlink_lab::demo::run(lab, &cfg, p)
+    })
+    .map(drop)
 }

@@ -1,22 +1,22 @@
 //! `ovlink layer …`: the graphdriver calls, one by one.
 
 use super::Ctx;
-use crate::cli::{DriverKind, LayerCmd};
+use crate::cli::{DiffTarget, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
-use ovlink_driver::{CreateOpts, LayerKind};
+use ovlink_driver::{CreateOpts, LayerKind, Layout};
 use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
     match (&cmd, ctx.kind) {
         (
             LayerCmd::Rm {
-                id,
+                layer,
                 background: true,
             },
-            DriverKind::Overlay,
-        ) => return remove_in_background(ctx, id),
-        (LayerCmd::Reclaim { name, lock_fd }, DriverKind::Overlay) => {
+            Layout::Overlay,
+        ) => return remove_in_background(ctx, &layer.id),
+        (LayerCmd::Reclaim { name, lock_fd }, Layout::Overlay) => {
             let d = ctx.open_legacy()?;
             if let (Some(name), Some(fd)) = (name, lock_fd) {
                 let held = PathBuf::from(format!("/proc/self/fd/{fd}"));
@@ -34,13 +34,12 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
     }
     let d = ctx.open()?;
     match cmd {
-        LayerCmd::Create { id, parent } => {
-            d.create(&id, parent.as_deref(), &CreateOpts::default())?
+        LayerCmd::Create(l) => d.create(&l.id, l.parent.as_deref(), &CreateOpts::default())?,
+        LayerCmd::CreateRw(l) => {
+            d.create_read_write(&l.id, l.parent.as_deref(), &CreateOpts::default())?
         }
-        LayerCmd::CreateRw { id, parent } => {
-            d.create_read_write(&id, parent.as_deref(), &CreateOpts::default())?
-        }
-        LayerCmd::Apply { id, parent, file } => {
+        LayerCmd::Apply { layer, file } => {
+            let (id, parent) = (layer.id, layer.parent);
             let mut input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin().lock())
             } else {
@@ -68,7 +67,7 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
             };
             println!("{size}");
         }
-        LayerCmd::Rm { id, .. } => d.remove(&id)?,
+        LayerCmd::Rm { layer, .. } => d.remove(&layer.id)?,
         LayerCmd::Reclaim { .. } => {} // handled above
         LayerCmd::Ls(j) => {
             let layers = d.layers()?;
@@ -97,7 +96,8 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
                 .collect::<Vec<_>>();
             output::table(&["ID", "KIND", "STATE", "LOWER"], &rows)?;
         }
-        LayerCmd::Inspect { id, json } => {
+        LayerCmd::Inspect { layer, json } => {
+            let id = layer.id;
             let kind = d.layer_kind(&id)?;
             let meta = d.metadata(&id)?;
             let mounted = d.layers()?.into_iter().any(|l| l.id == id && l.mounted);
@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
                 // `data` keeps the keys `docker inspect` shows (LowerDir, UpperDir, ...).
                 "graph_driver": { "name": d.name(), "data": meta },
             });
-            if json {
+            if json.json {
                 return output::json(&v);
             }
             println!("id:      {id}");
@@ -130,26 +130,37 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
 
 /// The parent a layer is compared with: `--parent`, else [`ovlink_container::diff_parent`]
 /// (the store opened read-only).
-fn default_parent(root: &Path, id: &str, parent: Option<String>) -> anyhow::Result<Option<String>> {
-    match parent {
-        Some(p) => Ok(Some(p)),
+fn default_parent(root: &Path, t: &DiffTarget) -> anyhow::Result<Option<String>> {
+    match &t.parent {
+        Some(p) => Ok(Some(p.clone())),
         None => Ok(ovlink_container::diff_parent(
             &ovlink_image::Store::open_read_only(root),
-            id,
+            &t.id,
         )?),
     }
 }
 
+/// `ovlink status`: the driver's `docker info` lines.
+pub fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
+    let d = ctx.open()?;
+    let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
+    st.push(("Home".to_string(), d.home().display().to_string()));
+    st.extend(d.status());
+    if json {
+        return output::json(&output::status_object(&st));
+    }
+    for (k, v) in st {
+        println!("{k}: {v}");
+    }
+    Ok(())
+}
+
 /// `ovlink diff`
-pub fn diff(
-    ctx: &Ctx,
-    id: &str,
-    parent: Option<String>,
-    output: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
+pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result<()> {
     use std::io::Write;
     let d = ctx.open()?;
-    let parent = default_parent(&ctx.root, id, parent)?;
+    let parent = default_parent(&ctx.root, &t)?;
+    let id = t.id.as_str();
     match output {
         Some(path) => {
             // A regular file appears only complete; /dev/null or a fifo is written in place.
@@ -174,10 +185,10 @@ pub fn diff(
 }
 
 /// `ovlink changes`
-pub fn changes(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> anyhow::Result<()> {
+pub fn changes(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
     let d = ctx.open()?;
-    let parent = default_parent(&ctx.root, id, parent)?;
-    let changes = d.changes(id, parent.as_deref())?;
+    let parent = default_parent(&ctx.root, &t)?;
+    let changes = d.changes(&t.id, parent.as_deref())?;
     if json {
         let v: Vec<_> = changes
             .iter()
@@ -199,10 +210,10 @@ pub fn changes(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> anyho
 }
 
 /// `ovlink diff-size`
-pub fn diff_size(ctx: &Ctx, id: &str, parent: Option<String>, json: bool) -> anyhow::Result<()> {
+pub fn diff_size(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
     let d = ctx.open()?;
-    let parent = default_parent(&ctx.root, id, parent)?;
-    let size = d.diff_size(id, parent.as_deref())?;
+    let parent = default_parent(&ctx.root, &t)?;
+    let size = d.diff_size(&t.id, parent.as_deref())?;
     if json {
         return output::json(&serde_json::json!({ "size": size }));
     }

@@ -1,30 +1,20 @@
 //! Dispatch of the subcommands; each group lives in its own module.
 
-pub mod bench;
+mod bench;
 mod check;
 mod container;
-mod demo;
 mod image;
-pub mod lab;
+mod lab;
 mod layer;
-pub mod plugin;
-pub mod report;
+mod plugin;
+mod report;
 mod snapshotter;
 
-use crate::cli::{Cli, Command, DriverKind};
+use crate::cli::{Cli, Command, Given, PluginCmd};
 use anyhow::Context as _;
-use ovlink_driver::{Driver, InitConfig};
+use ovlink_driver::{Driver, InitConfig, Layout};
 use ovlink_layouts::OverlayDriver;
 use std::path::PathBuf;
-
-/// Which global flags were given (command line or environment), not defaulted.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Given {
-    /// `--root` / `OVLINK_ROOT`.
-    pub root: bool,
-    /// `--driver`.
-    pub driver: bool,
-}
 
 /// What every command is given by the global flags: the root, the layout and the layout's
 /// settings (`--sync`, `--reclaim`, `--diff-mode`); the one place that opens a layout.
@@ -33,7 +23,7 @@ pub struct Ctx {
     /// `--root`.
     pub root: PathBuf,
     /// `--driver`.
-    pub kind: DriverKind,
+    pub kind: Layout,
     /// The settings, with an empty home (filled in by [`Ctx::init_config`]).
     base: InitConfig,
 }
@@ -44,14 +34,6 @@ impl Ctx {
         InitConfig {
             home,
             ..self.base.clone()
-        }
-    }
-
-    /// The layout `--driver` names.
-    pub fn layout(&self) -> ovlink_driver::checks::Layout {
-        match self.kind {
-            DriverKind::Overlay => ovlink_driver::checks::Layout::Overlay,
-            DriverKind::Overlay2 => ovlink_driver::checks::Layout::Overlay2,
         }
     }
 
@@ -71,7 +53,7 @@ impl Ctx {
     }
 
     fn open_layout(&self) -> anyhow::Result<Box<dyn Driver>> {
-        let layout = self.layout();
+        let layout = self.kind;
         let home = self.root.join(layout.home_name());
         ovlink_layouts::open(layout, &self.init_config(home.clone())).with_context(|| {
             format!(
@@ -90,72 +72,69 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         kind: cli.driver,
         base: cli.init_config(PathBuf::new()),
     };
-    let root = cli.root.as_path();
-    let kind = cli.driver;
+    let (root, kind) = (cli.root.as_path(), cli.driver);
+    let symlinks = cli.symlinks;
+    // The commands that open no layout of --root refuse its settings rather than ignore them.
+    for flag in &given.settings {
+        let refused = match (&cli.command, *flag) {
+            (Command::Lab(_), _) => "the labs (they make their own homes, with the defaults)",
+            (Command::Report(_), _) => "report (it only reads the home)",
+            (Command::Plugin(PluginCmd::Call { .. }), _) => "plugin call (it only asks a server)",
+            (Command::Snapshotter(_), "--reclaim") => {
+                "the snapshotter (it always reclaims removed layers in the background)"
+            }
+            _ => continue,
+        };
+        anyhow::bail!("{flag} does not apply to {refused}");
+    }
+    if cli.symlinks.is_some() && matches!(cli.command, Command::Report(_)) {
+        anyhow::bail!("--symlinks does not apply to report (it only reads the home)");
+    }
     if let (Some(m), false) = (
         cli.symlinks,
         matches!(cli.command, Command::Bench(_) | Command::Lab(_)),
     ) {
         // Recorded in (or checked against) the home once; every later open uses the record.
-        if kind == DriverKind::Overlay2 {
+        if kind == Layout::Overlay2 {
             anyhow::bail!("--symlinks is a setting of the legacy overlay layout (overlay2 copies no layer trees)");
         }
-        let home = root.join("overlay");
+        let home = root.join(kind.home_name());
         OverlayDriver::init(&InitConfig {
-            symlinks: Some(m.specials()),
+            symlinks: Some(m),
             ..ctx.init_config(home.clone())
         })
         .with_context(|| format!("cannot set --symlinks for {}", home.display()))?;
     }
+    let given_root = given.root.then_some(root);
     match cli.command {
         Command::Check(j) => check::run(&ctx, j.json),
         Command::Layer(c) => layer::run(&ctx, c),
-        Command::Mount { id, mount_label } => {
-            let d = ctx.open()?;
-            let p = d.get(&id, mount_label.as_deref())?;
+        Command::Mount { layer, mount_label } => {
+            let p = ctx.open()?.get(&layer.id, mount_label.as_deref())?;
             println!("{}", p.display());
             Ok(())
         }
-        Command::Diff { id, parent, output } => layer::diff(&ctx, &id, parent, output),
-        Command::Changes { id, parent, json } => layer::changes(&ctx, &id, parent, json),
-        Command::DiffSize { id, parent, json } => layer::diff_size(&ctx, &id, parent, json),
-        Command::Umount { id } => Ok(ctx.open()?.put(&id)?),
-        Command::Status(j) => {
-            let d = ctx.open()?;
-            let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
-            st.push(("Home".to_string(), d.home().display().to_string()));
-            st.extend(d.status());
-            if j.json {
-                crate::output::json(&crate::output::status_object(&st))
-            } else {
-                for (k, v) in st {
-                    println!("{k}: {v}");
-                }
-                Ok(())
-            }
-        }
+        Command::Umount(l) => Ok(ctx.open()?.put(&l.id)?),
+        Command::Diff { target, output } => layer::diff(&ctx, target, output),
+        Command::Changes { target, json } => layer::changes(&ctx, target, json),
+        Command::DiffSize { target, json } => layer::diff_size(&ctx, target, json.json),
+        Command::Status(j) => layer::status(&ctx, j.json),
         Command::Image(c) => image::run(&ctx, c),
         Command::Container(c) => container::run(&ctx, c),
         Command::Report(a) => report::run(root, kind, a),
-        Command::Bench(a) => bench::run(
-            a,
-            given.root.then_some(root),
-            given.driver.then_some(kind),
-            cli.symlinks.map(|m| m.specials()),
+        Command::Bench(a) => bench::run(&ctx, a, given_root, given.driver, symlinks),
+        Command::Lab(_) if given.driver => anyhow::bail!(
+            "--driver does not apply to the labs: `lab inodes` and `lab layers` run both layouts \
+             side by side, the others use plain overlay mounts (try `ovlink --driver overlay2 demo`)"
         ),
-        Command::Lab(c) => lab::run(
-            given.root.then_some(root),
-            given.driver,
-            c,
-            cli.symlinks.map(|m| m.specials()),
-        ),
+        Command::Lab(c) => lab::run(given_root, c, symlinks),
         Command::Plugin(_) if given.root => anyhow::bail!(
             "--root does not apply to the plugin: dockerd names the driver home in \
              /GraphDriver.Init (<data-root>/<storage-driver>)"
         ),
         Command::Plugin(c) => plugin::run(&ctx, c),
         Command::Snapshotter(c) => snapshotter::run(&ctx, c),
-        Command::Demo(a) => demo::run(given.root.then_some(root), kind, a),
+        Command::Demo(a) => lab::demo(&ctx, given_root, a),
     }
 }
 

@@ -2,26 +2,21 @@
 //! the `ovlink-snapshotter` crate's typed options and prints what a start repaired; the
 //! service, the store and the lifecycle are in that crate.
 
-use crate::cli::{DriverKind, SnapshotterCmd};
+use crate::cli::SnapshotterCmd;
 use anyhow::Context as _;
-use ovlink_driver::Layout;
 use ovlink_snapshotter::{Config, ServeOptions, Snapshotter};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `ovlink snapshotter …`.
 pub fn run(ctx: &super::Ctx, c: SnapshotterCmd) -> anyhow::Result<()> {
-    let (root, kind) = (ctx.root.as_path(), ctx.kind);
+    let (root, layout) = (ctx.root.as_path(), ctx.kind);
     let settings = ctx.init_config(root.to_path_buf());
     match c {
         SnapshotterCmd::Serve {
             socket,
             shutdown_timeout,
         } => {
-            let layout = match kind {
-                DriverKind::Overlay => Layout::Overlay,
-                DriverKind::Overlay2 => Layout::Overlay2,
-            };
             let (snap, rec) = Snapshotter::open(&Config {
                 root: root.to_path_buf(),
                 layout,

@@ -175,7 +175,7 @@ pub fn run(cfg: &BenchConfig, wd: &Path, say: Narrator<'_>) -> Result<CopyUpResu
     let mut drivers = Vec::new();
     for &l in &cfg.layouts {
         let home = dir.join(l.name());
-        let d = open(l, &home, cfg.symlinks)?;
+        let d = open(l, &home, cfg)?;
         crate::util::apply(d.as_ref(), "image", None, &tar)?;
         drivers.push((l, d, home));
     }

@@ -109,7 +109,7 @@ pub fn run(cfg: &BenchConfig, wd: &Path, say: Narrator<'_>) -> Result<DeepResult
             say(&format!("deep stack: {n} layers on {}", l.name()));
             let root = dir.join(format!("{}-{n}", l.name()));
             let home = root.join(l.name());
-            let d = open(l, &home, cfg.symlinks)?;
+            let d = open(l, &home, cfg)?;
             let chain: Vec<String> = (0..n.max(1)).map(|i| format!("deep-{i}")).collect();
             let (import_s, _) = timed(|| {
                 for (i, id) in chain.iter().enumerate() {

@@ -307,7 +307,7 @@ pub(crate) fn mount_cycles(
 
 fn one_rep(cfg: &BenchConfig, layout: Layout, image: &Path, root: &Path) -> Result<ImportSample> {
     let home = root.join(layout.name());
-    let d = open(layout, &home, cfg.symlinks)?;
+    let d = open(layout, &home, cfg)?;
     let store = ovlink_image::Store::open(root)?;
     let (import_s, rep) = timed(|| {
         Ok(ovlink_image::import(

@@ -52,6 +52,12 @@ pub struct BenchConfig {
     pub layouts: Vec<Layout>,
     /// The legacy layout's `--symlinks` mode.
     pub symlinks: ovlink_fs::Specials,
+    /// How new layers are made durable (`None`: the backing filesystem's default).
+    pub sync: Option<ovlink_driver::SyncMode>,
+    /// When a removed layer's tree is deleted (legacy layout).
+    pub reclaim: ovlink_driver::ReclaimMode,
+    /// Which diff the commits make.
+    pub diff: ovlink_driver::DiffMode,
     /// Copy-up file sizes, bytes.
     pub copy_up_sizes: Vec<u64>,
     /// Containers of the page-cache scenario.
@@ -81,6 +87,9 @@ impl BenchConfig {
             dir,
             layouts: vec![Layout::Overlay, Layout::Overlay2],
             symlinks: ovlink_fs::Specials::Link,
+            sync: None,
+            reclaim: Default::default(),
+            diff: Default::default(),
             copy_up_sizes: vec![4 << 10, 1 << 20, 64 << 20, 1 << 30],
             containers: 10,
             page_cache_files: (8, 4 << 20),
@@ -263,15 +272,18 @@ pub(crate) fn row(rows: &mut Vec<Row>, group: &str, name: String, unit: &'static
     });
 }
 
-/// Opens a fresh driver of `layout` at `home`.
+/// Opens a fresh driver of `layout` at `home` with the settings of `c`.
 pub fn open(
     layout: Layout,
     home: &Path,
-    symlinks: ovlink_fs::Specials,
+    c: &BenchConfig,
 ) -> Result<Box<dyn ovlink_driver::Driver>> {
     let cfg = ovlink_driver::InitConfig {
         home: home.to_path_buf(),
-        symlinks: (layout == Layout::Overlay).then_some(symlinks),
+        symlinks: (layout == Layout::Overlay).then_some(c.symlinks),
+        sync: c.sync,
+        reclaim: c.reclaim,
+        diff: c.diff,
         ..Default::default()
     };
     Ok(ovlink_layouts::open(layout, &cfg)?)

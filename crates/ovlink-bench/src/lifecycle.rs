@@ -152,7 +152,7 @@ pub fn run(cfg: &BenchConfig, wd: &Path, say: Narrator<'_>) -> Result<LifecycleR
                 cfg.reps
             ));
             let home = dir.join(format!("{}-{rep}", l.name()));
-            let d = open(l, &home, cfg.symlinks)?;
+            let d = open(l, &home, cfg)?;
             let ids: Vec<String> = (0..tars.len()).map(|n| format!("img-{n}")).collect();
             for (n, t) in tars.iter().enumerate() {
                 crate::util::apply(

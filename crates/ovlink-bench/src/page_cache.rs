@@ -131,7 +131,7 @@ pub fn run(cfg: &BenchConfig, wd: &Path, say: Narrator<'_>) -> Result<PageCacheR
             cfg.containers
         ));
         let home = dir.join(l.name());
-        let d = open(l, &home, cfg.symlinks)?;
+        let d = open(l, &home, cfg)?;
         crate::util::apply(d.as_ref(), "image", None, &tar)?;
         let lower: Vec<PathBuf> = names
             .iter()
@@ -168,7 +168,7 @@ pub fn run(cfg: &BenchConfig, wd: &Path, say: Narrator<'_>) -> Result<PageCacheR
     }
     say("page cache: full per-container copies");
     {
-        let d = open(Layout::Overlay, &dir.join("copy-src"), cfg.symlinks)?;
+        let d = open(Layout::Overlay, &dir.join("copy-src"), cfg)?;
         crate::util::apply(d.as_ref(), "image", None, &tar)?;
         let root = layer_dir(Layout::Overlay, &dir.join("copy-src"), "image");
         let mut copies = Vec::new();

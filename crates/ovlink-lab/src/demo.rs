@@ -11,36 +11,17 @@
 use crate::error::{io, LabError, Result};
 use crate::scratch::{mount_line, Scratch};
 use crate::{LabConfig, Narrator, Say};
-use ovlink_driver::{CreateOpts, Driver, InitConfig};
+use ovlink_driver::{CreateOpts, DiffMode, Driver, InitConfig, Layout, ReclaimMode, SyncMode};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Which layout the demo walks through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DemoLayout {
-    /// The legacy `overlay` layout.
-    Overlay,
-    /// `overlay2`.
-    Overlay2,
-}
-
-impl DemoLayout {
-    /// The layout's name (its home's name).
-    pub fn name(self) -> &'static str {
-        match self {
-            DemoLayout::Overlay => "overlay",
-            DemoLayout::Overlay2 => "overlay2",
-        }
-    }
-
-    fn content_dir(self) -> &'static str {
-        match self {
-            DemoLayout::Overlay => "root",
-            DemoLayout::Overlay2 => "diff",
-        }
+/// Where a layer's content lives in `layout`: the legacy `root/` tree, overlay2's `diff/`.
+fn content_dir(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Overlay => "root",
+        Layout::Overlay2 => "diff",
     }
 }
 
@@ -48,16 +29,22 @@ impl DemoLayout {
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
     /// The layout.
-    pub layout: DemoLayout,
+    pub layout: Layout,
     /// A `docker save` tarball instead of the generated image.
     pub image: Option<PathBuf>,
+    /// How the demo's layers are made durable (`None`: the backing filesystem's default).
+    pub sync: Option<SyncMode>,
+    /// When a removed layer's tree is deleted.
+    pub reclaim: ReclaimMode,
+    /// Which diff the driver makes.
+    pub diff: DiffMode,
 }
 
 /// What the demo observed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoResult {
     /// The layout walked through.
-    pub layout: DemoLayout,
+    pub layout: Layout,
     /// The image layer ids, bottom first.
     pub layers: Vec<String>,
     /// The container's mount line (/proc/self/mounts).
@@ -122,27 +109,26 @@ pub fn run(cfg: &LabConfig, d: &DemoConfig, n: &dyn Narrator) -> Result<DemoResu
     Ok(r)
 }
 
-fn open(layout: DemoLayout, home: &Path) -> Result<Box<dyn Driver>> {
+fn open(d: &DemoConfig, home: &Path) -> Result<Box<dyn Driver>> {
     let cfg = InitConfig {
         home: home.to_path_buf(),
+        sync: d.sync,
+        reclaim: d.reclaim,
+        diff: d.diff,
         ..Default::default()
     };
-    let layout = match layout {
-        DemoLayout::Overlay => ovlink_driver::Layout::Overlay,
-        DemoLayout::Overlay2 => ovlink_driver::Layout::Overlay2,
-    };
-    Ok(ovlink_layouts::open(layout, &cfg)?)
+    Ok(ovlink_layouts::open(d.layout, &cfg)?)
 }
 
 fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoResult> {
     let layout = d.layout;
     let home = root.join(layout.name());
-    let content = layout.content_dir();
+    let content = content_dir(layout);
     say.title(format!(
         "ovlink demo: Docker's {} driver, step by step, in {}",
         match layout {
-            DemoLayout::Overlay => "legacy overlay",
-            DemoLayout::Overlay2 => "overlay2",
+            Layout::Overlay => "legacy overlay",
+            Layout::Overlay2 => "overlay2",
         },
         root.display()
     ));
@@ -176,14 +162,12 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
     };
 
     say.step(match layout {
-        DemoLayout::Overlay => {
-            "2. import it: every layer is a full tree of hardlinks into its parent"
-        }
-        DemoLayout::Overlay2 => {
+        Layout::Overlay => "2. import it: every layer is a full tree of hardlinks into its parent",
+        Layout::Overlay2 => {
             "2. import it: every layer holds only its own changes (diff/), named by a short link"
         }
     });
-    let driver = open(layout, &home)?;
+    let driver = open(d, &home)?;
     let store = ovlink_image::Store::open(root)?;
     let report = ovlink_image::import(
         driver.as_ref(),
@@ -215,7 +199,7 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
         .cloned()
         .ok_or_else(|| LabError::Refused("the image has no layers".into()))?;
     let mut short_links = Vec::new();
-    if layout == DemoLayout::Overlay2 {
+    if layout == Layout::Overlay2 {
         say.cmd(format!("ls -l {}/l", home.display()));
         for name in crate::scratch::names(&home.join("l")) {
             let t = std::fs::read_link(home.join("l").join(&name))
@@ -239,10 +223,10 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
     }
 
     say.step(match layout {
-        DemoLayout::Overlay => {
+        Layout::Overlay => {
             "3. same file, same inode in every layer; directories are new inodes each time"
         }
-        DemoLayout::Overlay2 => {
+        Layout::Overlay2 => {
             "3. each file lives once, in the layer that wrote it; nothing of the parent is re-created"
         }
     });
@@ -279,13 +263,13 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
         ));
     }
     say.text(match layout {
-        DemoLayout::Overlay => "(every layer pays one inode per directory: that is how this driver runs out of inodes; see `ovlink lab inodes`)",
-        DemoLayout::Overlay2 => "(a layer costs only what it changed: compare `ovlink demo --driver overlay`, and `ovlink lab layers`)",
+        Layout::Overlay => "(every layer pays one inode per directory: that is how this driver runs out of inodes; see `ovlink lab inodes`)",
+        Layout::Overlay2 => "(a layer costs only what it changed: compare `ovlink demo --driver overlay`, and `ovlink lab layers`)",
     });
 
     say.step(match layout {
-        DemoLayout::Overlay => "4. a container: lower-id, upper/, work/, and merged/ while mounted",
-        DemoLayout::Overlay2 => {
+        Layout::Overlay => "4. a container: lower-id, upper/, work/, and merged/ while mounted",
+        Layout::Overlay2 => {
             "4. a container: diff/ (the upper), work/, lower (every layer below), merged/ while mounted"
         }
     });
@@ -299,12 +283,12 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
     }
     let mut lower_file = None;
     match layout {
-        DemoLayout::Overlay => {
+        Layout::Overlay => {
             let p = cdir.join("lower-id");
             say.cmd("cat lower-id");
             say.out(std::fs::read_to_string(&p).map_err(io("read", &p))?);
         }
-        DemoLayout::Overlay2 => {
+        Layout::Overlay2 => {
             let p = cdir.join("lower");
             let s = std::fs::read_to_string(&p).map_err(io("read", &p))?;
             say.cmd("cat lower");
@@ -326,8 +310,8 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
         lowerdirs.len(),
         if lowerdirs.len() == 1 { "" } else { "s" },
         match layout {
-            DemoLayout::Overlay => " (the legacy layout: always exactly one, the image's top root/)",
-            DemoLayout::Overlay2 => {
+            Layout::Overlay => " (the legacy layout: always exactly one, the image's top root/)",
+            Layout::Overlay2 => {
                 " (overlay2: one per image layer, top first, as l/ short links; relative to the home when the options would not fit in a page)"
             }
         }
@@ -369,7 +353,7 @@ fn walk(d: &DemoConfig, say: &Say<'_>, base: &Path, root: &Path) -> Result<DemoR
         count(&upper)
     ));
     let nl = std::fs::metadata(&tp).map_err(io("stat", &tp))?.nlink();
-    if layout == DemoLayout::Overlay {
+    if layout == Layout::Overlay {
         say.saw(format!(
             "inside the container /{} shows {nl} links (the layers' hardlinks): gzip and postfix refuse such files",
             target.display()

@@ -195,3 +195,157 @@ pub fn kernel_release() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// One lab of `ovlink lab`, with its settings.
+#[derive(Debug, Clone)]
+pub enum Lab {
+    /// [`inodes`].
+    Inodes(inodes::InodesConfig),
+    /// [`copy_up`].
+    CopyUp(copy_up::CopyUpConfig),
+    /// [`whiteouts`].
+    Whiteouts,
+    /// [`rename`].
+    Rename,
+    /// [`page_cache`].
+    PageCache(page_cache::PageCacheConfig),
+    /// [`layers`].
+    Layers(layers::LayersConfig),
+    /// [`workdir`].
+    Workdir,
+    /// [`lower`].
+    Lower,
+    /// [`xfs`].
+    Xfs,
+}
+
+/// What a [`Lab`] observed: its own result type (serialized as that type alone).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Observations {
+    /// [`inodes::run`]'s.
+    Inodes(inodes::LabResult),
+    /// [`copy_up::run`]'s.
+    CopyUp(copy_up::CopyUpResult),
+    /// [`whiteouts::run`]'s.
+    Whiteouts(whiteouts::WhiteoutsResult),
+    /// [`rename::run`]'s.
+    Rename(rename::RenameResult),
+    /// [`page_cache::run`]'s.
+    PageCache(page_cache::PageCacheResult),
+    /// [`layers::run`]'s.
+    Layers(layers::LayersResult),
+    /// [`workdir::run`]'s.
+    Workdir(workdir::WorkdirResult),
+    /// [`lower::run`]'s.
+    Lower(lower::LowerResult),
+    /// [`xfs::run`]'s.
+    Xfs(xfs::XfsResult),
+}
+
+impl Lab {
+    /// Its name on the command line (as in [`LABS`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Lab::Inodes(_) => "inodes",
+            Lab::CopyUp(_) => "copy-up",
+            Lab::Whiteouts => "whiteouts",
+            Lab::Rename => "rename",
+            Lab::PageCache(_) => "page-cache",
+            Lab::Layers(_) => "layers",
+            Lab::Workdir => "workdir",
+            Lab::Lower => "lower",
+            Lab::Xfs => "xfs",
+        }
+    }
+
+    /// Runs it in a scratch directory as `cfg` says, narrating to `n`.
+    pub fn run(&self, cfg: &LabConfig, n: &dyn Narrator) -> Result<Observations> {
+        Ok(match self {
+            Lab::Inodes(c) => Observations::Inodes(inodes::run(cfg, c, n)?),
+            Lab::CopyUp(c) => Observations::CopyUp(copy_up::run(cfg, c, n)?),
+            Lab::Whiteouts => Observations::Whiteouts(whiteouts::run(cfg, n)?),
+            Lab::Rename => Observations::Rename(rename::run(cfg, n)?),
+            Lab::PageCache(c) => Observations::PageCache(page_cache::run(cfg, c, n)?),
+            Lab::Layers(c) => Observations::Layers(layers::run(cfg, c, n)?),
+            Lab::Workdir => Observations::Workdir(workdir::run(cfg, n)?),
+            Lab::Lower => Observations::Lower(lower::run(cfg, n)?),
+            Lab::Xfs => Observations::Xfs(xfs::run(cfg, n)?),
+        })
+    }
+}
+
+/// The narration as a terminal shows it: a step after a blank line as `== title`, a command
+/// as `$ command`, an output indented, an observation as `-> `, an article's claim against
+/// this kernel's answer, a question for students; one or more lines, no trailing newline.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Title { text } => f.write_str(text),
+            Event::Step { text } => write!(f, "\n== {text}"),
+            Event::Command { text } => write!(f, "$ {text}"),
+            Event::Output { text } => {
+                for (i, l) in text.lines().enumerate() {
+                    let sep = if i == 0 { "" } else { "\n" };
+                    write!(f, "{sep}   {l}")?;
+                }
+                Ok(())
+            }
+            Event::Observed { text } => write!(f, "   -> {text}"),
+            Event::Article { claim, kernel } => write!(
+                f,
+                "   ! the article says: {claim}\n     this kernel: {kernel}"
+            ),
+            Event::Question { text } => write!(f, "   ? for students: {text}"),
+            Event::Text { text } => write!(f, "   {text}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_display_as_the_terminal_shows_them() {
+        let t = |text: &str| text.to_string();
+        let cases = [
+            (Event::Title { text: t("Lab") }, "Lab"),
+            (Event::Step { text: t("one") }, "\n== one"),
+            (Event::Command { text: t("ls") }, "$ ls"),
+            (Event::Output { text: t("a\nb\n") }, "   a\n   b"),
+            (Event::Output { text: t("") }, ""),
+            (Event::Observed { text: t("x") }, "   -> x"),
+            (
+                Event::Article {
+                    claim: t("c"),
+                    kernel: t("k"),
+                },
+                "   ! the article says: c\n     this kernel: k",
+            ),
+            (Event::Question { text: t("q") }, "   ? for students: q"),
+            (Event::Text { text: t("s") }, "   s"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn every_lab_has_its_name_in_labs() {
+        let labs = [
+            Lab::Inodes(Default::default()),
+            Lab::CopyUp(Default::default()),
+            Lab::Whiteouts,
+            Lab::Rename,
+            Lab::PageCache(Default::default()),
+            Lab::Layers(layers::LayersConfig { layers: 1, dirs: 1 }),
+            Lab::Workdir,
+            Lab::Lower,
+            Lab::Xfs,
+        ];
+        let names: Vec<_> = labs.iter().map(Lab::name).collect();
+        let listed: Vec<_> = LABS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, listed);
+    }
+}

@@ -78,4 +78,10 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
+    /// A plugin name that is not one plain path component.
+    #[error("invalid plugin name {name:?}: use letters, digits, '-', '_' and '.'")]
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
 }

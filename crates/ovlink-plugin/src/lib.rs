@@ -9,6 +9,8 @@
 //!   (an async request body read as a blocking `Read`; a blocking `Write` feeding a response body).
 //! - [`gate`]: per-layer async queues, so calls waiting for a busy layer hold no thread.
 //! - [`journal`]: the ApplyDiff journal that finds layers of interrupted applies at start.
+//! - [`setup`]: the plugin name, its socket and Init record, the connection limit the open-file
+//!   limit allows (what `plugin serve` settles before serving).
 //! - [`client`]: a small blocking client over the same socket (for tests and diagnostics).
 //!
 //! This crate owns the protocol and the process lifecycle; it never touches layer directories
@@ -22,6 +24,7 @@ pub mod gate;
 pub mod journal;
 pub mod protocol;
 pub mod server;
+pub mod setup;
 pub mod stream;
 
 pub use error::PluginError;

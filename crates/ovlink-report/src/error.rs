@@ -22,6 +22,17 @@ pub enum ReportError {
         /// What is missing or wrong.
         reason: String,
     },
+    /// The root holds no home of the layout asked for.
+    #[error(
+        "there is no {layout} home at {} (import an image first: ovlink --driver {layout} image import FILE)",
+        home.display()
+    )]
+    NoHome {
+        /// Where the home would be.
+        home: PathBuf,
+        /// The layout asked for.
+        layout: crate::Layout,
+    },
     /// Writing the chart failed.
     #[error("cannot write the chart to {}", path.display())]
     Write {

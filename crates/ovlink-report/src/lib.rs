@@ -12,7 +12,8 @@
 //!
 //! Modules: [`walk`] (the tree walk and its counts), [`mod@scan`] (layers, parents, ordering and
 //! attribution), [`project`] (filesystem figures, link limits, projections), [`render`]
-//! (terminal bars and the SVG chart), [`error`]. This crate only reads: it never writes to a
+//! (terminal bars and the SVG chart), [`root`] (a layout's home under an ovlink root, with the
+//! image store's parents), [`error`]. This crate only reads: it never writes to a
 //! home, never follows a symlink, and never descends into another filesystem (a mounted
 //! `merged/`), so its distinct-inode total equals `find HOME -xdev -printf '%i\n' | sort -u |
 //! wc -l`.
@@ -21,10 +22,12 @@
 pub mod error;
 pub mod project;
 pub mod render;
+pub mod root;
 pub mod scan;
 /// The tree walk (in `ovlink-fs`, so that layouts' `usage` shares it).
 pub use ovlink_fs::walk;
 
 pub use error::{ReportError, Result};
 pub use project::{link_max, FsStats, Projection};
+pub use root::{chart_of_root, recorded_parents, scan_root};
 pub use scan::{scan, HomeReport, LayerReport, Layout};
