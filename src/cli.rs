@@ -134,9 +134,16 @@ pub struct Given {
 
 /// Parses the command line (exiting with clap's message on an error).
 pub fn parse() -> (Cli, Given) {
+    parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `args` (the program name first).
+pub fn parse_from<T: Into<std::ffi::OsString> + Clone>(
+    args: impl IntoIterator<Item = T>,
+) -> Result<(Cli, Given), clap::Error> {
     use clap::parser::ValueSource;
     use clap::{CommandFactory as _, FromArgMatches as _};
-    let m = Cli::command().get_matches();
+    let m = Cli::command().try_get_matches_from(args)?;
     let given = |id: &str| {
         m.value_source(id)
             .is_some_and(|s| s != ValueSource::DefaultValue)
@@ -155,10 +162,7 @@ pub fn parse() -> (Cli, Given) {
             .map(|(_, flag)| flag)
             .collect(),
     };
-    (
-        Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit()),
-        given,
-    )
+    Ok((Cli::from_arg_matches(&m)?, given))
 }
 
 impl Cli {

@@ -146,3 +146,47 @@ fn report_recovery(d: &dyn Driver) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::parse_from;
+    use ovlink_driver::{DiffMode, SyncMode};
+
+    #[test]
+    fn settings_parse_into_the_library_values_and_are_known_when_given() {
+        let args = ["ovlink", "--no-fsync", "--diff-mode", "NAIVE", "status"];
+        let (cli, given) = parse_from(args).unwrap();
+        assert_eq!(given.settings, ["--no-fsync", "--diff-mode"]);
+        let cfg = cli.init_config("h".into());
+        assert_eq!(cfg.sync, Some(SyncMode::None));
+        assert_eq!(cfg.diff, DiffMode::Naive);
+        let (_, given) = parse_from(["ovlink", "status"]).unwrap();
+        assert!(given.settings.is_empty() && !given.driver);
+        assert!(parse_from(["ovlink", "--driver", "overlay3", "status"]).is_err());
+    }
+
+    #[test]
+    fn commands_that_open_no_layout_refuse_its_settings_by_name() {
+        for (args, flag) in [
+            (&["--sync", "none", "lab", "whiteouts"][..], "--sync"),
+            (&["--diff-mode", "naive", "report"], "--diff-mode"),
+            (
+                &["--no-fsync", "plugin", "call", "Plugin.Activate"],
+                "--no-fsync",
+            ),
+            (
+                &["--reclaim", "background", "snapshotter", "serve"],
+                "--reclaim",
+            ),
+            (&["--symlinks", "copy", "report"], "--symlinks"),
+        ] {
+            let root = ["ovlink", "--root", "/nonexistent/ovlink-unit-test"];
+            let (cli, given) = parse_from(root.iter().chain(args)).unwrap();
+            let e = super::run(cli, given).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{flag} does not apply to")),
+                "{args:?}: {e}"
+            );
+        }
+    }
+}
