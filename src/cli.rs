@@ -311,8 +311,8 @@ pub struct DiffTarget {
     /// Layer id.
     #[arg(value_parser = layer_id)]
     pub id: String,
-    /// Parent to compare with (default: a container's init layer, a container layer's
-    /// lower-id, an image layer's recorded parent).
+    /// Parent to compare with (default: the parent the layout recorded when the layer was
+    /// made: a container's init layer, an init layer's image layer, an image layer's parent).
     #[arg(long, value_parser = layer_id)]
     pub parent: Option<String>,
 }

@@ -102,13 +102,9 @@ fn changes_diff_and_diff_size_accept_every_layer_id() {
     every_layer_id_is_diffable("overlay");
 }
 
-/// The same on overlay2 fails today: a layer no import or `container create` recorded gets no
-/// default parent (`ovlink_container::diff_parent` returns `None`, and overlay2's `diff_plan`
-/// with `None` diffs against nothing, where the legacy layout uses lower-id), so `ovlink
-/// --driver overlay2 changes c1` prints `A /etc\nA /new\n` (the whole merged tree) instead of
-/// `A /new\nC /etc\nD /etc/passwd\n`, and `changes <hex>-init` lists the image's files.
+/// The same on overlay2: the default parent is the one the layout recorded (its nearest
+/// lower), so `changes c1` is `A /new`, `C /etc`, `D /etc/passwd`, not the whole tree.
 #[test]
-#[ignore = "bug: overlay2's default diff parent of an unrecorded layer is nothing, not its parent"]
 fn changes_diff_and_diff_size_accept_every_layer_id_overlay2() {
     every_layer_id_is_diffable("overlay2");
 }
@@ -147,13 +143,10 @@ fn every_layer_id_is_diffable(driver: &str) {
     // The init layer against its lower (the image layer) by default, on both layouts.
     assert_eq!(ok(&["changes", &hex_init]), "A /.dockerenv\n", "{driver}");
     assert_eq!(ok(&["diff-size", &hex_init]).trim(), "0", "{driver}");
-    // A container layer no `container create` recorded, against the driver's default: the
-    // legacy layout's lower-id (the image layer: the init layer's upper was copied into the
-    // container's), overlay2's own parent (the init layer it stacks on).
-    let (want, size) = match driver {
-        "overlay" => ("A /.dockerenv\nA /app\n", "3"),
-        _ => ("A /app\n", "3"),
-    };
+    // A container layer no `container create` recorded, against the default parent: the one
+    // each layout recorded when the layer was made (the init layer it was created on), as for
+    // a container that `container create` made.
+    let (want, size) = ("A /app\n", "3");
     assert_eq!(ok(&["changes", &hex]), want, "{driver}");
     assert_eq!(ok(&["diff-size", &hex]).trim(), size, "{driver}");
     // Against its init layer, asked for, the container's own change only, on both layouts.

@@ -4,8 +4,8 @@ use super::Ctx;
 use crate::cli::{DiffTarget, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
-use ovlink_driver::{CreateOpts, LayerKind, Layout};
-use std::path::{Path, PathBuf};
+use ovlink_driver::{CreateOpts, Driver, LayerKind, Layout};
+use std::path::PathBuf;
 
 pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
     match (&cmd, ctx.kind) {
@@ -128,15 +128,13 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The parent a layer is compared with: `--parent`, else [`ovlink_container::diff_parent`]
-/// (the store opened read-only).
-fn default_parent(root: &Path, t: &DiffTarget) -> anyhow::Result<Option<String>> {
+/// The parent a layer is compared with: `--parent`, else the one the layout recorded when
+/// the layer was made ([`ovlink_driver::Driver::parent`]: a container's init layer, an init
+/// or container layer's image layer, an image layer's parent).
+fn default_parent(d: &dyn Driver, t: &DiffTarget) -> anyhow::Result<Option<String>> {
     match &t.parent {
         Some(p) => Ok(Some(p.clone())),
-        None => Ok(ovlink_container::diff_parent(
-            &ovlink_image::Store::open_read_only(root),
-            &t.id,
-        )?),
+        None => Ok(d.parent(&t.id)?),
     }
 }
 
@@ -159,7 +157,7 @@ pub fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
 pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result<()> {
     use std::io::Write;
     let d = ctx.open()?;
-    let parent = default_parent(&ctx.root, &t)?;
+    let parent = default_parent(d.as_ref(), &t)?;
     let id = t.id.as_str();
     match output {
         Some(path) => {
@@ -187,7 +185,7 @@ pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result
 /// `ovlink changes`
 pub fn changes(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
     let d = ctx.open()?;
-    let parent = default_parent(&ctx.root, &t)?;
+    let parent = default_parent(d.as_ref(), &t)?;
     let changes = d.changes(&t.id, parent.as_deref())?;
     if json {
         let v: Vec<_> = changes
@@ -212,7 +210,7 @@ pub fn changes(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
 /// `ovlink diff-size`
 pub fn diff_size(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
     let d = ctx.open()?;
-    let parent = default_parent(&ctx.root, &t)?;
+    let parent = default_parent(d.as_ref(), &t)?;
     let size = d.diff_size(&t.id, parent.as_deref())?;
     if json {
         return output::json(&serde_json::json!({ "size": size }));

@@ -193,16 +193,6 @@ pub fn remove(d: &dyn Driver, store: &Store, name: &str) -> Result<ContainerReco
     Ok(store.remove_container(name)?)
 }
 
-/// The parent layer `id` is diffed against when none is given: a container's init layer, an
-/// image layer's recorded parent, or `None` (the driver's own default: the lower-id of a
-/// container layer, nothing for a layer no import recorded).
-pub fn diff_parent(store: &Store, id: &str) -> Result<Option<String>> {
-    if let Some(c) = store.containers()?.into_iter().find(|c| c.layer_id == id) {
-        return Ok(Some(c.init_layer_id));
-    }
-    Ok(store.layer(id)?.and_then(|l| l.parent))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
