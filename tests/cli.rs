@@ -171,6 +171,40 @@ fn settings_flags_and_their_environment_variables() {
     }
 }
 
+/// The commands that open no layout of --root refuse its settings given on the command line,
+/// each error naming the flag, before any work (the root is never created).
+#[test]
+fn commands_that_open_no_layout_refuse_its_settings_by_name() {
+    let t = TestRoot::new();
+    let root = t.path().join("never-created");
+    for (args, flag) in [
+        (&["--sync", "none", "lab", "whiteouts"][..], "--sync"),
+        (&["--diff-mode", "naive", "report"], "--diff-mode"),
+        (
+            &["--no-fsync", "plugin", "call", "Plugin.Activate"],
+            "--no-fsync",
+        ),
+        (
+            &["--reclaim", "background", "snapshotter", "serve"],
+            "--reclaim",
+        ),
+        (&["--symlinks", "copy", "report"], "--symlinks"),
+    ] {
+        let out = t.ovlink_in(&root, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should have failed");
+        assert!(
+            err.contains(&format!("error: {flag} does not apply to")),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !root.exists(),
+        "a refused command created {}",
+        root.display()
+    );
+}
+
 /// `image ls --json` shows each image's config as the JSON object it is, not as a string.
 #[test]
 fn image_ls_json_shows_the_config_as_an_object() {

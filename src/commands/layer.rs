@@ -97,30 +97,20 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
             output::table(&["ID", "KIND", "STATE", "LOWER"], &rows)?;
         }
         LayerCmd::Inspect { layer, json } => {
-            let id = layer.id;
-            let kind = d.layer_kind(&id)?;
-            let meta = d.metadata(&id)?;
-            let mounted = d.layers()?.into_iter().any(|l| l.id == id && l.mounted);
-            let v = serde_json::json!({
-                "id": id,
-                "kind": kind,
-                "mounted": mounted,
-                // `data` keeps the keys `docker inspect` shows (LowerDir, UpperDir, ...).
-                "graph_driver": { "name": d.name(), "data": meta },
-            });
+            let l = d.inspect(&layer.id)?;
             if json.json {
-                return output::json(&v);
+                return output::json(&l);
             }
-            println!("id:      {id}");
-            match &kind {
+            println!("id:      {}", l.id);
+            match &l.kind {
                 LayerKind::Image => println!("kind:    image layer"),
                 LayerKind::Container { lower_id } => {
                     println!("kind:    container layer on {lower_id}");
-                    println!("mounted: {mounted}");
+                    println!("mounted: {}", l.mounted);
                 }
                 LayerKind::Incomplete => println!("kind:    incomplete"),
             }
-            for (k, v) in meta {
+            for (k, v) in l.graph_driver.data {
                 println!("{k}: {v}");
             }
         }

@@ -120,6 +120,29 @@ pub struct LayerInfo {
     pub mounted: bool,
 }
 
+/// What `ovlink layer inspect` shows of a layer ([`Driver::inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerInspect {
+    /// The layer id.
+    pub id: String,
+    /// Image or container layer.
+    pub kind: LayerKind,
+    /// For container layers: whether `merged/` is mounted now.
+    pub mounted: bool,
+    /// What `docker inspect` shows under `GraphDriver`.
+    pub graph_driver: GraphDriverData,
+}
+
+/// `docker inspect`'s `GraphDriver`: the driver's name and its data (`LowerDir`, `UpperDir`,
+/// ... with Docker's keys).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GraphDriverData {
+    /// The driver name (`overlay`, `overlay2`).
+    pub name: String,
+    /// [`Driver::metadata`].
+    pub data: BTreeMap<String, String>,
+}
+
 /// What to mount to see a layer: a value a layout returns, so that a caller other than `get`
 /// (a containerd snapshotter) can hand the same mount to someone else. `get` performs exactly
 /// this mount.
@@ -284,6 +307,20 @@ pub trait Driver: Send + Sync {
 
     /// What layer `id` is (image, container, incomplete).
     fn layer_kind(&self, id: &str) -> Result<LayerKind>;
+
+    /// Layer `id` as `ovlink layer inspect` shows it: kind, mount state and `docker
+    /// inspect`'s GraphDriver data.
+    fn inspect(&self, id: &str) -> Result<LayerInspect> {
+        Ok(LayerInspect {
+            id: id.to_string(),
+            kind: self.layer_kind(id)?,
+            mounted: self.layers()?.iter().any(|l| l.id == id && l.mounted),
+            graph_driver: GraphDriverData {
+                name: self.name().to_string(),
+                data: self.metadata(id)?,
+            },
+        })
+    }
 
     /// What to compare to diff `id` against `parent` (the layout's part of a diff; the
     /// three methods below make the tar, the list and the size from it).
