@@ -13,11 +13,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use ovlink_tar::decompress::Compression;
+use ovlink_tar::decompress::Decoder;
 use serde::Deserialize;
 
 use crate::digest::{
@@ -804,29 +806,18 @@ impl Archive {
             format!("layer {id} (blob {})", l.path),
             cell.clone(),
         );
-        let mut prefixed = Prefixed {
-            prefix: [0; 4],
-            len: 0,
-            pos: 0,
-            inner: blob,
-        };
         let shown = self.shown(&l.resolved);
-        if let Err(e) = prefixed.fill() {
-            return Err(match cell.get() {
-                Some(m) => m.into_error(),
-                None => ImageError::io("read", &shown, e),
-            });
-        }
-        let decoder = match prefixed.magic() {
-            Compression::Gzip => {
-                Decoder::Gzip(Box::new(flate2::read::MultiGzDecoder::new(prefixed)))
+        let prefixed = match ovlink_tar::decompress::sniff(blob) {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(match cell.get() {
+                    Some(m) => m.into_error(),
+                    None => ImageError::io("read", &shown, e),
+                })
             }
-            Compression::Zstd => Decoder::Zstd(Box::new(
-                zstd::stream::read::Decoder::new(prefixed)
-                    .map_err(|e| ImageError::io("start zstd decoder for", &shown, e))?,
-            )),
-            Compression::None => Decoder::Plain(Box::new(prefixed)),
         };
+        let decoder = Decoder::new(prefixed)
+            .map_err(|e| ImageError::io("start the decoder of", &shown, e))?;
         let diff = VerifyingReader::new(
             decoder,
             Some(l.diff_id.clone()),
@@ -921,95 +912,7 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Compression of a layer, from its magic bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip (`1f 8b`).
-    Gzip,
-    /// zstd (`28 b5 2f fd`).
-    Zstd,
-}
-
-impl Compression {
-    /// Detects the compression from the first bytes of a stream.
-    pub fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
 type BlobReader<'p> = VerifyingReader<Counting<'p, MemberReader>>;
-
-/// A reader that has read its first (up to) four bytes ahead, to sniff the compression.
-struct Prefixed<R> {
-    prefix: [u8; 4],
-    len: usize,
-    pos: usize,
-    inner: R,
-}
-
-impl<R: Read> Prefixed<R> {
-    fn fill(&mut self) -> io::Result<()> {
-        while self.len < self.prefix.len() {
-            match self.inner.read(&mut self.prefix[self.len..]) {
-                Ok(0) => break,
-                Ok(n) => self.len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn magic(&self) -> Compression {
-        Compression::detect(&self.prefix[..self.len])
-    }
-}
-
-impl<R: Read> Read for Prefixed<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.len {
-            let n = buf.len().min(self.len - self.pos);
-            buf[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
-            self.pos += n;
-            return Ok(n);
-        }
-        self.inner.read(buf)
-    }
-}
-
-enum Decoder<'p> {
-    Plain(Box<Prefixed<BlobReader<'p>>>),
-    Gzip(Box<flate2::read::MultiGzDecoder<Prefixed<BlobReader<'p>>>>),
-    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<Prefixed<BlobReader<'p>>>>>),
-}
-
-impl<'p> Decoder<'p> {
-    fn blob(&mut self) -> &mut BlobReader<'p> {
-        match self {
-            Decoder::Plain(p) => &mut p.inner,
-            Decoder::Gzip(d) => &mut d.get_mut().inner,
-            Decoder::Zstd(d) => &mut d.get_mut().get_mut().inner,
-        }
-    }
-}
-
-impl Read for Decoder<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Decoder::Plain(r) => r.read(buf),
-            Decoder::Gzip(r) => r.read(buf),
-            Decoder::Zstd(r) => r.read(buf),
-        }
-    }
-}
 
 /// The uncompressed layer tar of one archive layer, as a `Read`.
 ///
@@ -1021,7 +924,7 @@ impl Read for Decoder<'_> {
 /// [`LayerStream::finish`] after the consumer is done: it reads whatever the consumer left
 /// and fails unless both digests were verified.
 pub struct LayerStream<'p> {
-    diff: VerifyingReader<Decoder<'p>>,
+    diff: VerifyingReader<Decoder<BlobReader<'p>>>,
     cell: MismatchCell,
     shown: PathBuf,
 }
@@ -1048,7 +951,7 @@ impl LayerStream<'_> {
     /// failed, to tell a corrupt blob from other failures.
     pub fn diagnose(&mut self) -> Option<Mismatch> {
         if self.cell.get().is_none() {
-            let _ = io::copy(self.diff.get_mut().blob(), &mut io::sink());
+            let _ = io::copy(self.diff.get_mut().raw_mut(), &mut io::sink());
         }
         self.cell.get()
     }
@@ -1057,12 +960,12 @@ impl LayerStream<'_> {
     /// mismatch, [`ImageError::Io`] when the member cannot be read or decompressed.
     pub fn finish(&mut self) -> Result<()> {
         let drained = io::copy(&mut self.diff, &mut io::sink())
-            .and_then(|_| io::copy(self.diff.get_mut().blob(), &mut io::sink()));
+            .and_then(|_| io::copy(self.diff.get_mut().raw_mut(), &mut io::sink()));
         if let Some(m) = self.cell.get() {
             return Err(m.into_error());
         }
         drained.map_err(|e| ImageError::io("read", &self.shown, e))?;
-        let blob_ok = self.diff.get_mut().blob().is_verified();
+        let blob_ok = self.diff.get_mut().raw_mut().is_verified();
         if !self.diff.is_verified() || !blob_ok {
             return Err(ImageError::io(
                 "verify",
@@ -1142,16 +1045,5 @@ mod tests {
         );
         assert_eq!(digest_from_name(&format!("{h}/layer.tar")), None);
         assert_eq!(digest_from_name("config.json"), None);
-    }
-
-    #[test]
-    fn compression_magic() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
-        assert_eq!(
-            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::detect(b"etc/"), Compression::None);
-        assert_eq!(Compression::detect(&[]), Compression::None);
     }
 }

@@ -49,7 +49,7 @@ pub fn apply_layer(
 ) -> Result<ApplyStats, TarError> {
     let read_err =
         |entry: Option<PathBuf>| move |source: io::Error| TarError::Read { entry, source };
-    let (kind, mut raw) = decompress::sniff(input).map_err(read_err(None))?;
+    let raw = decompress::sniff(input).map_err(read_err(None))?;
     let mut last: Option<PathBuf> = None;
     let mut ap = Applier {
         tree: Tree::new(root, root_shown)?,
@@ -61,9 +61,9 @@ pub fn apply_layer(
         sync: opts.sync_data.then(DataSync::start),
         sparse: None,
     };
+    let mut dec = decompress::Decoder::new(raw).map_err(read_err(None))?;
     {
-        let dec = decompress::decoder(kind, &mut raw).map_err(read_err(None))?;
-        let mut archive = tar::Archive::new(Guard::new(dec));
+        let mut archive = tar::Archive::new(Guard::new(&mut dec));
         for entry in archive.entries().map_err(read_err(None))? {
             let mut entry = entry.map_err(read_err(last.clone()))?;
             ap.stats.entries += 1;
@@ -74,11 +74,10 @@ pub fn apply_layer(
         }
         // After the end-of-archive blocks: read the decoded stream to its end (a gzip CRC or
         // a truncated frame shows up here) ...
-        let mut dec = archive.into_inner().into_inner();
-        decompress::drain(&mut dec).map_err(read_err(last.clone()))?;
+        decompress::drain(archive.into_inner().into_inner()).map_err(read_err(last.clone()))?;
     }
     // ... and the raw input to its end, so a wrapping reader always sees EOF.
-    decompress::drain(&mut raw).map_err(read_err(last))?;
+    decompress::drain(dec.raw_mut()).map_err(read_err(last))?;
     ap.finish()
 }
 
