@@ -804,36 +804,12 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
     })
 }
 
+/// A query component decoded as Go's `url.ParseQuery` does: `+` is a space, `%XX` a byte
+/// (a malformed escape is kept as it is), invalid UTF-8 replaced.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// One line on stderr (journald keeps it under the unit).
@@ -855,6 +831,8 @@ mod tests {
         assert_eq!(query_param("id=abc&parent=", "parent").as_deref(), Some(""));
         assert_eq!(query_param("id=a%2Db", "id").as_deref(), Some("a-b"));
         assert_eq!(query_param("id=a%", "id").as_deref(), Some("a%"));
+        assert_eq!(query_param("id=a+b%2Bc", "id").as_deref(), Some("a b+c"));
+        assert_eq!(query_param("i%64=x", "id").as_deref(), Some("x"));
         assert_eq!(query_param("x=1", "id"), None);
     }
 }
