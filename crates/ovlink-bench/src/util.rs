@@ -101,16 +101,16 @@ pub(crate) fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Incompressible bytes (splitmix64), `len` of them.
+/// Incompressible bytes (`rand_chacha`'s ChaCha8, seeded), `len` of them.
 pub(crate) struct Noise {
-    state: u64,
+    rng: rand_chacha::ChaCha8Rng,
     left: u64,
 }
 
 impl Noise {
     pub(crate) fn new(seed: u64, len: u64) -> Self {
         Noise {
-            state: seed,
+            rng: rand_chacha::rand_core::SeedableRng::seed_from_u64(seed),
             left: len,
         }
     }
@@ -119,14 +119,7 @@ impl Noise {
 impl Read for Noise {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = (buf.len() as u64).min(self.left) as usize;
-        for chunk in buf[..n].chunks_mut(8) {
-            self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
-        }
+        rand_chacha::rand_core::RngCore::fill_bytes(&mut self.rng, &mut buf[..n]);
         self.left -= n as u64;
         Ok(n)
     }

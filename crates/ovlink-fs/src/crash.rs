@@ -10,8 +10,9 @@
 //! - `*:N`: at the N-th hit of any point (a test can walk N = 1, 2, ... to crash at every
 //!   step of an operation in turn);
 //! - `NAME:random:SEED[:MAX]` / `*:random:SEED[:MAX]`: at hit N, N drawn uniformly from
-//!   `1..=MAX` (default 1000) by a PRNG seeded with `SEED` (the same seed crashes at the
-//!   same step of the same work; a process that hits the point fewer times survives).
+//!   `1..=MAX` (default 1000) by `rand_chacha`'s ChaCha8 seeded with `SEED` (the same seed
+//!   crashes at the same step of the same work; a process that hits the point fewer times
+//!   survives).
 //!
 //! Just before the kill it writes `ovlink: crash point NAME (hit N): SIGKILL` to stderr.
 //! This module owns only its counters; it must never do anything but count and kill, and it
@@ -64,8 +65,7 @@ fn parse(v: &str) -> Option<Plan> {
                 Some(m) => m.parse().ok().filter(|&m| m > 0)?,
                 None => RANDOM_MAX,
             };
-            let state = AtomicU64::new(seed.parse().ok()?);
-            1 + splitmix(&state) % max
+            draw(seed.parse().ok()?, max)
         }
         (n, None, None, None) => n.parse().ok().filter(|&n| n > 0)?,
         _ => return None,
@@ -78,15 +78,11 @@ fn parse(v: &str) -> Option<Plan> {
 }
 
 #[cfg(feature = "crash-points")]
-/// splitmix64: a tiny, well-mixed PRNG step (no dependency needed for a test hook).
-fn splitmix(state: &AtomicU64) -> u64 {
-    let s = state
-        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-        .wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// The hit of `*:random:SEED:MAX`: the first draw of ChaCha8 seeded with `seed`, in
+/// `1..=max` (`max` > 0).
+fn draw(seed: u64, max: u64) -> u64 {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    1 + rand_chacha::ChaCha8Rng::seed_from_u64(seed).next_u64() % max
 }
 
 /// True when `OVLINK_CRASH_AT` armed the crash points (for callers that want to skip work
@@ -160,13 +156,16 @@ mod tests {
 
     #[cfg(feature = "crash-points")]
     #[test]
-    fn random_is_reproducible() {
-        let a = AtomicU64::new(7);
-        let b = AtomicU64::new(7);
-        let xs: Vec<u64> = (0..32).map(|_| splitmix(&a) % 8).collect();
-        let ys: Vec<u64> = (0..32).map(|_| splitmix(&b) % 8).collect();
-        assert_eq!(xs, ys);
-        assert!(xs.contains(&0), "1/8 over 32 draws");
+    fn random_hits_cover_the_range() {
+        let xs: Vec<u64> = (0..64).map(|seed| draw(seed, 8)).collect();
+        for hit in 1..=8 {
+            assert!(
+                xs.contains(&hit),
+                "hit {hit} never drawn in 64 seeds: {xs:?}"
+            );
+        }
+        assert!(xs.iter().all(|h| (1..=8).contains(h)));
+        assert_eq!(draw(5, 1), 1);
     }
 
     #[test]
