@@ -24,6 +24,12 @@ use serde_json::json;
 
 use crate::archive::Compression;
 use crate::digest::{chain_ids, sha256_hex, SHA256_PREFIX};
+use crate::tarball::TarballWriter;
+use crate::wire::{
+    self, Descriptor, DockerManifestEntry, OciIndex, OciLayout, OciManifest, Repositories, RootFs,
+    V1ContainerConfig, V1LayerJson,
+};
+use ovlink_tar::whiteout::{OPAQUE_STR, PREFIX_STR};
 
 /// mtime of every entry of the generated layers (2021-01-01T00:00:00Z).
 const LAYER_MTIME: u64 = 1_609_459_200;
@@ -213,13 +219,13 @@ pub fn generate_with(
             "Cmd": ["/bin/sh"],
         },
         "history": history,
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        "rootfs": RootFs::layers(diff_ids),
     }))
     .map_err(io::Error::other)?;
     let config_hex = sha256_hex(&config);
 
     let mut counter = CountingWriter { inner: out, n: 0 };
-    let mut outer = OuterTar::new(&mut counter);
+    let mut outer = TarballWriter::new(&mut counter, LAYER_MTIME);
     match format.layout {
         GenLayout::DockerSave => {
             write_docker_save(&mut outer, spec, &config, &config_hex, &summaries, &layers)?
@@ -263,7 +269,7 @@ fn split_tag(name: &str) -> (&str, &str) {
 }
 
 fn write_docker_save(
-    outer: &mut OuterTar<'_>,
+    outer: &mut TarballWriter<&mut CountingWriter<'_>>,
     spec: &GenSpec,
     config: &[u8],
     config_hex: &str,
@@ -289,15 +295,15 @@ fn write_docker_save(
             )
             .as_bytes(),
         );
-        let mut v1 = json!({
-            "id": id,
-            "created": CREATED,
-            "container_config": { "Cmd": [format!("ovlink generate: layer {k}")] },
-            "os": "linux",
-        });
-        if let (Some(p), Some(obj)) = (&parent, v1.as_object_mut()) {
-            obj.insert("parent".to_string(), json!(p));
-        }
+        let v1 = V1LayerJson {
+            id: id.clone(),
+            parent,
+            created: Some(CREATED.to_string()),
+            container_config: Some(V1ContainerConfig {
+                cmd: vec![format!("ovlink generate: layer {k}")],
+            }),
+            os: Some("linux".to_string()),
+        };
         files.insert(format!("{id}/VERSION"), b"1.0".to_vec());
         files.insert(
             format!("{id}/json"),
@@ -307,18 +313,19 @@ fn write_docker_save(
         v1_ids.push(id);
     }
     files.insert(format!("{config_hex}.json"), config.to_vec());
-    let manifest = json!([{
-        "Config": format!("{config_hex}.json"),
-        "RepoTags": [spec.name],
-        "Layers": v1_ids.iter().map(|id| format!("{id}/layer.tar")).collect::<Vec<_>>(),
-    }]);
+    let manifest = [DockerManifestEntry {
+        config: format!("{config_hex}.json"),
+        repo_tags: Some(vec![spec.name.clone()]),
+        layers: v1_ids.iter().map(|id| format!("{id}/layer.tar")).collect(),
+    }];
     files.insert(
         "manifest.json".to_string(),
         serde_json::to_vec(&manifest).map_err(io::Error::other)?,
     );
     let (repo, tag) = split_tag(&spec.name);
     let top = v1_ids.last().cloned().unwrap_or_default();
-    let repositories = json!({ repo: { tag: top } });
+    let repositories: Repositories =
+        BTreeMap::from([(repo.to_string(), BTreeMap::from([(tag.to_string(), top)]))]);
     files.insert(
         "repositories".to_string(),
         serde_json::to_vec(&repositories).map_err(io::Error::other)?,
@@ -337,7 +344,7 @@ fn write_docker_save(
 }
 
 fn write_oci(
-    outer: &mut OuterTar<'_>,
+    outer: &mut TarballWriter<&mut CountingWriter<'_>>,
     spec: &GenSpec,
     compression: Compression,
     config: &[u8],
@@ -345,52 +352,54 @@ fn write_oci(
     layers: &[Vec<u8>],
 ) -> io::Result<()> {
     let layer_type = match compression {
-        Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        Compression::None => wire::OCI_LAYER,
+        Compression::Gzip => wire::OCI_LAYER_GZIP,
+        Compression::Zstd => wire::OCI_LAYER_ZSTD,
     };
     let mut blobs: BTreeMap<String, &[u8]> = BTreeMap::new();
     let mut layer_descs = Vec::new();
     for layer in layers {
         let hex = sha256_hex(layer);
-        layer_descs.push(json!({
-            "mediaType": layer_type,
-            "digest": format!("{SHA256_PREFIX}{hex}"),
-            "size": layer.len(),
-        }));
+        layer_descs.push(Descriptor::new(
+            layer_type,
+            format!("{SHA256_PREFIX}{hex}"),
+            layer.len() as u64,
+        ));
         blobs.insert(hex, layer);
     }
     blobs.insert(config_hex.to_string(), config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": format!("{SHA256_PREFIX}{config_hex}"),
-            "size": config.len(),
-        },
-        "layers": layer_descs,
-    }))
+    let manifest = serde_json::to_vec(&OciManifest {
+        schema_version: 2,
+        media_type: Some(wire::OCI_MANIFEST.to_string()),
+        config: Descriptor::new(
+            wire::OCI_CONFIG,
+            format!("{SHA256_PREFIX}{config_hex}"),
+            config.len() as u64,
+        ),
+        layers: layer_descs,
+    })
     .map_err(io::Error::other)?;
     let manifest_hex = sha256_hex(&manifest);
     blobs.insert(manifest_hex.clone(), &manifest);
     let (_, tag) = split_tag(&spec.name);
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("{SHA256_PREFIX}{manifest_hex}"),
-            "size": manifest.len(),
-            "annotations": {
-                "io.containerd.image.name": spec.name,
-                "org.opencontainers.image.ref.name": tag,
-            },
-        }],
-    }))
+    let mut desc = Descriptor::new(
+        wire::OCI_MANIFEST,
+        format!("{SHA256_PREFIX}{manifest_hex}"),
+        manifest.len() as u64,
+    );
+    desc.annotations = BTreeMap::from([
+        (wire::ANNOTATION_IMAGE_NAME.to_string(), spec.name.clone()),
+        (wire::ANNOTATION_REF_NAME.to_string(), tag.to_string()),
+    ]);
+    let index = serde_json::to_vec(&OciIndex {
+        schema_version: 2,
+        media_type: Some(wire::OCI_INDEX.to_string()),
+        manifests: vec![desc],
+    })
     .map_err(io::Error::other)?;
+    let layout = serde_json::to_vec(&OciLayout::default()).map_err(io::Error::other)?;
 
-    outer.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    outer.file("oci-layout", &layout)?;
     outer.dir("blobs/")?;
     outer.dir("blobs/sha256/")?;
     for (hex, data) in &blobs {
@@ -413,45 +422,6 @@ impl Write for CountingWriter<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// The outer (archive) tar: fixed mtime, root-owned.
-struct OuterTar<'a> {
-    builder: tar::Builder<&'a mut dyn Write>,
-}
-
-impl<'a> OuterTar<'a> {
-    fn new(out: &'a mut dyn Write) -> Self {
-        OuterTar {
-            builder: tar::Builder::new(out),
-        }
-    }
-
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(LAYER_MTIME);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    }
-
-    fn dir(&mut self, path: &str) -> io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
-        self.builder.append_data(&mut h, path, io::empty())
-    }
-
-    fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Regular, 0o644, data.len() as u64);
-        self.builder.append_data(&mut h, path, data)
-    }
-
-    fn finish(mut self) -> io::Result<()> {
-        self.builder.finish()?;
-        self.builder.get_mut().flush()
     }
 }
 
@@ -736,7 +706,10 @@ impl Generator {
             .collect();
         if let Some(d) = self.rng.pick(&candidates).cloned() {
             let name = &d[d.rfind('/').map_or(0, |i| i + 1)..];
-            out.insert(join(parent_of(&d), &format!(".wh.{name}")), Entry::Whiteout);
+            out.insert(
+                join(parent_of(&d), &format!("{PREFIX_STR}{name}")),
+                Entry::Whiteout,
+            );
             self.tree.retain(|p, _| p != &d && !is_under(p, &d));
             gone.push(d);
         }
@@ -756,7 +729,7 @@ impl Generator {
                     _ => 0o755,
                 };
                 out.insert(o.clone(), Entry::Dir { mode });
-                out.insert(format!("{o}/.wh..wh..opq"), Entry::Whiteout);
+                out.insert(format!("{o}/{OPAQUE_STR}"), Entry::Whiteout);
                 for _ in 0..3 + self.rng.below(3) {
                     self.add_file(&mut out, &o);
                 }
@@ -784,7 +757,7 @@ impl Generator {
             let path = files.swap_remove(i);
             let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
             out.insert(
-                join(parent_of(&path), &format!(".wh.{name}")),
+                join(parent_of(&path), &format!("{PREFIX_STR}{name}")),
                 Entry::Whiteout,
             );
             self.tree.remove(&path);
@@ -869,7 +842,7 @@ fn write_layer_tar(
             }
             Entry::Whiteout => {
                 s.whiteouts += 1;
-                if path.ends_with("/.wh..wh..opq") {
+                if path.rsplit('/').next() == Some(OPAQUE_STR) {
                     s.opaque += 1;
                 }
                 h.set_entry_type(tar::EntryType::Regular);

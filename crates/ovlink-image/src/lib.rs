@@ -20,6 +20,8 @@ pub mod import;
 pub mod progress;
 pub mod save;
 pub mod store;
+mod tarball;
+pub mod wire;
 
 pub use archive::{Archive, ArchiveImage, ArchiveLayer, Compression, Format, LayerStream};
 pub use error::{ImageError, Result};

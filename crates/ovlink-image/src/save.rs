@@ -12,6 +12,8 @@
 use crate::digest::{chain_ids, sha256_hex};
 use crate::error::{ImageError, Result};
 use crate::store::{unix_now, ImageRecord, LayerRecord, Store};
+use crate::tarball::TarballWriter;
+use crate::wire::{DockerManifestEntry, Repositories, RootFs, V1LayerJson};
 use ovlink_driver::{Driver, DriverError, LayerKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -93,8 +95,16 @@ fn config_with_diff_ids(config: &str, old: &[String], new: &[String]) -> Result<
         path: "config".to_string(),
         reason: format!("the recorded config is not JSON: {e}"),
     })?;
-    v["rootfs"] = json!({ "type": "layers", "diff_ids": new });
+    v["rootfs"] = rootfs_value(new.to_vec())?;
     Ok(v.to_string())
+}
+
+/// `rootfs` of a config with `diff_ids`, as a JSON value.
+fn rootfs_value(diff_ids: Vec<String>) -> Result<Value> {
+    serde_json::to_value(RootFs::layers(diff_ids)).map_err(|e| ImageError::InvalidImage {
+        path: "config".to_string(),
+        reason: format!("cannot serialize rootfs: {e}"),
+    })
 }
 
 /// RFC 3339 UTC time, to the second, for `secs` since the epoch (what Docker writes in
@@ -131,85 +141,51 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
     };
-    let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, tmp.file()));
+    let werr = |e| ImageError::io("write", out, e);
+    let mut tarball = TarballWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.file()), 0);
     let mut manifest = Vec::new();
-    let mut repositories = serde_json::Map::new();
+    let mut repositories = Repositories::new();
     let mut written = std::collections::BTreeSet::new();
     let mut report = SaveReport {
         images: Vec::new(),
         layer_bytes: 0,
     };
-    let append =
-        |b: &mut tar::Builder<_>, path: &str, data: &mut dyn io::Read, size: u64| -> Result<()> {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(size);
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, path, data)
-                .map_err(|e| ImageError::io("write", out, e))
-        };
-    let dir_entry = |b: &mut tar::Builder<_>, path: &str| -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(0);
-        h.set_mode(0o755);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Directory);
-        b.append_data(&mut h, path, io::empty())
-            .map_err(|e| ImageError::io("write", out, e))
-    };
     for name in names {
         let img = store.image_in(name, driver.name())?;
         let mut diff_ids = Vec::new();
-        let mut layer_paths = Vec::new();
+        let mut v1_ids: Vec<String> = Vec::new();
         let mut parent: Option<&str> = None;
         for (i, layer) in img.layers.iter().enumerate() {
             let mut t = diff_to_temp(driver, layer, parent, dir)?;
             ovlink_fs::crash::point("save.layer");
             let hexid = t.diff_id.trim_start_matches("sha256:").to_string();
             if written.insert(hexid.clone()) {
-                dir_entry(&mut builder, &format!("{hexid}/"))?;
-                append(
-                    &mut builder,
-                    &format!("{hexid}/VERSION"),
-                    &mut &b"1.0"[..],
-                    3,
-                )?;
-                let mut v1 = json!({ "id": hexid });
-                if let Some(prev) = layer_paths
-                    .last()
-                    .and_then(|p: &String| p.split('/').next())
-                {
-                    v1["parent"] = json!(prev);
-                }
-                let v1 = v1.to_string();
-                append(
-                    &mut builder,
-                    &format!("{hexid}/json"),
-                    &mut v1.as_bytes(),
-                    v1.len() as u64,
-                )?;
-                let bytes = t.bytes;
-                append(
-                    &mut builder,
-                    &format!("{hexid}/layer.tar"),
-                    &mut t.file,
-                    bytes,
-                )?;
-                report.layer_bytes += bytes;
+                let v1 = V1LayerJson {
+                    id: hexid.clone(),
+                    parent: v1_ids.last().cloned(),
+                    ..V1LayerJson::default()
+                };
+                tarball.dir(&format!("{hexid}/")).map_err(werr)?;
+                tarball
+                    .file(&format!("{hexid}/VERSION"), b"1.0")
+                    .map_err(werr)?;
+                tarball
+                    .file(&format!("{hexid}/json"), &to_json(&v1)?)
+                    .map_err(werr)?;
+                tarball
+                    .stream(&format!("{hexid}/layer.tar"), &mut t.file, t.bytes)
+                    .map_err(werr)?;
+                report.layer_bytes += t.bytes;
             }
-            layer_paths.push(format!("{hexid}/layer.tar"));
+            v1_ids.push(hexid);
             diff_ids.push(t.diff_id);
             parent = Some(img.layers[i].as_str());
         }
         let config = config_with_diff_ids(&img.config, &img.diff_ids, &diff_ids)?;
         let config_hex = sha256_hex(config.as_bytes());
-        append(
-            &mut builder,
-            &format!("{config_hex}.json"),
-            &mut config.as_bytes(),
-            config.len() as u64,
-        )?;
+        tarball
+            .file(&format!("{config_hex}.json"), config.as_bytes())
+            .map_err(werr)?;
         let tag = if img
             .name
             .rsplit('/')
@@ -220,40 +196,39 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
         } else {
             format!("{}:latest", img.name)
         };
-        if let (Some((repo, t)), Some(top)) = (tag.rsplit_once(':'), layer_paths.last()) {
-            let top = top.split('/').next().unwrap_or_default();
+        if let (Some((repo, t)), Some(top)) = (tag.rsplit_once(':'), v1_ids.last()) {
             repositories
                 .entry(repo.to_string())
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .map(|m| m.insert(t.to_string(), json!(top)));
+                .or_default()
+                .insert(t.to_string(), top.clone());
         }
-        manifest.push(json!({ "Config": format!("{config_hex}.json"), "RepoTags": [tag], "Layers": layer_paths }));
+        manifest.push(DockerManifestEntry {
+            config: format!("{config_hex}.json"),
+            repo_tags: Some(vec![tag]),
+            layers: v1_ids.iter().map(|id| format!("{id}/layer.tar")).collect(),
+        });
         report
             .images
             .push((img.name.clone(), format!("sha256:{config_hex}"), diff_ids));
     }
-    let manifest = Value::Array(manifest).to_string();
-    append(
-        &mut builder,
-        "manifest.json",
-        &mut manifest.as_bytes(),
-        manifest.len() as u64,
-    )?;
-    let repositories = Value::Object(repositories).to_string();
-    append(
-        &mut builder,
-        "repositories",
-        &mut repositories.as_bytes(),
-        repositories.len() as u64,
-    )?;
-    let mut w = builder
-        .into_inner()
-        .map_err(|e| ImageError::io("write", out, e))?;
-    w.flush().map_err(|e| ImageError::io("write", out, e))?;
-    drop(w);
+    tarball
+        .file("manifest.json", &to_json(&manifest)?)
+        .map_err(werr)?;
+    tarball
+        .file("repositories", &to_json(&repositories)?)
+        .map_err(werr)?;
+    drop(tarball.finish().map_err(werr)?);
     tmp.commit(true)?;
     Ok(report)
+}
+
+/// The JSON bytes of a wire document (serializing these types cannot fail; the error is
+/// still typed rather than unwrapped).
+fn to_json<T: serde::Serialize>(doc: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(doc).map_err(|e| ImageError::InvalidImage {
+        path: "archive".to_string(),
+        reason: format!("cannot serialize a manifest: {e}"),
+    })
 }
 
 /// What [`commit`] made.
@@ -327,7 +302,7 @@ pub fn commit(
             reason: format!("the recorded config is not JSON: {e}"),
         })?;
     let now = rfc3339(unix_now());
-    config["rootfs"] = json!({ "type": "layers", "diff_ids": diff_ids });
+    config["rootfs"] = rootfs_value(diff_ids.clone())?;
     config["created"] = json!(now);
     let entry = json!({ "created": now, "created_by": format!("ovlink container commit {container}"), "comment": "ovlink" });
     match config.get_mut("history").and_then(Value::as_array_mut) {

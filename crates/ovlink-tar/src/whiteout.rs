@@ -32,11 +32,15 @@ use crate::path::Comps;
 use crate::trie::PathTrie;
 
 /// The whiteout prefix: `.wh.NAME` in a layer tar deletes `NAME`.
-pub const PREFIX: &[u8] = b".wh.";
+pub const PREFIX_STR: &str = ".wh.";
+/// [`PREFIX_STR`] as bytes.
+pub const PREFIX: &[u8] = PREFIX_STR.as_bytes();
 /// The prefix of AUFS metadata names (and of the opaque marker).
 pub const META_PREFIX: &[u8] = b".wh..wh.";
 /// The opaque-directory marker of a layer tar.
-pub const OPAQUE: &[u8] = b".wh..wh..opq";
+pub const OPAQUE_STR: &str = ".wh..wh..opq";
+/// [`OPAQUE_STR`] as bytes.
+pub const OPAQUE: &[u8] = OPAQUE_STR.as_bytes();
 /// The xattr that makes an overlayfs upper directory opaque (value `y`).
 pub const OVERLAY_OPAQUE_XATTR: &str = ovlink_fs::xattr::OVERLAY_OPAQUE;
 

@@ -10,6 +10,14 @@
 //! [`LayerStream`] that decompresses (by magic bytes) and verifies the blob digest and the
 //! diff id **at EOF** while the consumer reads. This module never writes anything and never
 //! calls the driver.
+//!
+//! This file owns what both layouts share: the container (tarball index or directory),
+//! member resolution, verified JSON members, configs' `rootfs`, limits and [`LayerStream`].
+//! Each layout's manifests are read in a module of their own: `docker_save` and `oci`; the
+//! documents themselves are typed in [`crate::wire`].
+
+mod docker_save;
+mod oci;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,13 +28,13 @@ use std::sync::Arc;
 
 pub use ovlink_tar::decompress::Compression;
 use ovlink_tar::decompress::Decoder;
-use serde::Deserialize;
 
 use crate::digest::{
     parse_sha256, sha256_hex, Mismatch, MismatchCell, VerifyingReader, SHA256_PREFIX,
 };
 use crate::error::{ImageError, Result};
 use crate::progress::Progress;
+use crate::wire::ImageConfigRootFs;
 
 /// Largest JSON member (manifest, index, config) read into memory.
 pub const MAX_JSON_SIZE: u64 = 64 << 20;
@@ -206,74 +214,6 @@ fn resolve_link(from: &str, target: &str, symlink: bool) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-/// The docker `GOARCH` name of this host.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
-
-#[derive(Deserialize)]
-struct DockerManifestEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ImageConfig {
-    rootfs: RootFs,
-}
-
-#[derive(Deserialize, Clone)]
-struct Platform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-}
-
-#[derive(Deserialize, Clone)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    digest: String,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Deserialize)]
-struct OciIndex {
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct OciManifest {
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|source| ImageError::BadManifest {
         path: path.to_string(),
@@ -308,22 +248,6 @@ fn invalid(path: &str, reason: impl Into<String>) -> ImageError {
         path: path.to_string(),
         reason: reason.into(),
     }
-}
-
-/// The digest a docker-save member name implies: `<hex>.json` or `blobs/sha256/<hex>`.
-fn digest_from_name(path: &str) -> Option<String> {
-    let last = path.rsplit('/').next()?;
-    if let Some(stem) = last.strip_suffix(".json") {
-        return parse_sha256(&format!("{SHA256_PREFIX}{stem}"))
-            .map(|h| format!("{SHA256_PREFIX}{h}"));
-    }
-    let mut it = path.rsplit('/');
-    let (hex, alg, blobs) = (it.next()?, it.next()?, it.next()?);
-    if blobs == "blobs" && alg == "sha256" {
-        return parse_sha256(&format!("{SHA256_PREFIX}{hex}"))
-            .map(|h| format!("{SHA256_PREFIX}{h}"));
-    }
-    None
 }
 
 fn read_fully(reader: &mut dyn Read, limit: u64, shown: &Path) -> Result<Vec<u8>> {
@@ -521,7 +445,7 @@ impl Archive {
     }
 
     fn parse_config(&self, bytes: &[u8], path: &str) -> Result<Vec<String>> {
-        let config: ImageConfig = parse_json(bytes, path)?;
+        let config: ImageConfigRootFs = parse_json(bytes, path)?;
         if config.rootfs.kind != "layers" {
             return Err(invalid(
                 path,
@@ -537,240 +461,6 @@ impl Archive {
             }
         }
         Ok(config.rootfs.diff_ids)
-    }
-
-    fn read_docker_save(&self) -> Result<Vec<ArchiveImage>> {
-        let (bytes, _, _) = self.read_json_member("manifest.json", None, "manifest")?;
-        let entries: Vec<DockerManifestEntry> = parse_json(&bytes, "manifest.json")?;
-        drop(bytes);
-        check_counts(
-            "manifest.json",
-            entries.len(),
-            entries
-                .iter()
-                .map(|e| e.repo_tags.as_ref().map_or(0, Vec::len))
-                .sum(),
-            entries.iter().map(|e| e.layers.len()).max().unwrap_or(0),
-        )?;
-        let mut images = Vec::with_capacity(entries.len());
-        // Each config member is read, verified and parsed once, however many entries name it.
-        let mut configs: BTreeMap<String, ReadConfig> = BTreeMap::new();
-        for entry in entries {
-            let member = clean_manifest_path(&entry.config)?;
-            let (config, config_digest, diff_ids) = match configs.get(&member) {
-                Some(c) => c.clone(),
-                None => {
-                    let expected = digest_from_name(&member);
-                    let (config, _, digest) =
-                        self.read_json_member(&entry.config, expected.as_deref(), "config")?;
-                    let diff_ids = self.parse_config(&config, &entry.config)?;
-                    let c = (Arc::new(config), digest, diff_ids);
-                    configs.insert(member, c.clone());
-                    c
-                }
-            };
-            if diff_ids.len() != entry.layers.len() {
-                return Err(invalid(
-                    "manifest.json",
-                    format!(
-                        "{} lists {} layers but its config has {} diff ids",
-                        entry.config,
-                        entry.layers.len(),
-                        diff_ids.len()
-                    ),
-                ));
-            }
-            let mut layers = Vec::with_capacity(entry.layers.len());
-            for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
-                let (resolved, size) = self.resolve(path)?;
-                layers.push(ArchiveLayer {
-                    path: path.clone(),
-                    blob_digest: digest_from_name(&clean_manifest_path(path)?),
-                    resolved,
-                    size,
-                    diff_id: diff_id.clone(),
-                    media_type: None,
-                });
-            }
-            images.push(ArchiveImage {
-                repo_tags: entry.repo_tags.unwrap_or_default(),
-                config,
-                config_digest,
-                diff_ids,
-                layers,
-            });
-        }
-        Ok(images)
-    }
-
-    /// `blobs/sha256/<hex>` of a descriptor, refusing other algorithms and malformed digests.
-    fn blob_path(desc: &Descriptor, shown_in: &str) -> Result<String> {
-        match parse_sha256(&desc.digest) {
-            Some(hex) => Ok(format!("blobs/sha256/{hex}")),
-            None => Err(invalid(
-                shown_in,
-                format!("descriptor digest {:?} is not sha256:<64 hex>", desc.digest),
-            )),
-        }
-    }
-
-    fn read_blob(&self, desc: &Descriptor, shown_in: &str, what: &str) -> Result<Vec<u8>> {
-        let path = Self::blob_path(desc, shown_in)?;
-        let (bytes, _, _) = self.read_json_member(&path, Some(&desc.digest), what)?;
-        if let Some(size) = desc.size {
-            if size != bytes.len() as u64 {
-                return Err(invalid(
-                    &path,
-                    format!(
-                        "{what} is {} bytes, its descriptor says {size}",
-                        bytes.len()
-                    ),
-                ));
-            }
-        }
-        Ok(bytes)
-    }
-
-    fn read_oci(&self) -> Result<Vec<ArchiveImage>> {
-        let (bytes, _, _) = self.read_json_member("index.json", None, "index")?;
-        let index: OciIndex = parse_json(&bytes, "index.json")?;
-        check_counts(
-            "index.json",
-            index.manifests.len(),
-            index.manifests.len(),
-            0,
-        )?;
-        let mut images = Vec::new();
-        let mut configs = BTreeMap::new();
-        for desc in &index.manifests {
-            let mut tags = Vec::new();
-            if let Some(n) = desc.annotations.get("io.containerd.image.name") {
-                tags.push(n.clone());
-            } else if let Some(n) = desc.annotations.get("org.opencontainers.image.ref.name") {
-                // A bare tag ("latest") is not a name; a full reference is.
-                if n.contains(':') || n.contains('/') {
-                    tags.push(n.clone());
-                }
-            }
-            let manifest = self.oci_manifest(desc, "index.json", 0)?;
-            images.push(self.oci_image(manifest, tags, &mut configs)?);
-        }
-        Ok(images)
-    }
-
-    /// Follows nested indexes down to one image manifest (this host's platform).
-    fn oci_manifest(
-        &self,
-        desc: &Descriptor,
-        shown_in: &str,
-        depth: usize,
-    ) -> Result<(OciManifest, String)> {
-        if depth > 4 {
-            return Err(invalid(shown_in, "indexes nested too deep"));
-        }
-        let path = Self::blob_path(desc, shown_in)?;
-        let bytes = self.read_blob(desc, shown_in, "manifest")?;
-        let value: serde_json::Value = parse_json(&bytes, &path)?;
-        let is_index = value.get("manifests").is_some()
-            || matches!(
-                desc.media_type.as_deref(),
-                Some("application/vnd.oci.image.index.v1+json")
-                    | Some("application/vnd.docker.distribution.manifest.list.v2+json")
-            );
-        if !is_index {
-            let m: OciManifest = parse_json(&bytes, &path)?;
-            return Ok((m, path));
-        }
-        let index: OciIndex = parse_json(&bytes, &path)?;
-        let arch = host_arch();
-        let candidates: Vec<&Descriptor> = index
-            .manifests
-            .iter()
-            .filter(|d| !matches!(&d.platform, Some(p) if p.os == "unknown"))
-            .collect();
-        let chosen = candidates
-            .iter()
-            .find(|d| {
-                d.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
-            })
-            .or_else(|| {
-                if candidates.len() == 1 {
-                    candidates.first()
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| invalid(&path, format!("no manifest for linux/{arch} in this index")))?;
-        self.oci_manifest(chosen, &path, depth + 1)
-    }
-
-    fn oci_image(
-        &self,
-        (manifest, path): (OciManifest, String),
-        repo_tags: Vec<String>,
-        configs: &mut BTreeMap<String, (Arc<Vec<u8>>, Vec<String>)>,
-    ) -> Result<ArchiveImage> {
-        // Each config blob is read, verified and parsed once, however many manifests name it.
-        let (config, diff_ids) = match configs.get(&manifest.config.digest) {
-            Some(c) => c.clone(),
-            None => {
-                let config = self.read_blob(&manifest.config, &path, "config")?;
-                let config_path = Self::blob_path(&manifest.config, &path)?;
-                let diff_ids = self.parse_config(&config, &config_path)?;
-                let c = (Arc::new(config), diff_ids);
-                configs.insert(manifest.config.digest.clone(), c.clone());
-                c
-            }
-        };
-        if diff_ids.len() > MAX_LAYERS {
-            return Err(invalid(
-                &path,
-                format!(
-                    "its config lists {} layers, more than the {MAX_LAYERS} accepted",
-                    diff_ids.len()
-                ),
-            ));
-        }
-        if diff_ids.len() != manifest.layers.len() {
-            return Err(invalid(
-                &path,
-                format!(
-                    "manifest lists {} layers but its config has {} diff ids",
-                    manifest.layers.len(),
-                    diff_ids.len()
-                ),
-            ));
-        }
-        let mut layers = Vec::with_capacity(diff_ids.len());
-        for (desc, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-            let blob = Self::blob_path(desc, &path)?;
-            let (resolved, size) = self.resolve(&blob)?;
-            if let Some(expected) = desc.size {
-                if expected != size {
-                    return Err(invalid(
-                        &blob,
-                        format!("layer blob is {size} bytes, its descriptor says {expected}"),
-                    ));
-                }
-            }
-            layers.push(ArchiveLayer {
-                path: blob,
-                resolved,
-                size,
-                blob_digest: Some(desc.digest.clone()),
-                diff_id: diff_id.clone(),
-                media_type: desc.media_type.clone(),
-            });
-        }
-        Ok(ArchiveImage {
-            repo_tags,
-            config_digest: manifest.config.digest.clone(),
-            config,
-            diff_ids,
-            layers,
-        })
     }
 
     /// Opens layer `layer` of image `image` as a stream of the **uncompressed** layer tar.
@@ -1030,20 +720,5 @@ mod tests {
             resolve_link("a/layer.tar", "/x", true),
             Err(ImageError::ManifestEscape { .. })
         ));
-    }
-
-    #[test]
-    fn digests_from_names() {
-        let h = "ab".repeat(32);
-        assert_eq!(
-            digest_from_name(&format!("{h}.json")),
-            Some(format!("sha256:{h}"))
-        );
-        assert_eq!(
-            digest_from_name(&format!("blobs/sha256/{h}")),
-            Some(format!("sha256:{h}"))
-        );
-        assert_eq!(digest_from_name(&format!("{h}/layer.tar")), None);
-        assert_eq!(digest_from_name("config.json"), None);
     }
 }
