@@ -26,8 +26,8 @@ use crate::archive::Compression;
 use crate::digest::{chain_ids, sha256_hex, SHA256_PREFIX};
 use crate::tarball::TarballWriter;
 use crate::wire::{
-    self, Descriptor, DockerManifestEntry, OciIndex, OciLayout, OciManifest, Repositories, RootFs,
-    V1ContainerConfig, V1LayerJson,
+    self, split_tag, Descriptor, DockerManifestEntry, OciIndex, OciLayout, OciManifest,
+    Repositories, RootFs, V1ContainerConfig, V1LayerJson,
 };
 use ovlink_tar::whiteout::{OPAQUE_STR, PREFIX_STR};
 
@@ -257,14 +257,6 @@ fn compress(tar: &[u8], compression: Compression) -> io::Result<Vec<u8>> {
             enc.finish()
         }
         Compression::Zstd => zstd::stream::encode_all(tar, 3),
-    }
-}
-
-/// `repo` and `tag` of a name (`a/b:c` → `a/b`, `c`; no tag → `latest`).
-fn split_tag(name: &str) -> (&str, &str) {
-    match name.rfind(':') {
-        Some(i) if !name[i..].contains('/') => (&name[..i], &name[i + 1..]),
-        _ => (name, "latest"),
     }
 }
 
@@ -879,15 +871,5 @@ mod tests {
             s.layers[0].diff_id,
             "sha256:cdae2031f647ccdb5fa2f850176ff8410994231a34f3adf8163d00963e4bb2fa"
         );
-    }
-
-    #[test]
-    fn split_tag_handles_registries() {
-        assert_eq!(split_tag("a/b:c"), ("a/b", "c"));
-        assert_eq!(
-            split_tag("localhost:5000/x"),
-            ("localhost:5000/x", "latest")
-        );
-        assert_eq!(split_tag("x"), ("x", "latest"));
     }
 }

@@ -1,8 +1,10 @@
 //! Image import and bookkeeping for ovlink: reading `docker save` and OCI image layout
 //! archives with every digest verified while streaming ([`archive`], [`digest`]), importing
 //! their layers into a [`ovlink_driver::Driver`] under chain ids ([`mod@import`]), the on-disk
-//! image/container store ([`store`]), and a deterministic image generator for demos, tests
-//! and benchmarks ([`mod@generate`]).
+//! image/container store ([`store`]), writing images back out ([`save`]), and a
+//! deterministic image generator for demos, tests and benchmarks ([`mod@generate`]). The
+//! archives' JSON documents are typed once in [`wire`], for the reader and the writers; the
+//! outer tar both writers write is `tarball`'s.
 //!
 //! ```text
 //! archive.tar ──Archive::open──▶ manifests + configs (verified)

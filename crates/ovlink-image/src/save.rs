@@ -13,7 +13,7 @@ use crate::digest::{chain_ids, sha256_hex};
 use crate::error::{ImageError, Result};
 use crate::store::{unix_now, ImageRecord, LayerRecord, Store};
 use crate::tarball::TarballWriter;
-use crate::wire::{DockerManifestEntry, Repositories, RootFs, V1LayerJson};
+use crate::wire::{split_tag, DockerManifestEntry, Repositories, RootFs, V1LayerJson};
 use ovlink_driver::{Driver, DriverError, LayerKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -186,25 +186,16 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
         tarball
             .file(&format!("{config_hex}.json"), config.as_bytes())
             .map_err(werr)?;
-        let tag = if img
-            .name
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':'))
-        {
-            img.name.clone()
-        } else {
-            format!("{}:latest", img.name)
-        };
-        if let (Some((repo, t)), Some(top)) = (tag.rsplit_once(':'), v1_ids.last()) {
+        let (repo, tag) = split_tag(&img.name);
+        if let Some(top) = v1_ids.last() {
             repositories
                 .entry(repo.to_string())
                 .or_default()
-                .insert(t.to_string(), top.clone());
+                .insert(tag.to_string(), top.clone());
         }
         manifest.push(DockerManifestEntry {
             config: format!("{config_hex}.json"),
-            repo_tags: Some(vec![tag]),
+            repo_tags: Some(vec![format!("{repo}:{tag}")]),
             layers: v1_ids.iter().map(|id| format!("{id}/layer.tar")).collect(),
         });
         report

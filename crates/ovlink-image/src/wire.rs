@@ -5,7 +5,8 @@
 //!
 //! The image config itself is not typed here beyond [`RootFs`]: it stays a
 //! `serde_json::Value` (or raw bytes) so that fields this crate does not know round-trip
-//! unchanged. This module only describes documents; it never reads or writes anything.
+//! unchanged. This module only describes documents (and [`split_tag`], the `repo:tag` split
+//! they share); it never reads or writes anything.
 
 use std::collections::BTreeMap;
 
@@ -192,6 +193,15 @@ impl Default for OciLayout {
     }
 }
 
+/// `repo` and `tag` of an image name, as `RepoTags` and `repositories` hold them (`a/b:c`
+/// → `a/b`, `c`; no tag → `latest`; a registry port is not a tag).
+pub fn split_tag(name: &str) -> (&str, &str) {
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => (&name[..i], &name[i + 1..]),
+        _ => (name, "latest"),
+    }
+}
+
 fn schema_version() -> u32 {
     2
 }
@@ -200,6 +210,16 @@ fn schema_version() -> u32 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_tag_handles_registries() {
+        assert_eq!(split_tag("a/b:c"), ("a/b", "c"));
+        assert_eq!(
+            split_tag("localhost:5000/x"),
+            ("localhost:5000/x", "latest")
+        );
+        assert_eq!(split_tag("x"), ("x", "latest"));
+    }
 
     /// The wire names, both ways.
     #[test]
