@@ -170,7 +170,10 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
                     .file(&format!("{hexid}/VERSION"), b"1.0")
                     .map_err(werr)?;
                 tarball
-                    .file(&format!("{hexid}/json"), &to_json(&v1)?)
+                    .file(
+                        &format!("{hexid}/json"),
+                        &to_json(&v1, out, &format!("{hexid}/json"))?,
+                    )
                     .map_err(werr)?;
                 tarball
                     .stream(&format!("{hexid}/layer.tar"), &mut t.file, t.bytes)
@@ -203,22 +206,25 @@ pub fn save(driver: &dyn Driver, store: &Store, names: &[&str], out: &Path) -> R
             .push((img.name.clone(), format!("sha256:{config_hex}"), diff_ids));
     }
     tarball
-        .file("manifest.json", &to_json(&manifest)?)
+        .file("manifest.json", &to_json(&manifest, out, "manifest.json")?)
         .map_err(werr)?;
     tarball
-        .file("repositories", &to_json(&repositories)?)
+        .file(
+            "repositories",
+            &to_json(&repositories, out, "repositories")?,
+        )
         .map_err(werr)?;
     drop(tarball.finish().map_err(werr)?);
     tmp.commit(true)?;
     Ok(report)
 }
 
-/// The JSON bytes of a wire document (serializing these types cannot fail; the error is
-/// still typed rather than unwrapped).
-fn to_json<T: serde::Serialize>(doc: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(doc).map_err(|e| ImageError::InvalidImage {
-        path: "archive".to_string(),
-        reason: format!("cannot serialize a manifest: {e}"),
+/// The JSON bytes of a wire document for member `member` of `out` (serializing these types
+/// cannot fail; the error is still typed rather than unwrapped).
+fn to_json<T: serde::Serialize>(doc: &T, out: &Path, member: &str) -> Result<Vec<u8>> {
+    serde_json::to_vec(doc).map_err(|e| {
+        let shown = format!("{}!{member}", out.display());
+        ImageError::io("serialize", shown, e.into())
     })
 }
 
