@@ -1,9 +1,9 @@
-//! The outer tar of an image archive as [`crate::save`] and [`crate::generate`] write it:
+//! The outer tar of an image archive as `save` and `generate` write it:
 //! directories and regular files only, root-owned, one fixed mtime, GNU headers (long names
 //! through the GNU extension). Member order is the caller's.
 //!
 //! This module only writes to the `Write` it is given; it never reads archives (that is
-//! [`crate::archive`]) and never writes layer tars (their entries belong to the layer).
+//! `archive`) and never writes layer tars (their entries belong to the layer).
 
 use std::io::{self, Read, Write};
 

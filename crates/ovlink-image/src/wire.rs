@@ -1,5 +1,5 @@
 //! The JSON documents of image archives, typed once and used both ways: the reader
-//! ([`crate::archive`]) parses them, the writers ([`crate::save`], [`crate::generate`])
+//! (`archive`) parses them, the writers (`save`, `generate`)
 //! serialize them. Field names are the exact wire names (`Config`, `RepoTags`, `Layers`;
 //! OCI `schemaVersion`, `mediaType`, ...), in the order Docker and the OCI spec write them.
 //!

@@ -4,7 +4,7 @@
 //! names imply.
 //!
 //! Member lookup, verification and limits are [`super`]'s; this module only interprets
-//! docker-save manifests. It never writes anything (the writer is [`crate::save`]).
+//! docker-save manifests. It never writes anything (the writer is `save`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

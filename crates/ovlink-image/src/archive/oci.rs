@@ -4,7 +4,7 @@
 //!
 //! Member lookup, verification and limits are [`super`]'s; this module only interprets OCI
 //! documents ([`crate::wire`]). It never writes anything (the writer is
-//! [`crate::generate`]).
+//! `generate`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
