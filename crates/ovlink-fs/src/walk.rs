@@ -248,6 +248,29 @@ pub fn added(layer: &Walk, parent: Option<&Walk>) -> (u64, u64) {
     (inodes, bytes)
 }
 
+/// The name ovlink shows for a file type (manifests, labs): `dir`, `file`, `symlink`, `char`,
+/// `block`, `fifo`, `socket`, else `unknown`.
+pub fn kind_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "dir"
+    } else if t.is_file() {
+        "file"
+    } else if t.is_symlink() {
+        "symlink"
+    } else if t.is_char_device() {
+        "char"
+    } else if t.is_block_device() {
+        "block"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "unknown"
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

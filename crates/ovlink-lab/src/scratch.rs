@@ -366,21 +366,7 @@ pub fn seen(p: &Path) -> Result<Option<Seen>> {
     match std::fs::symlink_metadata(p) {
         Ok(m) => {
             let t = m.file_type();
-            let kind = if t.is_dir() {
-                "dir"
-            } else if t.is_file() {
-                "file"
-            } else if t.is_symlink() {
-                "symlink"
-            } else if t.is_char_device() {
-                "char"
-            } else if t.is_block_device() {
-                "block"
-            } else if t.is_fifo() {
-                "fifo"
-            } else {
-                "other"
-            };
+            let kind = ovlink_fs::walk::kind_name(t);
             Ok(Some(Seen {
                 kind,
                 rdev: (t.is_char_device() || t.is_block_device())

@@ -315,12 +315,7 @@ impl Overlay2Driver {
     /// unmounts. (A `get` would mount the layer read-write with its `diff/` as the upper dir,
     /// and the kernel would write its own xattrs into an image layer.)
     pub(crate) fn read_only_view(&self, plan: &mut DiffPlan<'_>, id: &str) -> Result<PathBuf> {
-        let fd = self.h.open_layer(id)?;
-        let path = self.h.path().join(id);
-        if !is_dir_at(&fd, DIFF) {
-            return Err(DriverError::incomplete(id, "a layer with diff/"));
-        }
-        let lowers = self.read_lowers(&fd, &path)?;
+        let (fd, path, lowers) = self.complete_layer(id)?;
         if lowers.is_empty() {
             return Ok(path.join(DIFF));
         }
@@ -338,6 +333,18 @@ impl Overlay2Driver {
         )?;
         plan.views.push(target.clone());
         Ok(target)
+    }
+
+    /// Layer `id` opened (its fd and path), refused unless it has its `diff/`, and its
+    /// lowers (`l/XXX`, nearest first).
+    fn complete_layer(&self, id: &str) -> Result<(OwnedFd, PathBuf, Vec<String>)> {
+        let fd = self.h.open_layer(id)?;
+        let path = self.h.path().join(id);
+        if !is_dir_at(&fd, DIFF) {
+            return Err(DriverError::incomplete(id, "a layer with diff/"));
+        }
+        let lowers = self.read_lowers(&fd, &path)?;
+        Ok((fd, path, lowers))
     }
 
     fn kind_of(&self, fd: &OwnedFd, layer: &Path) -> Result<LayerKind> {
@@ -545,12 +552,7 @@ impl Driver for Overlay2Driver {
     }
 
     fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {
-        let fd = self.h.open_layer(id)?;
-        let path = self.h.path().join(id);
-        if !is_dir_at(&fd, DIFF) {
-            return Err(DriverError::incomplete(id, "a layer with diff/"));
-        }
-        let lowers = self.read_lowers(&fd, &path)?;
+        let (_, path, lowers) = self.complete_layer(id)?;
         if lowers.is_empty() {
             return Ok(path.join(DIFF));
         }

@@ -34,27 +34,9 @@ pub struct Entry {
     pub nlink: u64,
 }
 
-/// The manifest type name of a file type.
+/// The manifest type name of a file type ([`ovlink_fs::walk::kind_name`]).
 pub fn kind_of(m: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    if t.is_dir() {
-        "dir"
-    } else if t.is_file() {
-        "file"
-    } else if t.is_symlink() {
-        "symlink"
-    } else if t.is_char_device() {
-        "char"
-    } else if t.is_block_device() {
-        "block"
-    } else if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "unknown"
-    }
+    ovlink_fs::walk::kind_name(m.file_type())
 }
 
 /// SHA-256 (hex) of a file's content.
