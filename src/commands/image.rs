@@ -3,7 +3,6 @@
 use super::Ctx;
 use crate::cli::ImageCmd;
 use crate::output;
-use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -79,16 +78,7 @@ pub fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             // Only this layout's images: another layout's have no layers here.
             let images = store.images_in(kind.name())?;
             if j.json {
-                // Each image with its config as the JSON object it is (the listing loads none).
-                let mut v = Vec::with_capacity(images.len());
-                for i in &images {
-                    let full = store.image_in(&i.name, kind.name())?;
-                    let mut o = serde_json::to_value(i)?;
-                    o["config"] = serde_json::from_str(&full.config)
-                        .with_context(|| format!("the stored config of {} is not JSON", i.name))?;
-                    v.push(o);
-                }
-                return output::json(&v);
+                return output::json(&store.listing_in(kind.name())?);
             }
             let rows = images
                 .iter()

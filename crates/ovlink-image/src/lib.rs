@@ -33,4 +33,4 @@ pub use generate::{
 pub use import::{import, import_archive, ImageReport, ImportReport, LayerReport};
 pub use progress::{NoProgress, Progress};
 pub use save::{commit, save, CommitReport, SaveReport};
-pub use store::{ContainerRecord, ImageRecord, LayerRecord, Store};
+pub use store::{ContainerRecord, ImageListing, ImageRecord, LayerRecord, Store};

@@ -50,6 +50,17 @@ pub struct ImageRecord {
     pub layout: String,
 }
 
+/// An image as `image ls --json` shows it: its record with the config as the JSON object it
+/// is ([`Store::listing_in`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageListing {
+    /// The record (name, id, diff ids, layers, created, layout).
+    #[serde(flatten)]
+    pub record: ImageRecord,
+    /// The image config, parsed.
+    pub config: serde_json::Value,
+}
+
 /// The legacy layout's name; its image records stay where they were before layouts were
 /// recorded (`images/<name>.json`).
 pub const LEGACY_LAYOUT: &str = "overlay";
@@ -515,6 +526,22 @@ impl Store {
         let mut v: Vec<ImageRecord> = list_records(&dir)?;
         v.retain(|i| i.layout == layout);
         v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// The images of `layout` with their configs parsed, sorted by name (`image ls --json`).
+    pub fn listing_in(&self, layout: &str) -> Result<Vec<ImageListing>> {
+        let mut v = Vec::new();
+        for rec in self.images_in(layout)? {
+            let rec = self.load_config(rec)?;
+            let path = self.config_path(&rec.id)?;
+            let config = serde_json::from_str(&rec.config)
+                .map_err(|source| ImageError::BadRecord { path, source })?;
+            v.push(ImageListing {
+                record: rec,
+                config,
+            });
+        }
         Ok(v)
     }
 
