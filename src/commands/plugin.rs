@@ -36,16 +36,9 @@ pub fn run(ctx: &super::Ctx, c: PluginCmd) -> anyhow::Result<()> {
             // dockerd sends the home, options and id maps; the sync, reclaim and diff modes
             // are this process's flags.
             let settings = ctx.init_config(PathBuf::new());
-            let with_settings = move |cfg: &InitConfig| InitConfig {
-                home: cfg.home.clone(),
-                options: cfg.options.clone(),
-                uid_maps: cfg.uid_maps.clone(),
-                gid_maps: cfg.gid_maps.clone(),
-                symlinks: cfg.symlinks,
-                ..settings.clone()
-            };
-            let factory: DriverFactory =
-                Arc::new(move |cfg: &InitConfig| ovlink_layouts::open(kind, &with_settings(cfg)));
+            let factory: DriverFactory = Arc::new(move |cfg: &InitConfig| {
+                ovlink_layouts::open(kind, &cfg.with_settings_of(&settings))
+            });
             let socket = setup.socket;
             eprintln!(
                 "ovlink plugin: serving the {kind} layout on {} (dockerd: --experimental --storage-driver {name})",

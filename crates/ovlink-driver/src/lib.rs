@@ -93,6 +93,20 @@ pub struct InitConfig {
     pub diff: DiffMode,
 }
 
+impl InitConfig {
+    /// This config (what dockerd's `/GraphDriver.Init` names: the home, options, id maps,
+    /// symlinks mode) with the durability, reclaim and diff settings of `settings` (the
+    /// serving process's own flags).
+    pub fn with_settings_of(&self, settings: &InitConfig) -> InitConfig {
+        InitConfig {
+            sync: settings.sync,
+            reclaim: settings.reclaim,
+            diff: settings.diff,
+            ..self.clone()
+        }
+    }
+}
+
 /// What a layer directory holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
