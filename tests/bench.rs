@@ -13,7 +13,7 @@ fn f(v: &Value) -> f64 {
 
 #[test]
 fn bench_figures_exist_and_are_consistent() {
-    let t = TestRoot::new();
+    let t = test_root();
     let json = t.path().join("bench.json");
     let svg = t.path().join("bench.svg");
     let out = t.ok(&[

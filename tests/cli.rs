@@ -14,7 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn read_commands_exit_zero_on_a_closed_stdout() {
-    let t = TestRoot::new();
+    let t = test_root();
     t.ok(&[
         "image",
         "import",
@@ -75,7 +75,7 @@ fn read_commands_exit_zero_on_a_closed_stdout() {
 #[test]
 fn output_onto_a_device_writes_through_it_and_keeps_the_node() {
     use std::os::unix::fs::FileTypeExt;
-    let t = TestRoot::new();
+    let t = test_root();
     t.ok(&[
         "image",
         "import",
@@ -124,7 +124,7 @@ fn output_onto_a_device_writes_through_it_and_keeps_the_node() {
 /// the scripts written before the flags); `status` says which diff is active.
 #[test]
 fn settings_flags_and_their_environment_variables() {
-    let t = TestRoot::new();
+    let t = test_root();
     let diff_mode = |args: &[&str], env: Option<(&str, &str)>| {
         let mut c = ovlink_cmd(&t.root(), args);
         c.env("TMPDIR", t.tmp()).env_remove("OVLINK_DIFF");
@@ -175,7 +175,7 @@ fn settings_flags_and_their_environment_variables() {
 /// each error naming the flag, before any work (the root is never created).
 #[test]
 fn commands_that_open_no_layout_refuse_its_settings_by_name() {
-    let t = TestRoot::new();
+    let t = test_root();
     let root = t.path().join("never-created");
     for (args, flag) in [
         (&["--sync", "none", "lab", "whiteouts"][..], "--sync"),
@@ -208,7 +208,7 @@ fn commands_that_open_no_layout_refuse_its_settings_by_name() {
 /// `image ls --json` shows each image's config as the JSON object it is, not as a string.
 #[test]
 fn image_ls_json_shows_the_config_as_an_object() {
-    let t = TestRoot::new();
+    let t = test_root();
     t.ok(&[
         "image",
         "import",

@@ -81,7 +81,7 @@ fn fx_layers_with_symlinks_copy_match_exactly() {
 }
 
 fn compare_with_golden(copy: bool) {
-    let t = TestRoot::new();
+    let t = test_root();
     let started = std::time::Instant::now();
     let fx = fixture("fx-layers.tar");
     let mut args = vec!["image", "import", fx.to_str().unwrap()];

@@ -18,7 +18,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn layout_matches_the_legacy_driver() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     let h = t.home();
     assert_eq!(mode(&h), 0o710);
@@ -70,7 +70,7 @@ fn layout_matches_the_legacy_driver() {
 
 #[test]
 fn image_layers_share_file_inodes_and_recreate_directories() {
-    let t = TestRoot::new();
+    let t = test_root();
     two_layers(&t);
     let a = manifest(&t.home().join("base/root"));
     let b = manifest(&t.home().join("l2/root"));
@@ -103,7 +103,7 @@ fn image_layers_share_file_inodes_and_recreate_directories() {
 
 #[test]
 fn container_on_container_copies_upper_init_pattern() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     t.ok(&["layer", "create-rw", "c-init", "--parent", l2]);
     let m = std::path::PathBuf::from(t.ok(&["mount", "c-init"]).trim());
@@ -143,7 +143,7 @@ fn container_on_container_copies_upper_init_pattern() {
 fn mounts_are_reference_counted() {
     use ovlink_driver::{CreateOpts, Driver, InitConfig};
     use ovlink_overlay::OverlayDriver;
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     let d = OverlayDriver::init(&InitConfig {
         home: t.home(),
@@ -190,7 +190,7 @@ fn snapshot(home: &Path) -> Vec<String> {
 
 #[test]
 fn failed_calls_leave_the_home_as_it_was() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     t.ok(&["layer", "create-rw", "c", "--parent", l2]);
     let before = snapshot(&t.home());
@@ -261,7 +261,7 @@ fn failed_calls_leave_the_home_as_it_was() {
 
 #[test]
 fn init_reaps_what_a_crashed_process_left() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     let h = t.home();
     // A crashed create, a crashed remove, and a crashed apply's temporary root.
@@ -287,7 +287,7 @@ fn init_reaps_what_a_crashed_process_left() {
 
 #[test]
 fn layer_rm_background_is_gone_at_once_and_reclaimed_later() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (base, l2) = two_layers(&t);
     let h = t.home();
     t.ok(&["layer", "rm", "--background", l2]);
@@ -315,7 +315,7 @@ fn layer_rm_background_is_gone_at_once_and_reclaimed_later() {
 
 #[test]
 fn concurrent_creates_of_one_id_make_exactly_one_layer() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     let root = t.root();
     let handles: Vec<_> = (0..8)
@@ -344,7 +344,7 @@ fn concurrent_creates_of_one_id_make_exactly_one_layer() {
 fn apply_onto_a_layer_whose_parent_is_a_container_goes_through_the_mount() {
     // Docker's fallback: the parent has no root/, so the diff is applied through merged/.
     // This once deadlocked on the layer's own lock; a watchdog turns a hang into a failure.
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     t.ok(&["layer", "create-rw", "c", "--parent", l2]);
     t.ok(&["layer", "create-rw", "d", "--parent", "c"]);

@@ -46,7 +46,7 @@ fn assert_story(out: &str) {
 
 #[test]
 fn demo_on_the_generated_image() {
-    let t = TestRoot::new();
+    let t = test_root();
     let out = run_demo(&t, &[]);
     assert_story(&out);
     assert!(out.contains("generated a deterministic docker-save image"));
@@ -54,7 +54,7 @@ fn demo_on_the_generated_image() {
 
 #[test]
 fn demo_on_a_real_docker_save_tarball() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fx-layers.tar");
     let out = run_demo(&t, &["--image", fx.to_str().unwrap()]);
     assert_story(&out);
@@ -63,7 +63,7 @@ fn demo_on_a_real_docker_save_tarball() {
 
 #[test]
 fn demo_on_overlay2_shows_several_lowerdirs_links_and_the_lower_file() {
-    let t = TestRoot::new();
+    let t = test_root();
     let tmp = t.tmp();
     let out = ovlink_cmd(&t.root(), &["--driver", "overlay2", "demo", "--json"])
         .env("TMPDIR", &tmp)
@@ -116,7 +116,7 @@ fn demo_on_overlay2_shows_several_lowerdirs_links_and_the_lower_file() {
 
 #[test]
 fn demo_works_inside_the_given_root() {
-    let t = TestRoot::new();
+    let t = test_root();
     let md = t.path().join("demo.md");
     let out = t.ok(&[
         "demo",

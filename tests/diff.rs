@@ -170,7 +170,7 @@ fn fx_commands(m: &Path) {
 
 #[test]
 fn fx_container_changes_match_docker() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let top = import_fx(&d);
     let (init, c) = container(&d, &top, "c");
@@ -209,7 +209,7 @@ fn fx_container_changes_match_docker() {
 
 #[test]
 fn fx_container_diff_round_trips() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let top = import_fx(&d);
     let (init, c) = container(&d, &top, "c");
@@ -425,7 +425,7 @@ fn special_container(t: &TestRoot, d: &OverlayDriver) -> (String, PathBuf) {
 
 #[test]
 fn special_cases_round_trip_and_naive_misses_are_found() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let (c, _m) = special_container(&t, &d);
     let native = docker_diff(&d.changes(&c, Some("base")).unwrap());
@@ -484,7 +484,7 @@ fn special_cases_round_trip_and_naive_misses_are_found() {
 
 #[test]
 fn image_layer_diffs_round_trip() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let top = import_fx(&d);
     // Each fixture layer against its parent, re-applied on the parent, gives the same tree.
@@ -529,7 +529,7 @@ fn image_layer_diffs_round_trip() {
 #[test]
 #[ignore]
 fn diff_benchmark() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     println!("| image files | native diff | naive diff | native changes | naive changes |");
     println!("|---|---|---|---|---|");
@@ -599,7 +599,7 @@ fn raw_header(tar: &[u8], name: &str) -> [u8; 512] {
 
 #[test]
 fn diff_headers_are_docker_archive_headers_and_diff_size_counts_symlinks() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let top = import_fx(&d);
     let (init, c) = container(&d, &top, "hdr");
@@ -669,7 +669,7 @@ fn diff_headers_are_docker_archive_headers_and_diff_size_counts_symlinks() {
 
 #[test]
 fn long_names_split_at_the_last_slash_that_fits_as_go_does() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let top = import_fx(&d);
     let (init, c) = container(&d, &top, "long");

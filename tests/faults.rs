@@ -75,7 +75,7 @@ fn killed(out: &Output) -> bool {
 /// it. Without them every kill loop below would see runs that simply succeed.
 #[test]
 fn the_binary_has_crash_points() {
-    let t = TestRoot::new();
+    let t = test_root();
     let root = t.path().join("armed");
     let out = run_with_crash(
         &root,
@@ -277,7 +277,7 @@ pub(crate) const IMPORT_POINTS: &[&str] = &[
 /// reference import.
 #[test]
 fn import_killed_at_every_named_point_recovers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let image = gen_image(t.path(), "kill", 120, 3, 11);
     let (chain, trees) = reference(&t, &image, "kill");
     let total = import_kill_loops(&t, &image, (&chain, &trees), IMPORT_POINTS, "named");
@@ -319,7 +319,7 @@ pub(crate) fn import_kill_loops(
 /// (seeded, reproducible: `*:random:SEED:MAX`).
 #[test]
 fn import_killed_mid_tar_and_at_random_points_recovers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let image = gen_image(t.path(), "killtar", 150, 3, 12);
     let (chain, trees) = reference(&t, &image, "killtar");
     let args = ["image", "import", image.to_str().unwrap()];
@@ -355,7 +355,7 @@ fn import_killed_mid_tar_and_at_random_points_recovers() {
 /// layer is gone for good, and the other layers are untouched.
 #[test]
 fn remove_killed_recovers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let image = gen_image(t.path(), "rm", 60, 3, 13);
     let (chain, trees) = reference(&t, &image, "rm");
     let root = t.path().join("rm");
@@ -474,7 +474,7 @@ fn committed_tree(root: &Path, image: &str) -> Tree {
 /// final commit equals one made without crashes.
 #[test]
 fn commit_killed_at_every_step_recovers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let image = gen_image(t.path(), "commit", 60, 2, 14);
     let ref_root = t.path().join("ref-commit");
     let c = container_with_changes(&ref_root, &image);
@@ -612,7 +612,7 @@ fn mkfs_ext4(t: &TestRoot, size_mb: u64, args: &[&str]) -> LoopFs {
 /// freeing inodes succeeds.
 #[test]
 fn out_of_inodes_mid_apply_and_mid_copy() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = mkfs_ext4(&t, 64, &["-N", "2048"]);
     let root = fs.mnt.join("root");
     let home = root.join("overlay");
@@ -723,7 +723,7 @@ fn out_of_inodes_mid_apply_and_mid_copy() {
 /// failed one absent, and succeeds once space is freed.
 #[test]
 fn out_of_bytes_mid_apply_container_write_and_commit() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = mkfs_ext4(&t, 48, &["-b", "1024", "-N", "8192"]);
     let root = fs.mnt.join("root");
     let home = root.join("overlay");
@@ -875,7 +875,7 @@ fn out_of_bytes_mid_apply_container_write_and_commit() {
 /// links (ext4's limit); the child's copy falls back to a content copy for that file only.
 #[test]
 fn emlink_mid_copy_falls_back_to_a_content_copy() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = mkfs_ext4(&t, 64, &["-N", "16384"]);
     let root = fs.mnt.join("root");
     let home = root.join("overlay");
@@ -1005,7 +1005,7 @@ fn position(trace: &[String], what: impl Fn(&str) -> bool, after: usize) -> Opti
 /// simulated.)
 #[test]
 fn layer_creation_is_durable_before_success() {
-    let t = TestRoot::new();
+    let t = test_root();
     if Command::new("strace").arg("-V").output().is_err() {
         eprintln!("skipping: strace is not installed");
         return;
@@ -1119,7 +1119,7 @@ fn layer_creation_is_durable_before_success() {
 #[test]
 #[ignore]
 fn fsync_cost() {
-    let t = TestRoot::new();
+    let t = test_root();
     let image = t.path().join("bench.tar");
     let mut f = std::fs::File::create(&image).unwrap();
     ovlink_image::generate(&ovlink_image::GenSpec::bench(), &mut f).unwrap();

@@ -21,7 +21,7 @@ struct Home {
 
 impl Home {
     fn new() -> Home {
-        let t = TestRoot::new();
+        let t = test_root();
         let base = TarBuilder::new()
             .dir("etc", 0o755)
             .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n")

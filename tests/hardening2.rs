@@ -114,7 +114,7 @@ fn deep_name(depth: usize) -> Vec<u8> {
 
 /// A home with one small image layer `base`; returns the root and the tar path helper.
 fn home_with_base() -> TestRoot {
-    let t = TestRoot::new();
+    let t = test_root();
     let base = TarBuilder::new()
         .dir("etc", 0o755)
         .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n")
@@ -423,7 +423,7 @@ fn v7_directory_entry_is_a_directory() {
 /// namespace: `ENOTSUP`) names its key too.
 #[test]
 fn xattr_errors_name_the_key_not_a_full_disk() {
-    let t = TestRoot::new();
+    let t = test_root();
     let dir = t.path().join("fs");
     std::fs::create_dir(&dir).unwrap();
     let fs = LoopFs::new(
@@ -601,7 +601,7 @@ fn bytes_under(dir: &Path) -> u64 {
 /// one archive may hold is refused naming the limit.
 #[test]
 fn one_config_named_a_hundred_times_costs_it_once() {
-    let t = TestRoot::new();
+    let t = test_root();
     let layer = tar_of(&[b"etc/hello".to_vec()]);
     let diff_id = format!("sha256:{}", sha256_hex(&layer));
     let pad = "x".repeat(20 << 20);

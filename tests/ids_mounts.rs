@@ -48,7 +48,7 @@ fn base_tar(t: &TestRoot) -> PathBuf {
 #[test]
 fn backslash_and_option_syntax_ids_are_refused_everywhere() {
     for driver in ["overlay", "overlay2"] {
-        let t = TestRoot::new();
+        let t = test_root();
         let tar = base_tar(&t);
         let tar = tar.to_str().unwrap();
         t.ok(&with_driver(driver, &["layer", "apply", "base", tar]));
@@ -110,7 +110,7 @@ fn changes_diff_and_diff_size_accept_every_layer_id_overlay2() {
 }
 
 fn every_layer_id_is_diffable(driver: &str) {
-    let t = TestRoot::new();
+    let t = test_root();
     let ok = |args: &[&str]| t.ok(&with_driver(driver, args));
     let tar = base_tar(&t);
     ok(&["layer", "apply", "base", tar.to_str().unwrap()]);
@@ -208,7 +208,7 @@ fn sha(b: &[u8]) -> String {
 #[test]
 fn mount_labels_that_add_options_are_refused() {
     for driver in ["overlay", "overlay2"] {
-        let t = TestRoot::new();
+        let t = test_root();
         let tar = base_tar(&t);
         t.ok(&with_driver(
             driver,
@@ -258,7 +258,7 @@ fn late_failing_tar(n: usize, dir: &str) -> Vec<u8> {
 #[test]
 fn concurrent_applies_never_lose_the_winners_layer() {
     for driver in ["overlay", "overlay2"] {
-        let t = TestRoot::new();
+        let t = test_root();
         let base = base_tar(&t);
         t.ok(&with_driver(
             driver,
@@ -342,7 +342,7 @@ fn concurrent_applies_never_lose_the_winners_layer() {
 /// one (which then does not exist); a good tar through the same path lands whole.
 #[test]
 fn refused_tar_through_a_container_parent_changes_no_upper() {
-    let t = TestRoot::new();
+    let t = test_root();
     let base = base_tar(&t);
     t.ok(&["layer", "apply", "base", base.to_str().unwrap()]);
     t.ok(&["layer", "create-rw", "c", "--parent", "base"]);
@@ -498,7 +498,7 @@ impl Ext4 {
 /// the next init reaps the temporary tree. And a crash mid-apply leaves no empty image layer.
 #[test]
 fn read_only_remount_mid_apply_and_a_crash_leave_no_layer() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = Ext4::new(t.path(), 64);
     let root = fs.mnt.join("state");
     let ov = |args: &[&str]| ovlink_cmd(&root, args).output().unwrap();
@@ -619,7 +619,7 @@ fn read_only_remount_mid_apply_and_a_crash_leave_no_layer() {
 /// fresh root that user owns, so init's test mount is the first thing that fails.
 #[test]
 fn non_root_mount_failure_says_eperm() {
-    let t = TestRoot::new();
+    let t = test_root();
     let dir = t.path().join("nobody");
     std::fs::create_dir(&dir).unwrap();
     rustix::fs::chown(
@@ -662,7 +662,7 @@ fn non_root_mount_failure_says_eperm() {
 #[test]
 fn cli_mount_count_is_per_process_as_documented() {
     for driver in ["overlay", "overlay2"] {
-        let t = TestRoot::new();
+        let t = test_root();
         let tar = base_tar(&t);
         t.ok(&with_driver(
             driver,
@@ -702,7 +702,7 @@ fn cli_mount_count_is_per_process_as_documented() {
 /// through `/proc/self/fd/N` paths, so init itself works.)
 #[test]
 fn a_root_path_with_option_syntax_is_refused_clearly() {
-    let t = TestRoot::new();
+    let t = test_root();
     let tar = base_tar(&t);
     for name in ["a,b", "a\\x", "a=b", "a b"] {
         for driver in ["overlay", "overlay2"] {
@@ -736,7 +736,7 @@ fn a_root_path_with_option_syntax_is_refused_clearly() {
 /// `images/`, `containers/`, `layers/` or `store.lock`.
 #[test]
 fn read_commands_create_no_store_files() {
-    let t = TestRoot::new();
+    let t = test_root();
     let tar = base_tar(&t);
     t.ok(&["layer", "apply", "base", tar.to_str().unwrap()]);
     t.ok(&["layer", "create-rw", "c1", "--parent", "base"]);

@@ -19,7 +19,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn refuses_btrfs_and_leaves_nothing() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = LoopFs::new(t.path(), 200, &["mkfs.btrfs", "-q", "-f"]);
     let before = entries(&fs.mnt);
     let err = ovlink_cmd(&fs.mnt.join("root"), &["status"])
@@ -37,7 +37,7 @@ fn refuses_btrfs_and_leaves_nothing() {
 
 #[test]
 fn refuses_a_home_inside_an_overlay_mount() {
-    let t = TestRoot::new();
+    let t = test_root();
     let p = t.path();
     for d in ["l", "u", "w", "m"] {
         std::fs::create_dir(p.join(d)).unwrap();
@@ -62,7 +62,7 @@ fn refuses_a_home_inside_an_overlay_mount() {
 
 #[test]
 fn refuses_a_new_home_without_d_type() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = LoopFs::new(t.path(), 32, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]);
     let before = entries(&fs.mnt);
     let out = ovlink_cmd(&fs.mnt.join("root"), &["layer", "ls"])
@@ -84,7 +84,7 @@ fn refuses_a_new_home_without_d_type() {
 
 #[test]
 fn refuses_unknown_options() {
-    let t = TestRoot::new();
+    let t = test_root();
     let err = OverlayDriver::init(&InitConfig {
         home: t.home(),
         options: vec!["overlay.size=10G".into()],

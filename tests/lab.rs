@@ -22,7 +22,7 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn lab_inodes_end_to_end_on_a_small_ext4() {
-    let t = TestRoot::new();
+    let t = test_root();
     let svg = t.path().join("lab.svg");
     let out = t.ok(&[
         "lab",
@@ -90,7 +90,7 @@ fn lab_inodes_end_to_end_on_a_small_ext4() {
 /// The lab says which `--symlinks` mode its legacy layout uses.
 #[test]
 fn lab_inodes_shows_the_symlinks_mode() {
-    let t = TestRoot::new();
+    let t = test_root();
     let out = t.ok(&[
         "--symlinks",
         "copy",
@@ -115,7 +115,7 @@ fn lab_inodes_shows_the_symlinks_mode() {
 
 #[test]
 fn lab_refuses_nonsense() {
-    let t = TestRoot::new();
+    let t = test_root();
     let err = t.fails(&["lab", "inodes", "--dirs", "0"]);
     assert!(err.contains("--dirs"), "{err}");
     // mkfs.ext4 cannot make a filesystem this small: the error says so. (Leftovers are checked
@@ -151,7 +151,7 @@ fn kernel() -> (u32, u32) {
 
 #[test]
 fn lab_whiteouts_observes_whiteouts_opaque_dirs_and_enxio() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "whiteouts", &[]);
     assert_eq!(r["upper_hides_lower"], true, "{r}");
     // A deleted lower file: a 0/0 character device in upper, the lower file kept.
@@ -191,7 +191,7 @@ fn lab_whiteouts_observes_whiteouts_opaque_dirs_and_enxio() {
 
 #[test]
 fn lab_copy_up_copies_the_whole_file_even_for_chmod() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "copy-up", &["--size", "4"]);
     let (lo, up) = (&r["lower"], &r["upper_after_chmod"]);
     assert_eq!(lo["size"], 4 << 20);
@@ -213,7 +213,7 @@ fn lab_copy_up_copies_the_whole_file_even_for_chmod() {
 
 #[test]
 fn lab_rename_exdev_with_redirect_dir_off_and_what_mv_does() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "rename", &[]);
     assert_eq!(r["off_errno"], 18, "EXDEV with redirect_dir=off: {r}");
     assert_eq!(r["file_rename_ok"], true);
@@ -229,7 +229,7 @@ fn lab_rename_exdev_with_redirect_dir_off_and_what_mv_does() {
 
 #[test]
 fn lab_page_cache_one_copy_for_two_containers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "page-cache", &["--size", "4"]);
     let pages = r["file_pages"].as_u64().unwrap();
     let first = r["after_first"].as_u64().unwrap();
@@ -252,7 +252,7 @@ fn lab_page_cache_one_copy_for_two_containers() {
 
 #[test]
 fn lab_layers_one_lowerdir_against_one_per_layer() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "layers", &["--layers", "5", "--dirs", "100"]);
     let s = r["sides"].as_array().unwrap();
     assert_eq!(s[0]["layout"], "overlay");
@@ -267,7 +267,7 @@ fn lab_layers_one_lowerdir_against_one_per_layer() {
 
 #[test]
 fn lab_workdir_must_be_on_the_upper_filesystem() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "workdir", &[]);
     assert!(
         r["work_entries"]
@@ -286,7 +286,7 @@ fn lab_workdir_must_be_on_the_upper_filesystem() {
 
 #[test]
 fn lab_lower_deleting_a_lower_file_frees_nothing() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "lower", &[]);
     let u = |k: &str| r[k].as_u64().unwrap() as i64;
     let file = u("file_bytes");
@@ -305,7 +305,7 @@ fn lab_lower_deleting_a_lower_file_frees_nothing() {
 
 #[test]
 fn lab_markdown_worksheet_and_flags() {
-    let t = TestRoot::new();
+    let t = test_root();
     let md = t.path().join("sheet.md");
     t.ok(&["lab", "rename", "--markdown", md.to_str().unwrap()]);
     let text = std::fs::read_to_string(&md).unwrap();
@@ -336,7 +336,7 @@ fn lab_markdown_worksheet_and_flags() {
 
 #[test]
 fn lab_xfs_v4_ftype0_against_this_kernel() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = lab(&t, "xfs", &[]);
     assert_eq!(r["v5_ftype0_refused"], true, "{r}");
     assert_eq!(r["v5_ftype"], "ftype=1", "{r}");

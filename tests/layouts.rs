@@ -13,7 +13,7 @@ fn fx() -> String {
 
 #[test]
 fn images_are_listed_and_used_per_layout() {
-    let t = TestRoot::new();
+    let t = test_root();
     t.ok(&["image", "import", &fx(), "--name", "legacy"]);
     assert!(t.ok(&["image", "ls"]).contains("legacy"));
     let ls2 = t.ok(&["--driver", "overlay2", "image", "ls"]);
@@ -102,7 +102,7 @@ fn status(t: &TestRoot) -> serde_json::Value {
 
 #[test]
 fn native_overlay_diff_is_computed_as_docker_does() {
-    let t = TestRoot::new();
+    let t = test_root();
     let st = status(&t);
     let native = st["native_overlay_diff"]
         .as_str()

@@ -257,7 +257,7 @@ fn layers_left(home: &Path) -> usize {
 /// injected failures and at most two `renameat2` per process (each flag tried once).
 #[test]
 fn privileged_whole_flow_under_injected_syscall_failures_matches_a_normal_run() {
-    let t = TestRoot::new();
+    let t = test_root();
     require_strace();
     let image = gen_image(t.path(), "oldk", 150, 3, 21);
     for (driver, content) in [("overlay", "root"), ("overlay2", "diff")] {
@@ -318,7 +318,7 @@ const FALLBACK_POINTS: &[&str] = &[
 /// one.
 #[test]
 fn privileged_import_kill_loop_recovers_under_injection() {
-    let t = TestRoot::new();
+    let t = test_root();
     require_strace();
     let image = gen_image(t.path(), "oldkill", 100, 3, 22);
     let (chain, trees) = reference(&t, &image, "oldkill");
@@ -347,7 +347,7 @@ fn privileged_import_kill_loop_recovers_under_injection() {
 /// layer is complete.
 #[test]
 fn privileged_concurrent_creates_have_one_winner_under_injection() {
-    let t = TestRoot::new();
+    let t = test_root();
     require_strace();
     for inject in [Inject::RenameEnosys, Inject::RenameEinval] {
         let root = t.path().join(format!("race-{inject:?}"));
@@ -440,7 +440,7 @@ fn line<'a>(lines: &'a [serde_json::Value], check: &str) -> &'a serde_json::Valu
 /// the home checked, and the kernel release is parsed and reported without refusing.
 #[test]
 fn privileged_check_lists_each_feature_and_who_needs_it() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = LoopFs::new(t.path(), 64, &["mkfs.ext4", "-q", "-F"]);
     let root = fs.mnt.join("root");
     for (driver, home) in [("overlay", "overlay"), ("overlay2", "overlay2")] {
@@ -503,7 +503,7 @@ fn privileged_check_lists_each_feature_and_who_needs_it() {
 /// on a new root and on an existing home (where init itself only warns).
 #[test]
 fn privileged_check_fails_without_d_type() {
-    let t = TestRoot::new();
+    let t = test_root();
     let fs = LoopFs::new(t.path(), 64, &["mkfs.ext4", "-q", "-F", "-O", "^filetype"]);
     let fresh = fs.mnt.join("fresh");
     let existing = fs.mnt.join("existing");
@@ -544,7 +544,7 @@ fn privileged_check_fails_without_d_type() {
 /// leaves `upper/` as it was or as applied (never half), and a re-run succeeds.
 #[test]
 fn privileged_apply_through_a_container_parent_under_injection() {
-    let t = TestRoot::new();
+    let t = test_root();
     require_strace();
     let l1 = TarBuilder::new()
         .dir("a", 0o755)

@@ -52,7 +52,7 @@ fn driver(t: &TestRoot) -> Overlay2Driver {
 
 #[test]
 fn layout_matches_docker_overlay2() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (base, l2) = two_layers(&t);
     let h = home(&t);
     assert_eq!(mode(&h), 0o710);
@@ -133,7 +133,7 @@ fn layout_matches_docker_overlay2() {
 
 #[test]
 fn layer_tar_whiteouts_become_overlay_whiteouts_in_diff() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     let l3 = TarBuilder::new()
         .whiteout("etc", "conf")
@@ -174,7 +174,7 @@ fn layer_tar_whiteouts_become_overlay_whiteouts_in_diff() {
 
 #[test]
 fn container_on_container_stacks_the_init_layer() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     ok(&t, &["layer", "create-rw", "c-init", "--parent", l2]);
     let m = PathBuf::from(ok(&t, &["mount", "c-init"]).trim());
@@ -193,7 +193,7 @@ fn container_on_container_stacks_the_init_layer() {
 
 #[test]
 fn mounts_are_reference_counted() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (base, l2) = two_layers(&t);
     let d = driver(&t);
     d.create_read_write("c", Some(l2), &CreateOpts::default())
@@ -224,7 +224,7 @@ fn mounts_are_reference_counted() {
 
 #[test]
 fn deep_chains_mount_with_relative_paths_and_stop_at_128_lowers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let d = driver(&t);
     let opts = CreateOpts::default();
     d.create("l0", None, &opts).unwrap();
@@ -259,7 +259,7 @@ fn deep_chains_mount_with_relative_paths_and_stop_at_128_lowers() {
 
 #[test]
 fn failed_calls_leave_the_home_as_it_was() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     ok(&t, &["layer", "create-rw", "c", "--parent", l2]);
     let snapshot = |h: &Path| -> Vec<String> {
@@ -324,7 +324,7 @@ fn failed_calls_leave_the_home_as_it_was() {
 
 #[test]
 fn init_repairs_short_links_and_reaps_leftovers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (_, l2) = two_layers(&t);
     let h = home(&t);
     let link = read(&h.join(l2).join("link"));
@@ -359,7 +359,7 @@ fn diff_lines(changes: &[ovlink_driver::Change]) -> Vec<String> {
 
 #[test]
 fn native_diff_changes_and_size_of_a_container_and_image_layers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let (base, l2) = two_layers(&t);
     let d = driver(&t);
     d.create_read_write("c", Some(l2), &CreateOpts::default())

@@ -7,7 +7,7 @@
 //! ApplyDiff), and one slow client that cannot stop the rest (stalled ApplyDiff with hundreds
 //! of Gets queued behind it, idle and half-sent connections, a flood of connections).
 
-use crate::util::{manifests, TarBuilder, TestRoot};
+use crate::util::{manifests, test_root, TarBuilder, TestRoot};
 use ovlink_plugin::client::Client;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -136,7 +136,7 @@ fn is_mounted(p: &Path) -> bool {
 
 #[test]
 fn plugin_activate_init_and_call_shapes() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let p = Plugin::start(&tr);
     let mode = std::fs::metadata(&p.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode");
@@ -310,7 +310,7 @@ fn big_tar_stream(size: u64) -> impl Read + Send + 'static {
 
 #[test]
 fn plugin_apply_diff_streams_and_diff_pipes_into_apply() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let p = Plugin::start(&tr);
     let home = tr.path().join("home");
     p.init(&home);
@@ -395,7 +395,7 @@ fn plugin_apply_diff_streams_and_diff_pipes_into_apply() {
 
 #[test]
 fn plugin_concurrent_get_put_then_sigterm_keeps_mounts() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let mut p = Plugin::start(&tr);
     let home = tr.path().join("home");
     p.init(&home);
@@ -467,7 +467,7 @@ fn plugin_concurrent_get_put_then_sigterm_keeps_mounts() {
 
 #[test]
 fn plugin_init_recovers_a_home_left_by_a_killed_server() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let home = tr.path().join("home");
     let mut p = Plugin::start(&tr);
     p.init(&home);
@@ -569,7 +569,7 @@ fn has_tmproot(layer: &Path) -> bool {
 
 #[test]
 fn plugin_killed_during_apply_diff_removes_the_layer_at_restart() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let home = tr.path().join("home");
     let mut p = Plugin::start(&tr);
     p.init(&home);
@@ -643,7 +643,7 @@ fn answers<T: Send + 'static>(
 
 #[test]
 fn plugin_a_stalled_apply_diff_and_300_gets_behind_it_stop_nothing_else() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let home = tr.path().join("home");
     let p = Plugin::start(&tr);
     p.init(&home);
@@ -725,7 +725,7 @@ fn closed_by_server(s: &mut std::os::unix::net::UnixStream, limit: Duration) -> 
 
 #[test]
 fn plugin_closes_idle_and_half_sent_connections_and_stalled_bodies() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let home = tr.path().join("home");
     let p = Plugin::start_with(
         tr.path().join("plugin.sock"),
@@ -799,7 +799,7 @@ fn plugin_closes_idle_and_half_sent_connections_and_stalled_bodies() {
 
 #[test]
 fn plugin_survives_a_flood_of_connections_at_its_fd_limit() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let home = tr.path().join("home");
     let mut p = Plugin::start_with(
         tr.path().join("plugin.sock"),
@@ -842,7 +842,7 @@ fn plugin_survives_a_flood_of_connections_at_its_fd_limit() {
 /// is mounted.
 #[test]
 fn plugin_refuses_escaping_ids_and_labels() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let p = Plugin::start(&tr);
     let root = tr.path().join("data");
     let home = root.join("overlay");
@@ -923,7 +923,7 @@ fn plugin_refuses_escaping_ids_and_labels() {
 
 #[test]
 fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
-    let tr = TestRoot::new();
+    let tr = test_root();
     let p = Plugin::start(&tr);
     let home = tr.path().join("home");
     let map = json!([{"container_id": 0, "host_id": 100000, "size": 65536}]);

@@ -128,7 +128,7 @@ fn check_exact(t: &TestRoot, driver: &str) -> serde_json::Value {
 
 #[test]
 fn overlay_total_equals_find_with_a_mounted_container() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = check_exact(&t, "overlay");
     // Legacy image layers share their files with the parent.
     let layers = r["layers"].as_array().unwrap();
@@ -143,7 +143,7 @@ fn overlay_total_equals_find_with_a_mounted_container() {
 
 #[test]
 fn overlay2_total_equals_find_with_a_mounted_container() {
-    let t = TestRoot::new();
+    let t = test_root();
     let r = check_exact(&t, "overlay2");
     let layers = r["layers"].as_array().unwrap();
     let second = layers
@@ -160,7 +160,7 @@ fn overlay2_total_equals_find_with_a_mounted_container() {
 
 #[test]
 fn text_view_and_chart_compare_both_layouts() {
-    let t = TestRoot::new();
+    let t = test_root();
     for d in ["overlay", "overlay2"] {
         t.ok(&[
             "--driver",
@@ -208,7 +208,7 @@ fn text_view_and_chart_compare_both_layouts() {
 
 #[test]
 fn layers_made_without_records_get_inferred_parents() {
-    let t = TestRoot::new();
+    let t = test_root();
     let base = TarBuilder::new()
         .dir("d", 0o755)
         .file("d/a", 0o644, b"a")
@@ -249,7 +249,7 @@ fn layers_made_without_records_get_inferred_parents() {
 
 #[test]
 fn bench_smoke_runs_both_layouts_and_cleans_up() {
-    let t = TestRoot::new();
+    let t = test_root();
     let json = t.path().join("bench.json");
     let md = t.path().join("bench.md");
     let out = t.ok(&[
@@ -307,7 +307,7 @@ fn bench_smoke_runs_both_layouts_and_cleans_up() {
 /// legacy: exactly one lowerdir).
 fn check_trait_descriptions(driver: &str) {
     use ovlink_driver::Driver;
-    let t = TestRoot::new();
+    let t = test_root();
     let (layers, cid) = import_and_mount(&t, driver);
     let r = report(&t, driver);
     let cfg = ovlink_driver::InitConfig {

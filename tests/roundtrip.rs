@@ -86,7 +86,7 @@ fn changes_commit_save_import_round_trip_overlay2() {
 }
 
 fn round_trip(layout: Layout) {
-    let t = TestRoot::new();
+    let t = test_root();
     let ok = |args: &[&str]| t.ok(&cli(layout, args));
     ok(&[
         "image",
@@ -301,7 +301,7 @@ fn round_trip(layout: Layout) {
 #[test]
 fn overlay2_diff_leaves_image_layers_unchanged() {
     let layout = Layout::Overlay2;
-    let t = TestRoot::new();
+    let t = test_root();
     let ok = |args: &[&str]| t.ok(&cli(layout, args));
     let ids: Vec<String> = ok(&[
         "image",

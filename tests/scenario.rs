@@ -94,7 +94,7 @@ fn read(p: &Path) -> Vec<u8> {
 }
 
 fn copy_up_delete_opaque_rename(layout: Layout) {
-    let t = TestRoot::new();
+    let t = test_root();
     let (base, l2) = two_layers(&t, layout);
     t.ok(&cli(layout, &["layer", "create-rw", "c", "--parent", l2]));
     let m = PathBuf::from(t.ok(&cli(layout, &["mount", "c"])).trim());

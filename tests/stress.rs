@@ -94,7 +94,7 @@ fn strip(
 /// the one a sequential import makes.
 #[test]
 fn parallel_imports_sharing_base_layers() {
-    let t = TestRoot::new();
+    let t = test_root();
     let l1 = layer_tar("base", 200);
     let l2 = layer_tar("mid", 50);
     let l3 = layer_tar("other", 50);
@@ -161,7 +161,7 @@ fn parallel_imports_sharing_base_layers() {
 /// overlay is mounted at most once at any time and is gone after the last put.
 #[test]
 fn parallel_get_put_of_one_container() {
-    let t = TestRoot::new();
+    let t = test_root();
     let home = t.home();
     let d = Arc::new(driver(&home));
     let tar = layer_tar("img", 20);
@@ -233,7 +233,7 @@ fn parallel_get_put_of_one_container() {
 /// half-removed.
 #[test]
 fn double_create_and_remove_racing_get() {
-    let t = TestRoot::new();
+    let t = test_root();
     let home = t.home();
     let d0 = driver(&home);
     let tar = layer_tar("img", 20);
@@ -311,7 +311,7 @@ fn double_create_and_remove_racing_get() {
 /// mount table and every layer's tree.
 #[test]
 fn stress_mixed_operations_then_check_the_home() {
-    let t = TestRoot::new();
+    let t = test_root();
     let home = t.home();
     let shared = Arc::new(driver(&home));
     let base = layer_tar("base", 30);

@@ -8,6 +8,16 @@ pub use ovlink_testkit::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A fresh [`TestRoot`] for one test, in `$OVLINK_TEST_TMP` when set (a disk other than the
+/// temporary directory's), else in the temporary directory. The test binary is the edge that
+/// reads the environment; the test kit takes the base as a path.
+pub fn test_root() -> TestRoot {
+    let base = std::env::var_os("OVLINK_TEST_TMP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    TestRoot::in_dir(&base)
+}
+
 /// Running ovlink in a [`TestRoot`]: `ovlink --root <root> ARGS…` with the test's TMPDIR
 /// (the `_in` forms with another `--root`, such as a second, fresh root of the same test).
 pub trait Run {

@@ -12,22 +12,19 @@ pub fn require_root() {
     );
 }
 
-/// A private temporary root for one test (in `$OVLINK_TEST_TMP`, else the temporary
-/// directory). On drop, every mount below it is detached (deepest first) before the
-/// directory is removed.
+/// A private temporary root for one test, in a base directory the caller names (the test
+/// binary decides where: this crate reads no environment). On drop, every mount below it is
+/// detached (deepest first) before the directory is removed.
 pub struct TestRoot {
     /// The directory.
     pub dir: tempfile::TempDir,
 }
 
 impl TestRoot {
-    /// Makes the directory; fails unless running as root.
-    pub fn new() -> Self {
+    /// Makes the directory in `base` (created if missing); fails unless running as root.
+    pub fn in_dir(base: &Path) -> Self {
         require_root();
-        let base = std::env::var_os("OVLINK_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(base).unwrap();
         TestRoot {
             dir: tempfile::Builder::new()
                 .prefix("ovlink-test-")
