@@ -60,14 +60,7 @@ impl Default for InodesConfig {
 // The generated layers.
 
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_600_000_000);
-    h.set_size(size);
-    h
+    ovlink_tar::root_header(kind, mode, size, 1_600_000_000)
 }
 
 fn tar_dir(b: &mut tar::Builder<Vec<u8>>, path: &str) -> Result<()> {

@@ -258,13 +258,7 @@ impl OverlayDriver {
     ) -> Result<u64> {
         let merged = dir_path.join(MERGED);
         self.h.mkdir_exact(dir, MERGED, 0o700, &merged)?;
-        let opts = kmount::overlay_options(
-            &self.h.path().join(lower).join(ROOT),
-            &dir_path.join(UPPER),
-            &dir_path.join(WORK),
-            self.h.features(),
-            None,
-        )?;
+        let opts = self.overlay_data(dir_path, lower, None)?;
         kmount::mount_overlay(&merged, &opts)?;
         let res = open_dir(&merged)
             .map_err(DriverError::from)

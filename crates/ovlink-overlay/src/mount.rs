@@ -11,7 +11,7 @@ use ovlink_driver::home::WORK;
 use ovlink_driver::mount as kmount;
 use ovlink_driver::{DriverError, LayerKind, Mount, Result};
 use ovlink_fs::at::is_dir_at;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 impl OverlayDriver {
     /// The single-lowerdir overlay mount of container layer `id` on image layer `lower`.
@@ -21,15 +21,26 @@ impl OverlayDriver {
         lower: &str,
         mount_label: Option<&str>,
     ) -> Result<Mount> {
-        let path = self.h.path().join(id);
-        let data = kmount::overlay_options(
+        let data = self.overlay_data(&self.h.path().join(id), lower, mount_label)?;
+        Ok(Mount::overlay(&data))
+    }
+
+    /// The mount options of the one-lowerdir overlay of the layer-shaped directory `dir`
+    /// (its `upper/` and `work/`) on image layer `lower`'s `root/`: a live layer, or the
+    /// staging directory an apply through a mount uses.
+    pub(crate) fn overlay_data(
+        &self,
+        dir: &Path,
+        lower: &str,
+        mount_label: Option<&str>,
+    ) -> Result<String> {
+        kmount::overlay_options(
             &self.h.path().join(lower).join(ROOT),
-            &path.join(UPPER),
-            &path.join(WORK),
+            &dir.join(UPPER),
+            &dir.join(WORK),
             self.h.features(),
             mount_label,
-        )?;
-        Ok(Mount::overlay(&data))
+        )
     }
 
     pub(crate) fn spec(&self, id: &str, mount_label: Option<&str>) -> Result<Mount> {

@@ -44,6 +44,20 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use apply::apply_layer;
+
+/// A GNU tar header of a layer entry owned by root: type `kind`, permission bits `mode`,
+/// `size` bytes of data, modified at `mtime` (unix seconds); the path is set by the caller.
+/// What every tar writer of ovlink that builds layer entries by hand starts from.
+pub fn root_header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_size(size);
+    h
+}
 pub use whiteout::WhiteoutFormat;
 
 /// Options of [`apply_layer`].

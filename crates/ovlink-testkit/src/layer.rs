@@ -21,14 +21,7 @@ impl TarBuilder {
     }
 
     fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(MTIME);
-        h.set_size(size);
-        h
+        ovlink_tar::root_header(kind, mode, size, MTIME)
     }
 
     /// A directory.
