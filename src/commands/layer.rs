@@ -48,23 +48,7 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot open {}", file.display()))?,
                 )
             };
-            // A new layer is built aside and appears only complete (nothing to clean up,
-            // nothing a concurrent apply could have used); an existing one is re-applied,
-            // which keeps its previous state on failure.
-            let size = if d.exists(&id) {
-                d.apply_diff(&id, parent.as_deref(), &mut input)?
-            } else {
-                d.create_and_apply(&id, parent.as_deref(), &mut input)
-                    .map_err(|e| match e {
-                        ovlink_driver::DriverError::LayerExists { .. } => anyhow::Error::new(e)
-                            .context(format!(
-                                "layer {id} was created by another process while this apply \
-                                 ran; it is kept, this tar was not applied (run again to apply \
-                                 it on top)"
-                            )),
-                        e => e.into(),
-                    })?
-            };
+            let size = d.apply_or_create(&id, parent.as_deref(), &mut input)?;
             println!("{size}");
         }
         LayerCmd::Rm { layer, .. } => d.remove(&layer.id)?,

@@ -30,6 +30,16 @@ pub enum DriverError {
         /// The id.
         id: String,
     },
+    /// A create-and-apply found that another caller created the layer while it ran: theirs is
+    /// kept and this tar was not applied.
+    #[error(
+        "layer {id} was created by another process while this apply ran; it is kept, this tar \
+         was not applied (run again to apply it on top)"
+    )]
+    CreatedMeanwhile {
+        /// The id.
+        id: String,
+    },
     /// The parent named in a call does not exist.
     #[error("parent layer {parent} of {id} does not exist")]
     ParentNotFound {

@@ -307,6 +307,21 @@ pub trait Driver: Send + Sync {
         })
     }
 
+    /// `ovlink layer apply`: applies `diff` to layer `id` when it exists (which keeps its
+    /// previous state on failure), else creates it on `parent` with the tar as one step
+    /// ([`Driver::create_and_apply`]: nothing is left on failure). When another caller creates
+    /// `id` meanwhile, theirs is kept and this is [`DriverError::CreatedMeanwhile`].
+    fn apply_or_create(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
+        if self.exists(id) {
+            return self.apply_diff(id, parent, diff);
+        }
+        self.create_and_apply(id, parent, diff)
+            .map_err(|e| match e {
+                DriverError::LayerExists { id } => DriverError::CreatedMeanwhile { id },
+                e => e,
+            })
+    }
+
     /// `docker info` lines: `[("Backing Filesystem", "extfs"), ("Supports d_type", "true")]`.
     fn status(&self) -> Vec<(String, String)>;
 
