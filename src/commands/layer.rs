@@ -197,30 +197,21 @@ pub fn diff_size(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
 /// inherits the fd holding the trash's lock and deletes the tree after this process is gone.
 /// If it cannot be started, the tree is deleted here.
 fn remove_in_background(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    use rustix::fd::AsRawFd;
-    let d = ctx.open_legacy()?;
-    let trash = d.remove_detached(id)?;
-    let fd = trash.lock_fd();
-    let spawned = std::env::current_exe()
-        .context("cannot find the ovlink binary")
-        .and_then(|exe| {
-            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-                .context("cannot hand the lock over")?;
-            let child = std::process::Command::new(exe)
-                .arg("--root")
-                .arg(&ctx.root)
-                .args(["layer", "reclaim", "--name", trash.name(), "--lock-fd"])
-                .arg(fd.as_raw_fd().to_string())
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .context("cannot start ovlink layer reclaim");
-            let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
-            child
-        });
-    match spawned {
-        Ok(_child) => Ok(()), // not waited for: it outlives us
-        Err(_) => Ok(trash.reclaim()?),
-    }
+    let trash = ctx.open_legacy()?.remove_detached(id)?;
+    let Ok(exe) = std::env::current_exe() else {
+        return Ok(trash.reclaim()?);
+    };
+    Ok(trash.hand_over(|name, fd| {
+        let mut c = std::process::Command::new(exe);
+        c.arg("--root").arg(&ctx.root);
+        c.args([
+            "layer",
+            "reclaim",
+            "--name",
+            name,
+            "--lock-fd",
+            &fd.to_string(),
+        ]);
+        c
+    })?)
 }

@@ -830,6 +830,30 @@ impl Trash {
         self.lock.fd()
     }
 
+    /// Hands the tree to another process that deletes it after this one is gone: `command`
+    /// is built from the trash's name and the number of the fd holding its lock, which the
+    /// child inherits (close-on-exec is cleared for the spawn only); the child is started and
+    /// not waited for. When it cannot be started, the tree is deleted here before returning.
+    pub fn hand_over(self, command: impl FnOnce(&str, i32) -> std::process::Command) -> Result<()> {
+        use rustix::fd::AsRawFd;
+        use rustix::io::FdFlags;
+        let fd = self.lock.fd();
+        let mut cmd = command(&self.name, fd.as_raw_fd());
+        let spawned = rustix::io::fcntl_setfd(fd, FdFlags::empty())
+            .map_err(std::io::Error::from)
+            .and_then(|()| {
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+            });
+        let _ = rustix::io::fcntl_setfd(fd, FdFlags::CLOEXEC);
+        match spawned {
+            Ok(_child) => Ok(()), // not waited for: it outlives us
+            Err(_) => self.reclaim(),
+        }
+    }
+
     /// Deletes it (then releases the lock).
     pub fn reclaim(self) -> Result<()> {
         let path = self.home.join(&self.name);
