@@ -178,9 +178,73 @@ impl Cli {
             },
             reclaim: self.reclaim,
             diff: self.diff_mode,
+            symlinks: self.symlinks,
             ..Default::default()
         }
     }
+}
+
+impl Command {
+    /// The name of a command that only reads the home and the image store (it opens them
+    /// with nothing created or repaired), or `None`.
+    pub fn read_only(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::Report(_) => "report",
+            Command::Status(_) => "status",
+            Command::Changes { .. } => "changes",
+            Command::Diff { .. } => "diff",
+            Command::DiffSize { .. } => "diff-size",
+            Command::Layer(LayerCmd::Ls(_)) => "layer ls",
+            Command::Layer(LayerCmd::Inspect { .. }) => "layer inspect",
+            Command::Image(ImageCmd::Ls(_)) => "image ls",
+            Command::Container(ContainerCmd::Ls(_)) => "container ls",
+            _ => return None,
+        })
+    }
+}
+
+/// Refuses, before any work, a global flag given to a command it does not apply to (each
+/// error names the flag; docs/cli.md has the table).
+pub fn refuse_flags(cli: &Cli, given: &Given) -> anyhow::Result<()> {
+    let cmd = &cli.command;
+    let plugin_call = matches!(cmd, Command::Plugin(PluginCmd::Call { .. }));
+    for flag in &given.settings {
+        let refused = match (cmd, *flag) {
+            (Command::Lab(_), _) => "the labs (they make their own homes, with the defaults)",
+            (Command::Report(_), _) => "report (it only reads the home)",
+            _ if plugin_call => "plugin call (it only asks a server)",
+            (Command::Snapshotter(_), "--reclaim") => {
+                "the snapshotter (it always reclaims removed layers in the background)"
+            }
+            _ => continue,
+        };
+        anyhow::bail!("{flag} does not apply to {refused}");
+    }
+    let both = matches!(cmd, Command::Bench(_) | Command::Lab(_));
+    if cli.symlinks.is_some() {
+        if let Some(name) = cmd.read_only() {
+            anyhow::bail!("--symlinks does not apply to {name} (it only reads the home)");
+        }
+        if plugin_call {
+            anyhow::bail!("--symlinks does not apply to plugin call (it only asks a server)");
+        }
+        if cli.driver == Layout::Overlay2 && !both {
+            anyhow::bail!("--symlinks is a setting of the legacy overlay layout (overlay2 copies no layer trees)");
+        }
+    }
+    if given.driver && matches!(cmd, Command::Lab(_)) {
+        anyhow::bail!(
+            "--driver does not apply to the labs: `lab inodes` and `lab layers` run both layouts \
+             side by side, the others use plain overlay mounts (try `ovlink --driver overlay2 demo`)"
+        );
+    }
+    if given.root && matches!(cmd, Command::Plugin(_)) {
+        anyhow::bail!(
+            "--root does not apply to the plugin: dockerd names the driver home in \
+             /GraphDriver.Init (<data-root>/<storage-driver>)"
+        );
+    }
+    Ok(())
 }
 
 const AFTER_HELP: &str = "\

@@ -161,7 +161,7 @@ fn compare_with_golden(copy: bool) {
             "{report}"
         );
         // The home keeps its mode: another one is refused while it holds layers.
-        let err = t.fails(&["--symlinks", "link", "status"]);
+        let err = t.fails(&["--symlinks", "link", "layer", "create", "x"]);
         assert!(
             err.contains("--symlinks copy") && err.contains(".symlinks"),
             "{err}"

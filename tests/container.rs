@@ -290,7 +290,22 @@ fn layer_rm_background_is_gone_at_once_and_reclaimed_later() {
     let t = test_root();
     let (base, l2) = two_layers(&t);
     let h = t.home();
-    t.ok(&["layer", "rm", "--background", l2]);
+    let log = t.path().join("rm.strace");
+    {
+        // strace -f follows the detached reclaimer (and waits for it).
+        let strace = ["strace", "-f", "-qq", "-e", "trace=execve", "-o"];
+        let mut w: Vec<std::ffi::OsString> = strace.iter().map(Into::into).collect();
+        w.push(log.clone().into());
+        let _w = run_ovlink_under(w);
+        t.ok(&["layer", "rm", "--background", l2]);
+    }
+    // The tree was handed over to `ovlink layer reclaim --name … --lock-fd N` (the fallback,
+    // deleting it in this process when no reclaimer can start, runs no such command).
+    let trace = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        trace.contains("\"layer\", \"reclaim\", \"--name\"") && trace.contains("\"--lock-fd\""),
+        "no hand-over to a reclaimer:\n{trace}"
+    );
     assert!(!h.join(l2).exists());
     assert!(!t.ok(&["layer", "ls"]).contains(l2));
     let trash = || {

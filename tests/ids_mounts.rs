@@ -637,14 +637,14 @@ fn non_root_mount_failure_says_eperm() {
             .arg(env!("CARGO_BIN_EXE_ovlink"))
             .arg("--root")
             .arg(&root)
-            .args(["--driver", driver, "status"])
+            .args(["--driver", driver, "layer", "create", "probe"])
             .env_remove("OVLINK_ROOT")
             .output()
             .expect("setpriv (util-linux) must be installed for this test");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),
-            "{driver}: status as nobody succeeded"
+            "{driver}: layer create as nobody succeeded"
         );
         assert!(
             err.contains("EPERM") && err.contains("must run as root"),
@@ -753,5 +753,68 @@ fn read_commands_create_no_store_files() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["overlay".to_string()], "{args:?}");
+    }
+}
+
+/// Read commands only open a driver home that exists (`HomeAccess::Existing`), on both
+/// layouts: with no home (a mistyped `--root`) they fail naming it and create nothing, not
+/// even the root; on a home they leave its entries as they were, and `--symlinks` (a record
+/// in the home) is refused.
+#[test]
+fn read_commands_create_no_driver_home() {
+    let t = test_root();
+    let tar = base_tar(&t);
+    for layout in ["overlay", "overlay2"] {
+        let fresh = t.path().join(format!("fresh-{layout}"));
+        let reads: [&[&str]; 6] = [
+            &["layer", "ls"],
+            &["layer", "inspect", "c1"],
+            &["status", "--json"],
+            &["changes", "c1"],
+            &["diff-size", "c1"],
+            &["diff", "c1", "-o", "/dev/null"],
+        ];
+        for args in reads {
+            let mut a = vec!["--driver", layout];
+            a.extend_from_slice(args);
+            let out = t.ovlink_in(&fresh, &a);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{a:?} on no home succeeded");
+            let home = fresh.join(layout);
+            assert!(
+                err.contains(&format!("no {layout} home at {}", home.display())),
+                "{a:?}: {err}"
+            );
+            assert!(!fresh.exists(), "{a:?} created {}", fresh.display());
+        }
+        let d = |args: &[&str]| {
+            let mut a = vec!["--driver", layout];
+            a.extend_from_slice(args);
+            t.ok(&a)
+        };
+        d(&["layer", "apply", "base", tar.to_str().unwrap()]);
+        d(&["layer", "create-rw", "c1", "--parent", "base"]);
+        let home = t.root().join(layout);
+        let entries = || {
+            let mut v: Vec<_> = std::fs::read_dir(&home)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = entries();
+        for args in reads {
+            d(args);
+            assert_eq!(entries(), before, "{args:?} changed {}", home.display());
+        }
+        if layout == "overlay" {
+            let err = t.fails(&["--symlinks", "copy", "layer", "ls"]);
+            assert!(
+                err.contains("--symlinks does not apply to layer ls"),
+                "{err}"
+            );
+            assert!(!home.join(".symlinks").exists());
+        }
     }
 }

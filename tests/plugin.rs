@@ -1049,3 +1049,27 @@ fn plugin_init_with_uid_gid_maps_owns_layers_by_the_remapped_ids() {
     let msg = String::from_utf8_lossy(&out);
     assert!(msg.contains("huge") && msg.contains("70000"), "{msg}");
 }
+
+#[test]
+fn plugin_serve_records_symlinks_copy_in_the_home_dockerd_names() {
+    let tr = test_root();
+    let p = Plugin::start_with(tr.path().join("plugin.sock"), &["--symlinks", "copy"], None);
+    let home = tr.path().join("home");
+    p.init(&home);
+    let tar = TarBuilder::new().symlink("link", "target").build();
+    p.ok("GraphDriver.Create", json!({"ID": "base"}));
+    p.apply("base", "", std::io::Cursor::new(tar));
+    let top = TarBuilder::new().file("top", 0o644, b"t").build();
+    p.ok("GraphDriver.Create", json!({"ID": "top", "Parent": "base"}));
+    p.apply("top", "base", std::io::Cursor::new(top));
+    let record = std::fs::read_to_string(home.join(".symlinks")).unwrap();
+    assert_eq!(record.trim(), "copy");
+    // Copy mode: each image layer has its own symlink inode (Docker 20.10's tree).
+    let ino = |l: &str| {
+        let m = std::fs::symlink_metadata(home.join(l).join("root/link")).unwrap();
+        (m.ino(), m.nlink())
+    };
+    let (base, top) = (ino("base"), ino("top"));
+    assert_ne!(base.0, top.0, "copy mode re-creates the symlink");
+    assert_eq!((base.1, top.1), (1, 1));
+}

@@ -132,6 +132,7 @@ pub fn demo(ctx: &Ctx, root: Option<&Path>, a: DemoArgs) -> anyhow::Result<()> {
         sync: s.sync,
         reclaim: s.reclaim,
         diff: s.diff,
+        symlinks: s.symlinks,
     };
     narrate(root, &a.common, "demo", |lab, p| {
         ovlink_lab::demo::run(lab, &cfg, p)

@@ -4,7 +4,8 @@ use super::Ctx;
 use crate::cli::{DiffTarget, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
-use ovlink_driver::{CreateOpts, Driver, LayerKind, Layout};
+use ovlink_driver::{CreateOpts, Driver, Layout};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
@@ -32,7 +33,10 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let d = ctx.open()?;
+    let d = match cmd {
+        LayerCmd::Ls(_) | LayerCmd::Inspect { .. } => ctx.open_read()?,
+        _ => ctx.open()?,
+    };
     match cmd {
         LayerCmd::Create(l) => d.create(&l.id, l.parent.as_deref(), &CreateOpts::default())?,
         LayerCmd::CreateRw(l) => {
@@ -61,21 +65,11 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
             let rows = layers
                 .iter()
                 .map(|l| {
-                    let (kind, parent) = match &l.kind {
-                        LayerKind::Image => ("image", String::new()),
-                        LayerKind::Container { lower_id } => ("container", lower_id.clone()),
-                        LayerKind::Incomplete => ("incomplete", String::new()),
-                    };
-                    vec![
-                        l.id.clone(),
-                        kind.to_string(),
-                        if l.mounted {
-                            "mounted".into()
-                        } else {
-                            String::new()
-                        },
-                        parent,
-                    ]
+                    let state = if l.mounted { "mounted" } else { "" };
+                    let lower = l.kind.lower_id().unwrap_or_default();
+                    [&l.id, l.kind.name(), state, lower]
+                        .map(String::from)
+                        .to_vec()
                 })
                 .collect::<Vec<_>>();
             output::table(&["ID", "KIND", "STATE", "LOWER"], &rows)?;
@@ -86,13 +80,12 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
                 return output::json(&l);
             }
             println!("id:      {}", l.id);
-            match &l.kind {
-                LayerKind::Image => println!("kind:    image layer"),
-                LayerKind::Container { lower_id } => {
-                    println!("kind:    container layer on {lower_id}");
-                    println!("mounted: {}", l.mounted);
-                }
-                LayerKind::Incomplete => println!("kind:    incomplete"),
+            match l.kind.lower_id() {
+                Some(lower) => println!(
+                    "kind:    container layer on {lower}\nmounted: {}",
+                    l.mounted
+                ),
+                None => println!("kind:    {} layer", l.kind.name()),
             }
             for (k, v) in l.graph_driver.data {
                 println!("{k}: {v}");
@@ -114,7 +107,7 @@ fn default_parent(d: &dyn Driver, t: &DiffTarget) -> anyhow::Result<Option<Strin
 
 /// `ovlink status`: the driver's `docker info` lines.
 pub fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
-    let d = ctx.open()?;
+    let d = ctx.open_read()?;
     let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
     st.push(("Home".to_string(), d.home().display().to_string()));
     st.extend(d.status());
@@ -129,8 +122,7 @@ pub fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
 
 /// `ovlink diff`
 pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result<()> {
-    use std::io::Write;
-    let d = ctx.open()?;
+    let d = ctx.open_read()?;
     let parent = default_parent(d.as_ref(), &t)?;
     let id = t.id.as_str();
     match output {
@@ -158,32 +150,23 @@ pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result
 
 /// `ovlink changes`
 pub fn changes(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
-    let d = ctx.open()?;
+    let d = ctx.open_read()?;
     let parent = default_parent(d.as_ref(), &t)?;
     let changes = d.changes(&t.id, parent.as_deref())?;
     if json {
-        let v: Vec<_> = changes
-            .iter()
-            .map(|c| serde_json::json!({ "path": c.path, "kind": c.kind.wire() }))
-            .collect();
-        return output::json(&v);
+        return output::json(&changes);
     }
     // One line per change, sorted as `docker diff | sort` prints them (A, C, D; by path).
-    let mut lines: Vec<String> = changes
-        .iter()
-        .map(|c| format!("{} {}\n", c.kind.letter(), c.path))
-        .collect();
+    let mut lines: Vec<String> = changes.iter().map(|c| format!("{c}\n")).collect();
     lines.sort();
     let mut out = std::io::stdout().lock();
-    for l in lines {
-        std::io::Write::write_all(&mut out, l.as_bytes())?;
-    }
+    lines.iter().try_for_each(|l| out.write_all(l.as_bytes()))?;
     Ok(())
 }
 
 /// `ovlink diff-size`
 pub fn diff_size(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
-    let d = ctx.open()?;
+    let d = ctx.open_read()?;
     let parent = default_parent(d.as_ref(), &t)?;
     let size = d.diff_size(&t.id, parent.as_deref())?;
     if json {

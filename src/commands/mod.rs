@@ -10,14 +10,15 @@ mod plugin;
 mod report;
 mod snapshotter;
 
-use crate::cli::{Cli, Command, Given, PluginCmd};
+use crate::cli::{self, Cli, Command, Given};
 use anyhow::Context as _;
-use ovlink_driver::{Driver, InitConfig, Layout};
+use ovlink_driver::{Driver, HomeAccess, InitConfig, Layout};
 use ovlink_layouts::OverlayDriver;
 use std::path::PathBuf;
 
 /// What every command is given by the global flags: the root, the layout and the layout's
-/// settings (`--sync`, `--reclaim`, `--diff-mode`); the one place that opens a layout.
+/// settings (`--symlinks`, `--sync`, `--reclaim`, `--diff-mode`); the one place that opens a
+/// layout.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// `--root`.
@@ -37,12 +38,17 @@ impl Ctx {
         }
     }
 
-    /// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>` and prints
-    /// the warnings of a recovery that could not finish.
+    /// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>` (creating
+    /// the home, recording `--symlinks`, finishing what a crash left) and prints the warnings
+    /// of a recovery that could not finish.
     pub fn open(&self) -> anyhow::Result<Box<dyn Driver>> {
-        let d = self.open_layout()?;
-        report_recovery(d.as_ref());
-        Ok(d)
+        self.open_with(HomeAccess::Create)
+    }
+
+    /// [`Ctx::open`] for a command that only reads: a missing home is an error naming it,
+    /// and nothing is created.
+    pub fn open_read(&self) -> anyhow::Result<Box<dyn Driver>> {
+        self.open_with(HomeAccess::Existing)
     }
 
     /// Initializes the legacy overlay driver on `<root>/overlay`.
@@ -52,21 +58,28 @@ impl Ctx {
             .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
     }
 
-    fn open_layout(&self) -> anyhow::Result<Box<dyn Driver>> {
+    fn open_with(&self, access: HomeAccess) -> anyhow::Result<Box<dyn Driver>> {
         let layout = self.kind;
         let home = self.root.join(layout.home_name());
-        ovlink_layouts::open(layout, &self.init_config(home.clone())).with_context(|| {
+        let cfg = InitConfig {
+            access,
+            ..self.init_config(home.clone())
+        };
+        let d = ovlink_layouts::open(layout, &cfg).with_context(|| {
             format!(
-                "cannot initialize the {} driver in {}",
+                "cannot open the {} driver in {}",
                 layout.name(),
                 home.display()
             )
-        })
+        })?;
+        report_recovery(d.as_ref());
+        Ok(d)
     }
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
+    cli::refuse_flags(&cli, &given)?;
     let ctx = Ctx {
         root: cli.root.clone(),
         kind: cli.driver,
@@ -74,37 +87,6 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
     };
     let (root, kind) = (cli.root.as_path(), cli.driver);
     let symlinks = cli.symlinks;
-    // The commands that open no layout of --root refuse its settings rather than ignore them.
-    for flag in &given.settings {
-        let refused = match (&cli.command, *flag) {
-            (Command::Lab(_), _) => "the labs (they make their own homes, with the defaults)",
-            (Command::Report(_), _) => "report (it only reads the home)",
-            (Command::Plugin(PluginCmd::Call { .. }), _) => "plugin call (it only asks a server)",
-            (Command::Snapshotter(_), "--reclaim") => {
-                "the snapshotter (it always reclaims removed layers in the background)"
-            }
-            _ => continue,
-        };
-        anyhow::bail!("{flag} does not apply to {refused}");
-    }
-    if cli.symlinks.is_some() && matches!(cli.command, Command::Report(_)) {
-        anyhow::bail!("--symlinks does not apply to report (it only reads the home)");
-    }
-    if let (Some(m), false) = (
-        cli.symlinks,
-        matches!(cli.command, Command::Bench(_) | Command::Lab(_)),
-    ) {
-        // Recorded in (or checked against) the home once; every later open uses the record.
-        if kind == Layout::Overlay2 {
-            anyhow::bail!("--symlinks is a setting of the legacy overlay layout (overlay2 copies no layer trees)");
-        }
-        let home = root.join(kind.home_name());
-        OverlayDriver::init(&InitConfig {
-            symlinks: Some(m),
-            ..ctx.init_config(home.clone())
-        })
-        .with_context(|| format!("cannot set --symlinks for {}", home.display()))?;
-    }
     let given_root = given.root.then_some(root);
     match cli.command {
         Command::Check(j) => check::run(&ctx, j.json),
@@ -123,15 +105,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         Command::Container(c) => container::run(&ctx, c),
         Command::Report(a) => report::run(root, kind, a),
         Command::Bench(a) => bench::run(&ctx, a, given_root, given.driver, symlinks),
-        Command::Lab(_) if given.driver => anyhow::bail!(
-            "--driver does not apply to the labs: `lab inodes` and `lab layers` run both layouts \
-             side by side, the others use plain overlay mounts (try `ovlink --driver overlay2 demo`)"
-        ),
         Command::Lab(c) => lab::run(given_root, c, symlinks),
-        Command::Plugin(_) if given.root => anyhow::bail!(
-            "--root does not apply to the plugin: dockerd names the driver home in \
-             /GraphDriver.Init (<data-root>/<storage-driver>)"
-        ),
         Command::Plugin(c) => plugin::run(&ctx, c),
         Command::Snapshotter(c) => snapshotter::run(&ctx, c),
         Command::Demo(a) => lab::demo(&ctx, given_root, a),

@@ -22,6 +22,7 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd) -> anyhow::Result<()> {
                 layout,
                 sync: settings.sync,
                 diff: settings.diff,
+                symlinks: settings.symlinks,
             })
             .with_context(|| format!("cannot start the snapshotter on {}", root.display()))?;
             for (k, n) in &rec.finished_commits {

@@ -16,8 +16,10 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
-/// Kind of a [`Change`]; the numbers ([`ChangeKind::wire`]) are the plugin protocol's.
+/// Kind of a [`Change`]; the numbers ([`ChangeKind::wire`]) are the plugin protocol's, and
+/// what the kind serializes as (`ovlink changes --json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(into = "u8")]
 pub enum ChangeKind {
     /// `C`: in both, different (or a directory with a change inside).
     Modify,
@@ -44,6 +46,12 @@ impl ChangeKind {
             ChangeKind::Add => 'A',
             ChangeKind::Delete => 'D',
         }
+    }
+}
+
+impl From<ChangeKind> for u8 {
+    fn from(k: ChangeKind) -> u8 {
+        k.wire()
     }
 }
 

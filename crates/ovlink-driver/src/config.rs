@@ -1,7 +1,7 @@
 //! The typed settings a layout is initialized with, beside the home and the id maps of
 //! [`crate::InitConfig`]: how a new layer is made durable ([`SyncMode`]), when a removed
-//! layer's tree is deleted ([`ReclaimMode`]) and which diff the diff methods make
-//! ([`DiffMode`]).
+//! layer's tree is deleted ([`ReclaimMode`]), which diff the diff methods make ([`DiffMode`])
+//! and whether init may create a missing home ([`HomeAccess`]).
 //!
 //! This module only defines the values and their defaults; it must never read the
 //! environment or a file (the binary maps its flags and environment variables to these).
@@ -53,6 +53,21 @@ pub enum ReclaimMode {
     /// report` shows how many are left), and a process that exits first leaves the rest to
     /// the next init or `layer reclaim`.
     Background,
+}
+
+/// Whether `init` may create a missing home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HomeAccess {
+    /// Create the home if it is missing, after the host checks (the default: every command
+    /// that stores something, the plugin, the snapshotter).
+    #[default]
+    Create,
+    /// Only open a home that exists: after the same host checks, a missing home is
+    /// [`crate::DriverError::NoHome`] and nothing is created where it would be (for the
+    /// commands that only read: `layer ls`, `status`, `changes`, ... on a mistyped `--root`
+    /// must not leave a new home there). An existing home is initialized as with `Create`,
+    /// crash recovery included, as every init is.
+    Existing,
 }
 
 /// Which diff `diff`, `changes` and `diff_size` make.

@@ -85,6 +85,14 @@ pub enum DriverError {
         /// The first option.
         option: String,
     },
+    /// A command that only reads found no home to read ([`crate::HomeAccess::Existing`]).
+    #[error("no {layout} home at {}: nothing has been stored with this layout under this root yet (a command that only reads creates none)", path.display())]
+    NoHome {
+        /// The layout asked for.
+        layout: &'static str,
+        /// The home that is missing.
+        path: PathBuf,
+    },
     /// A host check failed at init.
     #[error("{check}: {detail}")]
     HostCheck {

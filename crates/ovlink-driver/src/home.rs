@@ -22,8 +22,8 @@ use crate::lock::{random_suffix, reap_temp_dirs, reap_temp_dirs_except, DirLock,
 use crate::refs::MountRefs;
 use crate::rename::{Claim, Renamer};
 use crate::{
-    mount, validate_id, CreateOpts, DiffMode, IdMap, InitConfig, LayerInfo, LayerKind, SyncMode,
-    Usage,
+    mount, validate_id, CreateOpts, DiffMode, HomeAccess, IdMap, InitConfig, LayerInfo, LayerKind,
+    SyncMode, Usage,
 };
 use ovlink_fs::at::{open_dir, open_dir_at};
 use ovlink_fs::error::Context;
@@ -72,7 +72,8 @@ pub struct Home {
 impl Home {
     /// Initializes the home of `layout`: refuses driver options, checks overlay support,
     /// then the backing filesystem and d_type where the home is or will be, BEFORE creating
-    /// anything (a refused init leaves no directory), creates the home (0710, this process's
+    /// anything (a refused init leaves no directory), creates the home (with
+    /// [`HomeAccess::Existing`], a missing home is [`DriverError::NoHome`] instead) (0710, this process's
     /// uid and the remapped root's gid) and, on a fresh home, makes a real test mount with
     /// the layout's number of lowerdirs. `reserved` are names in the home that are not
     /// layers (overlay2's `l`).
@@ -117,6 +118,12 @@ impl Home {
             warnings.push(format!(
                 "the backing filesystem has no d_type support; {fix}"
             ));
+        }
+        if cfg.access == HomeAccess::Existing && !path.is_dir() {
+            return Err(DriverError::NoHome {
+                layout: layout.name(),
+                path,
+            });
         }
         if let Some(parent) = path.parent() {
             use std::os::unix::fs::DirBuilderExt;

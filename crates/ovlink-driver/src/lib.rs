@@ -35,7 +35,7 @@ pub mod mount;
 pub mod refs;
 pub mod rename;
 
-pub use config::{DiffMode, ReclaimMode, SyncMode};
+pub use config::{DiffMode, HomeAccess, ReclaimMode, SyncMode};
 pub use error::{error_chain, DriverError, Result};
 pub use home::Home;
 pub use id::{validate_id, LayerId};
@@ -91,17 +91,20 @@ pub struct InitConfig {
     pub reclaim: ReclaimMode,
     /// Which diff the diff methods make.
     pub diff: DiffMode,
+    /// Whether init may create and repair the home, or only opens an existing one.
+    pub access: HomeAccess,
 }
 
 impl InitConfig {
-    /// This config (what dockerd's `/GraphDriver.Init` names: the home, options, id maps,
-    /// symlinks mode) with the durability, reclaim and diff settings of `settings` (the
-    /// serving process's own flags).
+    /// This config (what dockerd's `/GraphDriver.Init` names: the home, options, id maps)
+    /// with the durability, reclaim and diff settings and the symlinks mode of `settings`
+    /// (the serving process's own flags; its symlinks mode only when it names one).
     pub fn with_settings_of(&self, settings: &InitConfig) -> InitConfig {
         InitConfig {
             sync: settings.sync,
             reclaim: settings.reclaim,
             diff: settings.diff,
+            symlinks: settings.symlinks.or(self.symlinks),
             ..self.clone()
         }
     }
@@ -120,6 +123,25 @@ pub enum LayerKind {
     },
     /// A layer dir that is neither (a crashed create, or something foreign).
     Incomplete,
+}
+
+impl LayerKind {
+    /// The name `layer ls` shows and its JSON holds: `image`, `container` or `incomplete`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LayerKind::Image => "image",
+            LayerKind::Container { .. } => "container",
+            LayerKind::Incomplete => "incomplete",
+        }
+    }
+
+    /// The image layer a container layer sits on.
+    pub fn lower_id(&self) -> Option<&str> {
+        match self {
+            LayerKind::Container { lower_id } => Some(lower_id),
+            _ => None,
+        }
+    }
 }
 
 /// A layer as `layer ls` shows it.

@@ -38,6 +38,9 @@ pub struct DemoConfig {
     pub reclaim: ReclaimMode,
     /// Which diff the driver makes.
     pub diff: DiffMode,
+    /// Legacy layout: share or re-create symlinks and special files in image layers (`None`:
+    /// the default, `link`).
+    pub symlinks: Option<ovlink_fs::Specials>,
 }
 
 /// What the demo observed.
@@ -115,6 +118,7 @@ fn open(d: &DemoConfig, home: &Path) -> Result<Box<dyn Driver>> {
         sync: d.sync,
         reclaim: d.reclaim,
         diff: d.diff,
+        symlinks: d.symlinks,
         ..Default::default()
     };
     Ok(ovlink_layouts::open(d.layout, &cfg)?)

@@ -57,6 +57,9 @@ pub struct Config {
     pub sync: Option<ovlink_driver::SyncMode>,
     /// Which diff the layout makes.
     pub diff: ovlink_driver::DiffMode,
+    /// Legacy layout: the `--symlinks` mode to record in a new home (`None`: the recorded one;
+    /// see [`InitConfig::symlinks`]).
+    pub symlinks: Option<ovlink_fs::Specials>,
 }
 
 enum Layer {
@@ -160,6 +163,7 @@ impl Snapshotter {
             home: home.clone(),
             sync: cfg.sync,
             diff: cfg.diff,
+            symlinks: cfg.symlinks,
             ..Default::default()
         };
         let init_err = |e| SnapError::Init {

@@ -59,6 +59,7 @@ fn open(root: &Path, layout: Layout) -> Snapshotter {
         layout,
         sync: None,
         diff: Default::default(),
+        symlinks: None,
     })
     .unwrap()
     .0
@@ -253,6 +254,7 @@ fn a_start_after_a_crash_finishes_commits_and_drops_orphans() {
             layout,
             sync: None,
             diff: Default::default(),
+            symlinks: None,
         })
         .unwrap();
         assert_eq!(
@@ -278,4 +280,46 @@ fn a_start_after_a_crash_finishes_commits_and_drops_orphans() {
             .collect();
         assert!(tmp_left.is_empty(), "{tmp_left:?}");
     }
+}
+
+#[test]
+fn the_symlinks_mode_is_recorded_in_the_home_and_used_by_commits() {
+    require_root();
+    let t = tmp();
+    let root = t.path().join("root");
+    let (s, _) = Snapshotter::open(&Config {
+        root: root.clone(),
+        layout: Layout::Overlay,
+        sync: None,
+        diff: Default::default(),
+        symlinks: Some(ovlink_fs::Specials::Copy),
+    })
+    .unwrap();
+    let record = std::fs::read_to_string(root.join("overlay/.symlinks")).unwrap();
+    assert_eq!(record.trim(), "copy");
+    let m = s.prepare("default/1/base", "", labels()).unwrap();
+    {
+        let _g = Mounted::new(&m[0], &t.path().join("mnt1"));
+        std::os::unix::fs::symlink("target", t.path().join("mnt1/link")).unwrap();
+    }
+    s.commit("default/2/base", "default/1/base", labels())
+        .unwrap();
+    s.prepare("default/3/mid", "default/2/base", labels())
+        .unwrap();
+    s.commit("default/4/mid", "default/3/mid", labels())
+        .unwrap();
+    // In copy mode every image layer re-creates the symlink: two inodes, one link each.
+    let links: Vec<_> = std::fs::read_dir(root.join("overlay"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().path().join("root/link").symlink_metadata().ok())
+        .collect();
+    assert_eq!(links.len(), 2, "one symlink per image layer");
+    assert_ne!(links[0].ino(), links[1].ino());
+    assert!(links.iter().all(|m| m.nlink() == 1));
+    drop(s);
+    // A later open without a mode keeps the recorded one.
+    let reopened = open(&root, Layout::Overlay);
+    drop(reopened);
+    let record = std::fs::read_to_string(root.join("overlay/.symlinks")).unwrap();
+    assert_eq!(record.trim(), "copy");
 }
