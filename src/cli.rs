@@ -307,7 +307,8 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// What `docker info` shows for the storage driver.
+    /// What `docker info` shows for the storage driver, of a home that exists (like every
+    /// command that only reads, it creates none; `check` tells what a new one would get).
     Status(JsonFlag),
     /// Images: import `docker save`/OCI tarballs, list them.
     #[command(subcommand)]
@@ -437,7 +438,7 @@ pub enum LayerCmd {
         #[arg(long, hide = true, requires = "name")]
         lock_fd: Option<i32>,
     },
-    /// List layers.
+    /// List layers (of a home that exists: a command that only reads creates none).
     Ls(JsonFlag),
     /// Show a layer: kind, parent, mount state, and what `docker inspect` shows.
     Inspect {
