@@ -185,8 +185,8 @@ impl Cli {
 }
 
 impl Command {
-    /// The name of a command that only reads the home and the image store (it opens them
-    /// with nothing created or repaired), or `None`.
+    /// The name of a command that only reads the home and the image store (it opens only a
+    /// home that exists, and the store read-only), or `None`.
     pub fn read_only(&self) -> Option<&'static str> {
         Some(match self {
             Command::Report(_) => "report",
