@@ -690,8 +690,8 @@ pub struct Common {
 /// A lab with one big file.
 #[derive(Debug, Clone, Args)]
 pub struct SizedArgs {
-    /// Size of the big lower file, in MiB.
-    #[arg(long, value_name = "MIB")]
+    /// Size of the big lower file, in MiB (at least 1).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub size: Option<u64>,
     #[command(flatten)]
     pub common: Common,

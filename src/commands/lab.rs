@@ -90,12 +90,12 @@ pub fn run(
         }
         LabCmd::CopyUp(a) => {
             let mut cfg = copy_up::CopyUpConfig::default();
-            cfg.size_mib = a.size.map_or(cfg.size_mib, |s| s.max(1));
+            cfg.size_mib = a.size.unwrap_or(cfg.size_mib);
             (Lab::CopyUp(cfg), a.common)
         }
         LabCmd::PageCache(a) => {
             let mut cfg = page_cache::PageCacheConfig::default();
-            cfg.size_mib = a.size.map_or(cfg.size_mib, |s| s.max(1));
+            cfg.size_mib = a.size.unwrap_or(cfg.size_mib);
             (Lab::PageCache(cfg), a.common)
         }
         LabCmd::Layers(a) => {

@@ -4,7 +4,7 @@ use super::Ctx;
 use crate::cli::{DiffTarget, LayerCmd};
 use crate::output;
 use anyhow::Context as _;
-use ovlink_driver::{CreateOpts, Driver, Layout};
+use ovlink_driver::{CreateOpts, Layout};
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -33,10 +33,7 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let d = match cmd {
-        LayerCmd::Ls(_) | LayerCmd::Inspect { .. } => ctx.open_read()?,
-        _ => ctx.open()?,
-    };
+    let d = ctx.open()?;
     match cmd {
         LayerCmd::Create(l) => d.create(&l.id, l.parent.as_deref(), &CreateOpts::default())?,
         LayerCmd::CreateRw(l) => {
@@ -95,24 +92,11 @@ pub fn run(ctx: &Ctx, cmd: LayerCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The parent a layer is compared with: `--parent`, else the one the layout recorded when
-/// the layer was made ([`ovlink_driver::Driver::parent`]: a container's init layer, an init
-/// or container layer's image layer, an image layer's parent).
-fn default_parent(d: &dyn Driver, t: &DiffTarget) -> anyhow::Result<Option<String>> {
-    match &t.parent {
-        Some(p) => Ok(Some(p.clone())),
-        None => Ok(d.parent(&t.id)?),
-    }
-}
-
 /// `ovlink status`: the driver's `docker info` lines.
 pub fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
-    let d = ctx.open_read()?;
-    let mut st = vec![("Storage Driver".to_string(), d.name().to_string())];
-    st.push(("Home".to_string(), d.home().display().to_string()));
-    st.extend(d.status());
+    let st = ovlink_driver::status::lines(ctx.open()?.as_ref());
     if json {
-        return output::json(&output::status_object(&st));
+        return output::json(&ovlink_driver::status::object(&st));
     }
     for (k, v) in st {
         println!("{k}: {v}");
@@ -122,8 +106,8 @@ pub fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
 
 /// `ovlink diff`
 pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let d = ctx.open_read()?;
-    let parent = default_parent(d.as_ref(), &t)?;
+    let d = ctx.open()?;
+    let parent = d.diff_parent(&t.id, t.parent.as_deref())?;
     let id = t.id.as_str();
     match output {
         Some(path) => {
@@ -150,8 +134,8 @@ pub fn diff(ctx: &Ctx, t: DiffTarget, output: Option<PathBuf>) -> anyhow::Result
 
 /// `ovlink changes`
 pub fn changes(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
-    let d = ctx.open_read()?;
-    let parent = default_parent(d.as_ref(), &t)?;
+    let d = ctx.open()?;
+    let parent = d.diff_parent(&t.id, t.parent.as_deref())?;
     let changes = d.changes(&t.id, parent.as_deref())?;
     if json {
         return output::json(&changes);
@@ -166,8 +150,8 @@ pub fn changes(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
 
 /// `ovlink diff-size`
 pub fn diff_size(ctx: &Ctx, t: DiffTarget, json: bool) -> anyhow::Result<()> {
-    let d = ctx.open_read()?;
-    let parent = default_parent(d.as_ref(), &t)?;
+    let d = ctx.open()?;
+    let parent = d.diff_parent(&t.id, t.parent.as_deref())?;
     let size = d.diff_size(&t.id, parent.as_deref())?;
     if json {
         return output::json(&serde_json::json!({ "size": size }));

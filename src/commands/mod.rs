@@ -25,7 +25,8 @@ pub struct Ctx {
     pub root: PathBuf,
     /// `--driver`.
     pub kind: Layout,
-    /// The settings, with an empty home (filled in by [`Ctx::init_config`]).
+    /// The settings, with an empty home (filled in by [`Ctx::init_config`]) and the access
+    /// of the command: [`HomeAccess::Existing`] for one that only reads.
     base: InitConfig,
 }
 
@@ -39,16 +40,21 @@ impl Ctx {
     }
 
     /// Initializes the driver of the chosen layout on `<root>/<overlay|overlay2>` (creating
-    /// the home, recording `--symlinks`, finishing what a crash left) and prints the warnings
-    /// of a recovery that could not finish.
+    /// the home unless the command only reads, recording `--symlinks`, finishing what a crash
+    /// left) and prints the warnings of a recovery that could not finish.
     pub fn open(&self) -> anyhow::Result<Box<dyn Driver>> {
-        self.open_with(HomeAccess::Create)
-    }
-
-    /// [`Ctx::open`] for a command that only reads: a missing home is an error naming it,
-    /// and nothing is created.
-    pub fn open_read(&self) -> anyhow::Result<Box<dyn Driver>> {
-        self.open_with(HomeAccess::Existing)
+        let layout = self.kind;
+        let home = self.root.join(layout.home_name());
+        let d =
+            ovlink_layouts::open(layout, &self.init_config(home.clone())).with_context(|| {
+                format!(
+                    "cannot open the {} driver in {}",
+                    layout.name(),
+                    home.display()
+                )
+            })?;
+        report_recovery(d.as_ref());
+        Ok(d)
     }
 
     /// Initializes the legacy overlay driver on `<root>/overlay`.
@@ -57,33 +63,22 @@ impl Ctx {
         OverlayDriver::init(&self.init_config(home.clone()))
             .with_context(|| format!("cannot initialize the overlay driver in {}", home.display()))
     }
-
-    fn open_with(&self, access: HomeAccess) -> anyhow::Result<Box<dyn Driver>> {
-        let layout = self.kind;
-        let home = self.root.join(layout.home_name());
-        let cfg = InitConfig {
-            access,
-            ..self.init_config(home.clone())
-        };
-        let d = ovlink_layouts::open(layout, &cfg).with_context(|| {
-            format!(
-                "cannot open the {} driver in {}",
-                layout.name(),
-                home.display()
-            )
-        })?;
-        report_recovery(d.as_ref());
-        Ok(d)
-    }
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
     cli::refuse_flags(&cli, &given)?;
+    let access = match cli.command.read_only() {
+        Some(_) => HomeAccess::Existing,
+        None => HomeAccess::Create,
+    };
     let ctx = Ctx {
         root: cli.root.clone(),
         kind: cli.driver,
-        base: cli.init_config(PathBuf::new()),
+        base: InitConfig {
+            access,
+            ..cli.init_config(PathBuf::new())
+        },
     };
     let (root, kind) = (cli.root.as_path(), cli.driver);
     let symlinks = cli.symlinks;
@@ -114,9 +109,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
 
 /// Prints the warnings of an init whose recovery could not finish (the command goes on).
 fn report_recovery(d: &dyn Driver) {
-    for (k, v) in d.status() {
-        if k == "Warning" && v.starts_with(ovlink_driver::home::RECOVERY_WARNING) {
-            eprintln!("ovlink: warning: {}: {v}", d.home().display());
-        }
+    for w in ovlink_driver::status::recovery_warnings(d) {
+        eprintln!("ovlink: warning: {}: {w}", d.home().display());
     }
 }

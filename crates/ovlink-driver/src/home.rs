@@ -41,6 +41,8 @@ pub const TMP_PREFIX: &str = ".tmp-";
 pub const CREATE_PREFIX: &str = ".tmp-create-";
 /// Prefix of removed layers waiting to be reclaimed.
 pub const TRASH_PREFIX: &str = ".tmp-remove-";
+/// The label of a warning line of a layout's `status`.
+pub const WARNING: &str = "Warning";
 /// How a warning about an unfinished init recovery starts (the CLI prints these).
 pub const RECOVERY_WARNING: &str = "init recovery did not finish";
 /// A layer's mount point, present only while mounted.
@@ -291,7 +293,7 @@ impl Home {
         }
         v.extend(extra);
         for w in &self.warnings {
-            v.push(("Warning".to_string(), w.clone()));
+            v.push((WARNING.to_string(), w.clone()));
         }
         v
     }

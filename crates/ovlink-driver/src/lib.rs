@@ -15,7 +15,8 @@
 //! anything is created, layer locks, temporary directories, publishing renames, trash and
 //! reclaim, crash reaping, mount reference counts, ENOSPC classification); host checks
 //! ([`checks`], [`hostcheck`], [`features`]), mounting ([`mount`]), publishing renames on every
-//! kernel ([`rename`]) and the part of a diff both layouts share ([`diffplan`]).
+//! kernel ([`rename`]), the part of a diff both layouts share ([`diffplan`]) and the shape of
+//! `ovlink status` ([`status`]).
 //!
 //! It never knows a layout's directory names beyond the shared ones (`work/`, `merged/`, the
 //! temporary prefixes); each layout crate owns its own.
@@ -34,6 +35,7 @@ pub mod lock;
 pub mod mount;
 pub mod refs;
 pub mod rename;
+pub mod status;
 
 pub use config::{DiffMode, HomeAccess, ReclaimMode, SyncMode};
 pub use error::{error_chain, DriverError, Result};
@@ -236,7 +238,7 @@ impl std::ops::AddAssign for Usage {
 }
 
 /// The [`Driver`] methods a layout built on a [`Home`] answers from it unchanged: `home`,
-/// `exists`, `cleanup`, `layers` and `layer_kind`. Expanded inside `impl Driver for X`, where `X`
+/// `init_warnings`, `exists`, `cleanup`, `layers` and `layer_kind`. Expanded inside `impl Driver for X`, where `X`
 /// keeps its home in a field `h` and tells its layer kinds apart with
 /// `fn kind_of(&self, fd: &OwnedFd, layer: &Path) -> Result<LayerKind>`.
 #[macro_export]
@@ -244,6 +246,10 @@ macro_rules! driver_on_home {
     () => {
         fn home(&self) -> &::std::path::Path {
             self.h.path()
+        }
+
+        fn init_warnings(&self) -> &[::std::string::String] {
+            self.h.warnings()
         }
 
         fn exists(&self, id: &str) -> bool {
@@ -275,6 +281,10 @@ pub trait Driver: Send + Sync {
     /// The driver home.
     fn home(&self) -> &Path;
 
+    /// The warnings init recorded (the kernel release, d_type, a recovery that could not
+    /// finish), which `status` lists among its `Warning` lines; nothing is checked again.
+    fn init_warnings(&self) -> &[String];
+
     /// What this layout can do where the two differ (lowerdirs per mount, whole image trees,
     /// native diff).
     fn capabilities(&self) -> Capabilities;
@@ -296,6 +306,16 @@ pub trait Driver: Send + Sync {
 
     /// The parent layer of `id` as the layout itself records it (`None`: a bottom layer).
     fn parent(&self, id: &str) -> Result<Option<String>>;
+
+    /// The parent the changes of `id` are taken against: `given` (`--parent`), else the one
+    /// the layout recorded ([`Driver::parent`]: a container's init layer, an init or container
+    /// layer's image layer, an image layer's parent).
+    fn diff_parent(&self, id: &str, given: Option<&str>) -> Result<Option<String>> {
+        match given {
+            Some(p) => Ok(Some(p.to_string())),
+            None => self.parent(id),
+        }
+    }
 
     /// What layer `id` adds over its parent ([`Usage`]), counted with the walk `ovlink
     /// report` uses.

@@ -615,7 +615,7 @@ impl Driver for Overlay2Driver {
         let mut extra = vec![("Native Overlay Diff".to_string(), native.to_string())];
         if let Some(why) = why {
             extra.push((
-                "Warning".to_string(),
+                ovlink_driver::home::WARNING.to_string(),
                 format!("Docker would not use the native diff for overlay2 here: {why}"),
             ));
         }

@@ -51,6 +51,10 @@ impl Driver for DrainDriver {
         &self.home
     }
 
+    fn init_warnings(&self) -> &[String] {
+        &[]
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             layout: Layout::Overlay,
