@@ -1,9 +1,10 @@
 //! Importing an image archive into a [`Driver`] and recording it in the [`Store`].
 //!
-//! Layers are created bottom-up under their chain ids; a layer that is already complete (an
-//! image layer in the driver **and** a matching [`LayerRecord`] in the store) is reused; a
-//! layer that exists without that record is the remainder of a crashed import and is
-//! removed and redone. A layer whose apply or verification fails is removed again, so the
+//! Layers are created bottom-up under their chain ids, each with
+//! [`Driver::create_and_apply`] (built aside, visible only complete); a layer that is already
+//! complete (an image layer in the driver **and** a matching [`LayerRecord`] in the store) is
+//! reused; a layer that exists without that record (one whose record a crash prevented, or
+//! the create-then-apply remainder of an older ovlink) is removed and redone. A layer whose apply or verification fails is removed again, so the
 //! driver never keeps a layer whose content was not verified; the layers below it stay
 //! (they are complete and reusable). The image record is written only after all its layers
 //! are in place. This module never parses archives itself (see [`crate::archive`]) and never
@@ -12,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ovlink_driver::{CreateOpts, Driver, DriverError, LayerKind};
+use ovlink_driver::{Driver, DriverError, LayerKind};
 
 use crate::archive::{Archive, ArchiveImage};
 use crate::digest::{chain_ids, parse_sha256};
@@ -214,17 +215,17 @@ fn import_layers(
 
         // Open the member before creating anything, so an unreadable archive leaves nothing.
         let mut stream = archive.layer_stream(image_index, i, id, progress)?;
-        driver
-            .create(id, parent, &CreateOpts::default())
-            .map_err(driver_err(id, "create"))?;
-        ovlink_fs::crash::point("import.after-create");
         let applied = (|| {
-            let size = match driver.apply_diff(id, parent, &mut stream) {
+            // Created and applied as one step: the layer appears under its id only complete
+            // (built aside, published by one rename), so a crash or a kill never leaves a
+            // layer that `layer ls` lists half made (an empty base layer, or a layer still
+            // shaped like a container on its parent, as create + apply_diff did).
+            let size = match driver.create_and_apply(id, parent, &mut stream) {
                 Ok(size) => size,
                 Err(source) => {
                     return Err(match stream.diagnose() {
                         Some(m) => m.into_error(),
-                        None => driver_err(id, "apply_diff")(source),
+                        None => driver_err(id, "create_and_apply")(source),
                     })
                 }
             };
@@ -243,8 +244,12 @@ fn import_layers(
             Ok(size) => size,
             Err(e) => {
                 // The original error is what matters; a failed cleanup leaves a layer without
-                // a record, which the next import removes and redoes.
-                let _ = remove_layer(driver, id);
+                // a record, which the next import removes and redoes. A failed
+                // create_and_apply left no layer; one that succeeded before the stream's
+                // digest check or the record failed did.
+                if driver.exists(id) {
+                    let _ = remove_layer(driver, id);
+                }
                 return Err(e);
             }
         };
