@@ -2,7 +2,8 @@
 //! `redirect_dir=off` (the legacy driver's and Docker's setting) the kernel answers EXDEV;
 //! `mv` then copies the tree and deletes the original, so the user sees a success. With
 //! `redirect_dir=on` (where the kernel has it) the rename succeeds and the upper dir records a
-//! `trusted.overlay.redirect`.
+//! `trusted.overlay.redirect`. A kernel before 4.10 has no redirect_dir at all (the option is
+//! refused): its mounts behave as `redirect_dir=off` and are made without the option.
 
 use crate::error::{io, Result};
 use crate::scratch::{ls_line, names, xattr, Ovl, Scratch};
@@ -12,6 +13,9 @@ use serde::Serialize;
 /// What `lab rename` observed.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenameResult {
+    /// The kernel has the redirect_dir feature (4.10+); without it the first mount passes no
+    /// `redirect_dir=off` (the option would be refused) and behaves the same.
+    pub has_redirect_dir: bool,
     /// rename(2) of lower dir `dir` with redirect_dir=off: errno (18 is EXDEV), `None` if it
     /// succeeded.
     pub off_errno: Option<i32>,
@@ -50,8 +54,21 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
     s.write("lower/dir/b", b"b\n")?;
     s.write("lower/file", b"f\n")?;
 
-    say.step("redirect_dir=off (how Docker and the legacy driver mount)");
-    let off = Ovl::simple(&d).with("redirect_dir=off");
+    // A kernel before 4.10 has no redirect_dir and refuses the option (EINVAL): it always
+    // behaves as redirect_dir=off, so the mount goes without it there.
+    let has_redirect = ovlink_driver::checks::OverlayFeatures::read()
+        .redirect_dir
+        .known;
+    let off = if has_redirect {
+        say.step("redirect_dir=off (how Docker and the legacy driver mount)");
+        Ovl::simple(&d).with("redirect_dir=off")
+    } else {
+        say.step(
+            "no redirect_dir in this kernel (it came in 4.10): every mount behaves as \
+             redirect_dir=off, how Docker and the legacy driver mount",
+        );
+        Ovl::simple(&d)
+    };
     say.cmd(off.shell());
     off.mount()?;
     let m = off.merged();
@@ -170,6 +187,7 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<RenameResult> {
     say.ask("Why does Docker not simply turn redirect_dir on?");
     s.finish(cfg, &say);
     Ok(RenameResult {
+        has_redirect_dir: has_redirect,
         off_errno,
         off_error,
         file_rename_ok,
