@@ -212,6 +212,9 @@ pub fn refuse_flags(cli: &Cli, given: &Given) -> anyhow::Result<()> {
         let refused = match (cmd, *flag) {
             (Command::Lab(_), _) => "the labs (they make their own homes, with the defaults)",
             (Command::Report(_), _) => "report (it only reads the home)",
+            (Command::Image(ImageCmd::Generate { .. }), _) => {
+                "image generate (it writes a file and opens no home)"
+            }
             _ if plugin_call => "plugin call (it only asks a server)",
             (Command::Snapshotter(_), "--reclaim") => {
                 "the snapshotter (it always reclaims removed layers in the background)"
@@ -227,6 +230,9 @@ pub fn refuse_flags(cli: &Cli, given: &Given) -> anyhow::Result<()> {
         }
         if plugin_call {
             anyhow::bail!("--symlinks does not apply to plugin call (it only asks a server)");
+        }
+        if matches!(cmd, Command::Image(ImageCmd::Generate { .. })) {
+            anyhow::bail!("--symlinks does not apply to image generate (it opens no home)");
         }
         if cli.driver == Layout::Overlay2 && !both {
             anyhow::bail!("--symlinks is a setting of the legacy overlay layout (overlay2 copies no layer trees)");
@@ -462,6 +468,30 @@ pub enum ImageCmd {
     },
     /// List images.
     Ls(JsonFlag),
+    /// Write a deterministic generated image (directories, files, symlinks, a hardlink pair,
+    /// a setuid file, a fifo, a long name; each upper layer adds, rewrites and deletes files,
+    /// removes a directory and re-creates one as opaque): the same options give the same
+    /// bytes, so the same layer ids. Prints its layer ids bottom-first, as an import will.
+    Generate {
+        /// Output file.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Approximate entries of the base layer (at least 20 are made).
+        #[arg(long, default_value_t = 300)]
+        entries: usize,
+        /// Layers (at least 1).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        layers: u64,
+        /// Seed of the content: another seed, another image.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The image's repo:tag.
+        #[arg(long, default_value = "ovlink/gen:demo")]
+        name: String,
+        /// An OCI image-layout tarball with gzip layers instead of `docker save`'s format.
+        #[arg(long)]
+        oci: bool,
+    },
     /// Write images as a `docker save` tarball that `docker load` accepts (each layer tar
     /// regenerated from disk against its parent; the imported config and history kept).
     Save {

@@ -99,6 +99,48 @@ pub fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
                 .collect::<Vec<_>>();
             output::table(&["NAME", "IMAGE ID", "LAYERS", "TOP LAYER"], &rows)
         }
+        ImageCmd::Generate {
+            output,
+            entries,
+            layers,
+            seed,
+            name,
+            oci,
+        } => {
+            use ovlink_image::generate::{GenFormat, GenLayout, GenSpec};
+            let spec = GenSpec {
+                entries,
+                layers: layers as usize,
+                seed,
+                file_size: GenSpec::demo().file_size,
+                name,
+            };
+            let format = if oci {
+                GenFormat {
+                    layout: GenLayout::Oci,
+                    compression: ovlink_image::Compression::Gzip,
+                }
+            } else {
+                GenFormat {
+                    layout: GenLayout::DockerSave,
+                    compression: ovlink_image::Compression::None,
+                }
+            };
+            let s = ovlink_image::genfile::generate_file(&spec, format, &output)?;
+            for id in s.chain_ids() {
+                println!("{id}");
+            }
+            let entries: usize = s.layers.iter().map(|l| l.entries()).sum();
+            eprintln!(
+                "generated {} ({}, {} layers, {entries} tar entries, {} bytes) in {}",
+                s.name,
+                s.image_id,
+                s.layers.len(),
+                s.archive_size,
+                output.display()
+            );
+            Ok(())
+        }
         ImageCmd::Save { images, output } => {
             let d = ctx.open()?;
             let store = ovlink_image::Store::open(root)?;

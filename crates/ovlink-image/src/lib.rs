@@ -18,6 +18,7 @@ pub mod archive;
 pub mod digest;
 pub mod error;
 pub mod generate;
+pub mod genfile;
 pub mod import;
 pub mod progress;
 pub mod save;
