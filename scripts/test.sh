@@ -25,6 +25,11 @@ command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
 command -v fincore >/dev/null 2>&1 || need+=(util-linux)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
+# The VM matrix (tests/vm/main.rs, scripts/vm.sh): QEMU, a static busybox and cpio for the
+# guests' initramfs.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+[ -x /bin/busybox ] && ! readelf -lW /bin/busybox 2>/dev/null | grep -q INTERP || need+=(busybox-static)
+command -v cpio >/dev/null 2>&1 || need+=(cpio)
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -44,6 +49,16 @@ cargo test --workspace --all-targets -- "$@"
 # demo with the post-3.10 syscalls failing; only on full runs; OVLINK_SKIP_RELEASE=1 skips it.
 if [ $# -eq 0 ] && [ "${OVLINK_SKIP_RELEASE:-0}" != 1 ]; then
   scripts/release.sh --check
+fi
+
+# The VM matrix: that release binary on real old kernels under QEMU (CentOS 7.3's
+# 3.10.0-514.el7, upstream 3.18.140 and 4.4.178 from tests/kernels/, Debian 12's own kernel
+# fetched with apt), ext4 and xfs, both layouts (docs/old-systems.md). On full runs, or when the
+# filter names it (`scripts/test.sh vm`); OVLINK_SKIP_VM=1 skips it.
+if { [ $# -eq 0 ] || [[ "$*" == *vm* ]]; } && [ "${OVLINK_SKIP_VM:-0}" != 1 ]; then
+  version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+  [ -f "dist/ovlink-$version-x86_64-linux" ] || scripts/release.sh
+  OVLINK_VM_BIN="dist/ovlink-$version-x86_64-linux" cargo test --test vm -- --include-ignored
 fi
 
 # containerd's snapshotter conformance suite against `ovlink snapshotter serve`, both layouts
