@@ -41,11 +41,11 @@ impl DirLock {
     }
 }
 
-/// A random suffix for temporary names.
+/// A random suffix for temporary names, from `fastrand` (seeded by std, which never waits for
+/// the kernel's entropy pool: a fresh old-kernel VM would block a `getrandom(2)` with flags 0
+/// for minutes). Uniqueness is all a temporary name needs; creating it is exclusive anyway.
 pub fn random_suffix() -> String {
-    use rand::Rng;
-    let n: u64 = rand::thread_rng().gen();
-    format!("{n:016x}")
+    format!("{:016x}", fastrand::u64(..))
 }
 
 /// A locked temporary directory inside `parent`, removed on drop unless

@@ -9,12 +9,11 @@ pub const LEN: usize = 26;
 
 const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-/// A new random short id.
+/// A new random short id. The bits come from `fastrand`, seeded by std without ever waiting
+/// for the kernel's entropy pool: a short id only has to differ from the others in `l/`
+/// (a clash is refused when its link is made), not to be unpredictable.
 pub fn generate() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    encode(&bytes)
+    encode(&fastrand::u128(..).to_le_bytes())
 }
 
 /// Base32 (no padding) of `bytes`, truncated to [`LEN`] characters.
