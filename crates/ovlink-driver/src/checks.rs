@@ -792,7 +792,7 @@ fn ops_failed(step: &str, merged: &Path, f: &Failed, backing_fs: &str) -> Driver
 /// temporary directory of `dir`, a lower layer holding a file, a hardlinked pair, a file to
 /// delete, a file to rename, a directory with a file to `rm -rf` and re-create, and a directory
 /// to rename, mounted with `lowers` lowerdirs; then, through an fd of `merged/`, each step of
-/// [`STEPS`]: create and write a file, copy-up (append to one of the pair), delete a lower
+/// `STEPS`: create and write a file, copy-up (append to one of the pair), delete a lower
 /// file, delete a lower directory with its contents and re-create it (it must be empty:
 /// opaque), rename a lower file, rename a lower directory (EXDEV accepted). A mount that
 /// mounts but cannot do these (upstream 3.18 on xfs: removing a copied-up directory needs
