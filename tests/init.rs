@@ -1,6 +1,8 @@
 //! Init checks on real filesystems: a backing filesystem the legacy driver refuses (btrfs, an
 //! overlay mount), a filesystem without d_type (ext4 made with `-O ^filetype`), and unknown
-//! options. Each refusal names the cause and the fix, and leaves nothing behind.
+//! options. Each refusal names the cause and the fix, and leaves nothing behind. And `check`
+//! reports what a container does in a test mount of each layout (its `container operations`
+//! line; a failing one, simulated with strace, is in `oldkernel.rs`).
 
 use crate::util::*;
 use ovlink_driver::InitConfig;
@@ -97,4 +99,56 @@ fn refuses_unknown_options() {
         "{err}"
     );
     assert!(!t.home().exists());
+}
+
+/// On this host (a 6.x kernel, the test root on ext4) `check` does what a container does in a
+/// test mount of each layout's home (create, copy-up, delete of a lower file and directory,
+/// opaque re-create, rename) and reports it: an `ok` `container operations` line needed by both
+/// layouts, in the text and in `--json`; the probes leave no mount and no `.tmp-*` behind.
+#[test]
+fn privileged_check_reports_container_operations_for_both_layouts() {
+    let t = test_root();
+    for driver in ["overlay", "overlay2"] {
+        let home = t.root().join(driver);
+        let text = t.ok(&["--driver", driver, "check"]);
+        let l = text
+            .lines()
+            .find(|l| l.contains("container operations"))
+            .unwrap_or_else(|| panic!("{driver}: no container operations line:\n{text}"));
+        assert!(
+            l.starts_with("ok   container operations overlay,overlay2  create, write, copy-up"),
+            "{l}"
+        );
+        assert!(
+            l.contains(&format!("all worked in a test mount in {}", home.display())),
+            "{l}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&t.ok(&["--driver", driver, "check", "--json"])).unwrap();
+        let l = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["check"] == "container operations")
+            .unwrap_or_else(|| panic!("{driver}: no container operations line: {json:#}"));
+        assert_eq!(l["status"], "ok", "{l}");
+        assert_eq!(l["ok"], true, "{l}");
+        assert_eq!(
+            l["needed_by"],
+            serde_json::json!(["overlay", "overlay2"]),
+            "{l}"
+        );
+        let detail = l["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("delete of a lower file and a lower directory, opaque re-create"),
+            "{detail}"
+        );
+        assert!(l.get("fix").is_none(), "{l}");
+        let left: Vec<String> = entries(&home)
+            .into_iter()
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{driver}: left {left:?}");
+        assert!(t.mounts().is_empty(), "{driver}: left {:?}", t.mounts());
+    }
 }

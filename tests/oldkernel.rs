@@ -7,7 +7,9 @@
 //! and so does a tar applied through a container parent (the staged `upper/` exchange);
 //! the import kill loop recovers at every crash point, the fallbacks' own included; and
 //! concurrent creates of one id have exactly one winner. strace's log proves each injection
-//! happened, and that a process tries a missing flag once, then remembers.
+//! happened, and that a process tries a missing flag once, then remembers. And the
+//! container-operations probe's `rmdir` fails with `EINVAL` (upstream 3.18 with the home on xfs):
+//! a fresh home of either layout is refused at init, naming the step and the fix, leaving nothing.
 //!
 //! No old kernel boots here: this is fault injection on the syscalls, not an old kernel.
 
@@ -462,6 +464,7 @@ fn privileged_check_lists_each_feature_and_who_needs_it() {
             ("redirect_dir", &[][..]),
             ("index", &[][..]),
             ("metacopy", &[][..]),
+            ("container operations", &["overlay", "overlay2"][..]),
             ("renameat2 flags", &[][..]),
             ("kernel release", &[][..]),
         ] {
@@ -476,6 +479,7 @@ fn privileged_check_lists_each_feature_and_who_needs_it() {
         }
         assert_eq!(line(&lines, "d_type")["status"], "ok");
         assert_eq!(line(&lines, "multi-lowerdir")["status"], "ok");
+        assert_eq!(line(&lines, "container operations")["status"], "ok");
         assert_eq!(line(&lines, "renameat2 flags")["status"], "ok");
         let rel = rustix::system::uname()
             .release()
@@ -542,6 +546,187 @@ fn privileged_check_fails_without_d_type() {
                 "{text}"
             );
         }
+    }
+}
+
+/// `strace -f -qq -o LOG -P remove-dir -e trace=unlinkat -e
+/// inject=unlinkat:error=EINVAL:when=1`: the container-operations probe's `rmdir
+/// merged/remove-dir` fails with EINVAL, as it does on upstream 3.18 with the home on xfs
+/// (overlayfs removes a copied-up directory with RENAME_EXCHANGE and a whiteout on the upper
+/// filesystem, which xfs has from 4.0). `-P` keeps only the calls naming `remove-dir`, and
+/// `when=1` fails the first of them in each process: the probe's rmdir (the cleanup's removal of
+/// the lower's and upper's `remove-dir/` then goes through).
+fn strace_rmdir_einval(log: &Path) -> Vec<OsString> {
+    require_strace();
+    [
+        "strace".into(),
+        "-f".into(),
+        "-qq".into(),
+        "-o".into(),
+        log.as_os_str().to_owned(),
+        "-P".into(),
+        "remove-dir".into(),
+        "-etrace=unlinkat".into(),
+        "-einject=unlinkat:error=EINVAL:when=1".into(),
+    ]
+    .to_vec()
+}
+
+/// The calls strace failed, from its log.
+fn injected_calls(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.ends_with("(INJECTED)"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Entries of `dir` named `.tmp-*` (a probe left behind).
+fn temp_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect()
+}
+
+/// A kernel whose overlayfs mounts but cannot remove a lower directory on this upper filesystem
+/// (3.18 on xfs, simulated: the probe's rmdir fails EINVAL), for both layouts: a fresh home is
+/// refused at init, naming the step, the path, the error and the fix, and the root it would
+/// have created is gone, with no mount left; `check` on a fresh root fails on its `driver init`
+/// line with that fix, and on an existing home on its `container operations` line; an existing
+/// home still opens (the probe runs on fresh homes), an existing empty home is kept; `demo`
+/// refuses before it shows anything of a container.
+#[test]
+fn privileged_a_failing_container_operation_refuses_a_fresh_home_and_leaves_nothing() {
+    let t = test_root();
+    require_strace();
+    let step = "container operations: step 'delete a lower directory' failed";
+    let error = "/merged/remove-dir: Invalid argument (os error 22)";
+    let why = "it needs RENAME_EXCHANGE/RENAME_WHITEOUT support from the upper filesystem \
+               (upstream xfs has them from Linux 4.0)";
+    let fix = "put the root on ext4 with --root, or upgrade the kernel";
+    let no_mounts = |what: &str| assert!(t.mounts().is_empty(), "{what}: {:?}", t.mounts());
+    for driver in ["overlay", "overlay2"] {
+        let existing = t.path().join(format!("existing-{driver}"));
+        let made = ovlink_cmd(&existing, &["--driver", driver, "layer", "create", "base"])
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let log = t.path().join(format!("rmdir-{driver}.log"));
+        let _w = run_ovlink_under(strace_rmdir_einval(&log));
+        let run = |root: &Path, args: &[&str]| {
+            ovlink_cmd(root, &[&["--driver", driver][..], args].concat())
+                .env("TMPDIR", t.tmp())
+                .output()
+                .unwrap()
+        };
+
+        // A command that creates a home: refused at init, nothing left.
+        let fresh = t.path().join(format!("fresh-{driver}"));
+        let out = run(&fresh, &["layer", "create", "base"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{driver}: a fresh home was accepted");
+        for part in [step, error, "with the home on extfs", why, fix] {
+            assert!(err.contains(part), "{driver}: {part:?} not in: {err}");
+        }
+        assert!(
+            err.contains(fresh.join(driver).to_str().unwrap()),
+            "{driver}: names the home: {err}"
+        );
+        assert!(
+            !fresh.exists(),
+            "{driver}: the refused init left {}",
+            fresh.display()
+        );
+        no_mounts(driver);
+        let calls = injected_calls(&log);
+        assert_eq!(calls.len(), 1, "{driver}: {calls:?}");
+        assert!(
+            calls[0].contains("unlinkat(") && calls[0].contains("\"remove-dir\", AT_REMOVEDIR"),
+            "{driver}: {calls:?}"
+        );
+
+        // check on a fresh root: the driver init line fails with the step, the fix on its own.
+        let out = run(&fresh, &["check"]);
+        assert!(!out.status.success(), "{driver}: check passed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let init = text
+            .lines()
+            .find(|l| l.starts_with("FAIL driver init"))
+            .unwrap_or_else(|| panic!("{driver}: no FAIL driver init line:\n{text}"));
+        assert!(init.contains(step) && init.contains(why), "{init}");
+        assert!(text.contains(&format!("fix: {fix}")), "{driver}:\n{text}");
+        let (ok, lines) = check_json(&fresh, &["--driver", driver]);
+        assert!(!ok);
+        let l = line(&lines, "driver init");
+        assert_eq!(
+            (&l["status"], &l["fix"]),
+            (&"fail".into(), &fix.into()),
+            "{l}"
+        );
+        assert!(!fresh.exists(), "{driver}: check left {}", fresh.display());
+        no_mounts(driver);
+
+        // A home that exists, empty: refused as fresh, and kept (this init did not create it).
+        let empty = t.path().join(format!("empty-{driver}"));
+        std::fs::create_dir_all(empty.join(driver)).unwrap();
+        let out = run(&empty, &["layer", "create", "base"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(step));
+        assert_eq!(std::fs::read_dir(empty.join(driver)).unwrap().count(), 0);
+        no_mounts(driver);
+
+        // An existing home opens (the probe runs on fresh homes); check's own line fails.
+        let out = run(&existing, &["layer", "ls"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("base"));
+        let (ok, lines) = check_json(&existing, &["--driver", driver]);
+        assert!(!ok, "{driver}: check passed on an existing home");
+        assert!(
+            lines.iter().all(|l| l["check"] != "driver init"),
+            "{driver}: init failed on an existing home: {lines:#?}"
+        );
+        let l = line(&lines, "container operations");
+        assert_eq!(
+            (&l["status"], &l["fix"]),
+            (&"fail".into(), &fix.into()),
+            "{l}"
+        );
+        let detail = l["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(step.trim_start_matches("container operations: ")),
+            "{l}"
+        );
+        assert!(temp_entries(&existing.join(driver)).is_empty());
+        no_mounts(driver);
+
+        // demo makes a fresh home of its own (in a scratch directory of its --root): refused
+        // before any container, the scratch directory removed.
+        let demo = t.path().join(format!("demo-{driver}"));
+        let out = run(&demo, &["demo"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{driver}: demo ran:\n{stdout}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(step));
+        assert!(
+            !stdout.contains("a full copy") && !stdout.contains("LowerDir:"),
+            "{stdout}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&demo).unwrap().count(),
+            0,
+            "demo left files"
+        );
+        no_mounts(driver);
     }
 }
 

@@ -20,6 +20,8 @@ pub fn run(ctx: &super::Ctx, json: bool) -> anyhow::Result<()> {
             layout.name(),
             home.display()
         );
+        // The first column as wide as the longest check name (`container operations`).
+        let w = r.lines.iter().map(|l| l.check.len()).max().unwrap_or(0);
         for l in &r.lines {
             let st = match l.status {
                 Status::Ok => "ok",
@@ -32,9 +34,9 @@ pub fn run(ctx: &super::Ctx, json: bool) -> anyhow::Result<()> {
             } else {
                 l.needed_by.join(",")
             };
-            println!("{st:<4} {:<19} {needs:<17} {}", l.check, l.detail);
+            println!("{st:<4} {:<w$} {needs:<17} {}", l.check, l.detail);
             if let Some(fix) = &l.fix {
-                println!("     {:<19} {:<17} fix: {fix}", "", "");
+                println!("     {:<w$} {:<17} fix: {fix}", "", "");
             }
         }
         println!("(third column: the layouts that need the feature; -: neither)");

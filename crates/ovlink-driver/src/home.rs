@@ -1,9 +1,9 @@
 //! A driver home, as both layouts use it: init (host checks before anything is created,
-//! modes, id-map owners, d_type, the test mount), the layer-dir helpers every layout builds
-//! with (`mkdir_exact`, `write_file`, `sync_dir`, `open_layer`, `lock_layer`, `layer_ids`),
-//! temporary directories (`.tmp-*`) and their reaping, publishing a layer built aside, the
-//! trash of removed layers and its reclaim, ENOSPC classification, the mount reference counts
-//! and the `merged/` half of `get`/`put`.
+//! modes, id-map owners, d_type, the test mount and the container-operations probe), the
+//! layer-dir helpers every layout builds with (`mkdir_exact`, `write_file`, `sync_dir`,
+//! `open_layer`, `lock_layer`, `layer_ids`), temporary directories (`.tmp-*`) and their
+//! reaping, publishing a layer built aside, the trash of removed layers and its reclaim, ENOSPC
+//! classification, the mount reference counts and the `merged/` half of `get`/`put`.
 //!
 //! ```text
 //! <home>/                      0710   this process's uid, the remapped root's gid
@@ -77,8 +77,10 @@ impl Home {
     /// anything (a refused init leaves no directory), creates the home (with
     /// [`HomeAccess::Existing`], a missing home is [`DriverError::NoHome`] instead) (0710, this process's
     /// uid and the remapped root's gid) and, on a fresh home, makes a real test mount with
-    /// the layout's number of lowerdirs. `reserved` are names in the home that are not
-    /// layers (overlay2's `l`).
+    /// the layout's number of lowerdirs and runs the container-operations probe in another
+    /// ([`Home::check_container_ops`]); when either refuses, the directories this init created
+    /// are removed again. `reserved` are names in the home that are not layers (overlay2's
+    /// `l`).
     pub fn init(
         cfg: &InitConfig,
         layout: Layout,
@@ -127,48 +129,54 @@ impl Home {
                 path,
             });
         }
-        if let Some(parent) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o711)
-                .create(parent)
-                .ctx("create directory", parent)?;
-        }
-        match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o710)) {
-            Ok(()) => {
-                rustix::fs::chmod(&path, Mode::from_raw_mode(0o710))
-                    .ctx("change mode of", &path)?;
-            }
-            Err(Errno::EXIST) => {}
-            Err(e) => return Err(FsError::io("create directory", &path, e).into()),
-        }
-        let fd = open_dir(&path)?;
-        let root_ids = remapped_root(&cfg.uid_maps, &cfg.gid_maps);
+        // What this init creates (the home and its missing parents, innermost first) is
+        // removed again, while still empty, when a later step refuses: a refused init leaves
+        // no directory. A home that existed, even empty, stays.
+        let mut created = missing_dirs(&path);
         let sync = SyncMode::resolve(cfg.sync, &backing_fs);
-        let home = Home {
-            layout,
-            path,
-            fd,
-            backing_fs,
-            d_type,
-            fresh,
-            features: OverlayFeatures::read(),
-            root_ids,
-            uid_maps: cfg.uid_maps.clone(),
-            gid_maps: cfg.gid_maps.clone(),
-            refs: MountRefs::new(),
-            renamer: Renamer::new(),
-            warnings,
-            sync,
-            diff_mode: cfg.diff,
-            reserved,
-        };
-        home.chown_layer_dir(&home.fd, &home.path)?;
-        if fresh {
-            home.check_mount()?;
+        let made = create_home_dir(&path, &mut created).and_then(|fd| {
+            let home = Home {
+                layout,
+                path,
+                fd,
+                backing_fs,
+                d_type,
+                fresh,
+                features: OverlayFeatures::read(),
+                root_ids: remapped_root(&cfg.uid_maps, &cfg.gid_maps),
+                uid_maps: cfg.uid_maps.clone(),
+                gid_maps: cfg.gid_maps.clone(),
+                refs: MountRefs::new(),
+                renamer: Renamer::new(),
+                warnings,
+                sync,
+                diff_mode: cfg.diff,
+                reserved,
+            };
+            home.chown_layer_dir(&home.fd, &home.path)?;
+            if fresh {
+                home.check_mount()?;
+                home.check_container_ops()?;
+            }
+            Ok(home)
+        });
+        if made.is_err() {
+            remove_empty_dirs(&created);
         }
-        Ok(home)
+        made
+    }
+
+    /// Does in a test mount with the layout's number of lowerdirs inside the home what a
+    /// container needs (create, copy-up, delete of a lower file and directory, opaque
+    /// re-create, rename: [`checks::container_ops_probe`]), then removes it.
+    pub fn check_container_ops(&self) -> Result<checks::ContainerOps> {
+        checks::container_ops_probe(
+            &self.fd,
+            &self.path,
+            self.layout.test_lowers(),
+            &self.features,
+            &self.backing_fs,
+        )
     }
 
     /// Really mounts a tiny overlay with the layout's number of lowerdirs inside the home (the
@@ -888,6 +896,50 @@ fn relabel(e: DriverError, probe: &Path, home: &Path) -> DriverError {
             detail: detail.replacen(&probe.display().to_string(), &home.display().to_string(), 1),
         },
         e => e,
+    }
+}
+
+/// `path` and its ancestors that do not exist (innermost first): what creating it makes. (A
+/// relative path's last ancestor, the empty path, is the working directory: never listed.)
+fn missing_dirs(path: &Path) -> Vec<PathBuf> {
+    path.ancestors()
+        .take_while(|p| {
+            !p.as_os_str().is_empty()
+                && matches!(std::fs::symlink_metadata(p),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Creates the home (0710) and its missing parents (0711), and opens it. `created` lists what
+/// was missing; the home leaves it when another process made it first.
+fn create_home_dir(path: &Path, created: &mut Vec<PathBuf>) -> Result<OwnedFd> {
+    if let Some(parent) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(parent)
+            .ctx("create directory", parent)?;
+    }
+    match rustix::fs::mkdir(path, Mode::from_raw_mode(0o710)) {
+        Ok(()) => {
+            rustix::fs::chmod(path, Mode::from_raw_mode(0o710)).ctx("change mode of", path)?;
+        }
+        Err(Errno::EXIST) => created.retain(|p| p != path),
+        Err(e) => return Err(FsError::io("create directory", path, e).into()),
+    }
+    Ok(open_dir(path)?)
+}
+
+/// Removes `dirs` in order (innermost first) while they are empty: `rmdir` only, so nothing
+/// another process put there meanwhile is ever removed; the first that is not empty stops it.
+fn remove_empty_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
     }
 }
 

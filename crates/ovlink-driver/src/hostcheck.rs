@@ -1,8 +1,8 @@
 //! The host report of `ovlink check`: what this kernel and filesystem can do, one line per
 //! feature, which layout needs it, and the fix for every requirement of the selected layout
-//! that fails. Support is decided by features (a real test mount, d_type, the backing
-//! filesystem), never by the kernel's release number, which is parsed and reported, and only
-//! warned about.
+//! that fails. Support is decided by features (a real test mount, what a container does in
+//! one, d_type, the backing filesystem), never by the kernel's release number, which is parsed
+//! and reported, and only warned about.
 //!
 //! This module only reads and probes, through [`crate::checks`] and the caller's driver init;
 //! it must never create anything itself but the probes those make (and remove), and never
@@ -122,10 +122,15 @@ impl Report {
 
 /// A driver error as (what was found, the fix): host-check errors carry their fix after `; `.
 fn split_fix(e: &DriverError) -> (String, String) {
-    let msg = chain(e);
+    split_fix_text(&chain(e), "see the error above")
+}
+
+/// An error's text as (what was found, the fix after its last `; `), or `otherwise` as the fix
+/// when it carries none.
+fn split_fix_text(msg: &str, otherwise: &str) -> (String, String) {
     match msg.rsplit_once("; ") {
         Some((what, fix)) => (what.to_string(), fix.to_string()),
-        None => (msg, "see the error above".to_string()),
+        None => (msg.to_string(), otherwise.to_string()),
     }
 }
 
@@ -222,10 +227,12 @@ pub fn run(
         // Driver init creates the home (test-mounting a fresh one) and recovers it.
         match init() {
             Ok(()) => probe_home(&mut r, home, &fs_name, &features),
+            // A check of init's own (the container-operations probe of a fresh home) carries
+            // its fix after `; `: shown as the fix, not as part of the finding.
             Err(e) => r.feature(
                 "driver init",
                 &[layout],
-                Err((e, "fix the failed checks above".to_string())),
+                Err(split_fix_text(&e, "fix the failed checks above")),
             ),
         }
     }
@@ -246,7 +253,8 @@ pub fn run(
     r
 }
 
-/// The checks that need the home: both test mounts and the rename flags of its filesystem.
+/// The checks that need the home: both test mounts, the container-operations probe (with the
+/// layout's number of lowerdirs) and the rename flags of its filesystem.
 fn probe_home(r: &mut Report, home: &Path, fs_name: &str, features: &OverlayFeatures) {
     let home_fd = match ovlink_fs::at::open_dir(home) {
         Ok(fd) => fd,
@@ -272,6 +280,11 @@ fn probe_home(r: &mut Report, home: &Path, fs_name: &str, features: &OverlayFeat
             .map_err(|e| split_fix(&e));
         r.feature(check, needed, res);
     }
+    let lowers = r.layout.test_lowers();
+    let res = checks::container_ops_probe(&home_fd, home, lowers, features, fs_name)
+        .map(|found| found.describe(home))
+        .map_err(|e| split_fix(&e));
+    r.feature("container operations", BOTH, res);
     let renamer = Renamer::new();
     let res = match renamer.probe(&home_fd, home) {
         Ok((noreplace, exchange)) => {
@@ -290,4 +303,33 @@ fn probe_home(r: &mut Report, home: &Path, fs_name: &str, features: &OverlayFeat
     };
     // Neither layout needs the flags: docs/old-systems.md describes the fallbacks.
     r.feature("renameat2 flags", NONE, res);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed init's text (the binary's error chain) keeps its fix out of the finding: the
+    /// container-operations probe of a fresh home refuses inside init.
+    #[test]
+    fn a_failed_init_shows_its_own_fix() {
+        let table = [
+            (
+                "cannot open the overlay driver in /h: container operations: step 'delete a \
+                 lower directory' failed ...: Invalid argument (os error 22); the kernel's \
+                 overlayfs cannot do this on xfs: it needs RENAME_EXCHANGE (upstream xfs has \
+                 them from Linux 4.0); put the root on ext4 with --root, or upgrade the kernel",
+                "put the root on ext4 with --root, or upgrade the kernel",
+            ),
+            (
+                "cannot open the overlay driver in /h: cannot create directory /h",
+                "fix the failed checks above",
+            ),
+        ];
+        for (text, fix) in table {
+            let (what, got) = split_fix_text(text, "fix the failed checks above");
+            assert_eq!(got, fix);
+            assert!(text.starts_with(&what) && !what.contains(fix), "{what}");
+        }
+    }
 }

@@ -151,6 +151,13 @@ impl TempDir {
     pub fn persist(mut self) {
         self.armed = false;
     }
+
+    /// Leaves the directory in place when dropped (the lock is released then), for the next
+    /// init's reaping: for a directory that cannot be removed safely now (something is still
+    /// mounted in it; the reaping unmounts first).
+    pub fn keep(&mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for TempDir {
