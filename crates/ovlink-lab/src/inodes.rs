@@ -237,8 +237,10 @@ pub struct LabResult {
     pub fs_inodes: u64,
     /// Directories in the base layer.
     pub dirs: u32,
-    /// The legacy layout's run, then overlay2's.
+    /// The legacy layout's run, then overlay2's (where the kernel can run it).
     pub runs: Vec<LayoutRun>,
+    /// Why overlay2 could not run here (its init's refusal: one lowerdir only before 4.0).
+    pub overlay2_refused: Option<String>,
     /// Part 2, unless skipped.
     pub links: Option<LinkRun>,
     /// The chart as SVG, when asked for.
@@ -717,16 +719,32 @@ pub fn run(cfg: &LabConfig, a: &InodesConfig, n: &dyn Narrator) -> Result<LabRes
     let oh = mnt.join("overlay");
     std::fs::remove_dir_all(&oh).map_err(io("remove", &oh))?;
     say.step("part 1b: the same layers with overlay2: each layer holds only its own changes");
-    runs.push(run_layout(
+    // A kernel without several lowerdirs (upstream before 4.0) cannot run overlay2 at all:
+    // its init refuses the home, and the lab says so instead of failing.
+    let mut overlay2_refused = None;
+    match run_layout(
         &say,
         &mnt,
         Layout::Overlay2,
         &tree,
         a.max_layers,
         a.symlinks,
-    )?);
+    ) {
+        Ok(r) => runs.push(r),
+        Err(LabError::Driver(e @ DriverError::HostCheck { .. })) => {
+            let why = ovlink_driver::error::error_chain(&e);
+            say.saw(format!(
+                "overlay2 cannot run on this kernel: {why}. The legacy layout mounts one lowerdir \
+                 only, which is why Docker kept it for kernels before 4.0"
+            ));
+            overlay2_refused = Some(why);
+        }
+        Err(e) => return Err(e),
+    }
     let o2h = mnt.join("overlay2");
-    std::fs::remove_dir_all(&o2h).map_err(io("remove", &o2h))?;
+    if o2h.exists() {
+        std::fs::remove_dir_all(&o2h).map_err(io("remove", &o2h))?;
+    }
 
     say.step("the result");
     let most = runs.iter().map(|r| r.layers_fit).max().unwrap_or(1);
@@ -819,6 +837,7 @@ pub fn run(cfg: &LabConfig, a: &InodesConfig, n: &dyn Narrator) -> Result<LabRes
         fs_inodes: fs0.inodes_total,
         dirs: tree.dirs,
         runs,
+        overlay2_refused,
         links,
         svg,
         kept,

@@ -4,11 +4,14 @@
 //! kernels), the re-created directory (opaque, `trusted.overlay.opaque=y`), whiteouts sharing
 //! one inode where the kernel does that (the shared one lives in `work/work/`), and the xattrs
 //! a fresh upper gets at mount time (`trusted.overlay.uuid` where the kernel writes it).
+//! Where the kernel's overlayfs cannot remove a lower directory at all (upstream 3.18-3.19
+//! with the upper on xfs: EINVAL), the lab shows that error and says why, instead of failing.
 
 use crate::error::{io, LabError, Result};
 use crate::scratch::{ls_line, must_see, names, overlay_xattrs, xattr, Ovl, Scratch, Seen};
 use crate::{LabConfig, Narrator, Say};
 use serde::Serialize;
+use std::path::Path;
 
 /// What `lab whiteouts` observed.
 #[derive(Debug, Clone, Serialize)]
@@ -25,10 +28,14 @@ pub struct WhiteoutsResult {
     pub copy_errno: Option<i32>,
     /// What `cp` printed, when cp is installed.
     pub cp_message: Option<String>,
+    /// What `rm -rf merged/dir` returned: `None` when it worked; the error where the kernel's
+    /// overlayfs cannot remove a lower directory on this filesystem (upstream 3.18-3.19 on
+    /// xfs: EINVAL), and then the fields below about the directory are empty.
+    pub dir_rm_error: Option<String>,
     /// upper/dir after `rm -rf merged/dir`.
-    pub dir_after_rm: Seen,
+    pub dir_after_rm: Option<Seen>,
     /// upper/dir after `mkdir merged/dir` again.
-    pub dir_recreated: Seen,
+    pub dir_recreated: Option<Seen>,
     /// Its trusted.overlay.opaque.
     pub opaque: Option<String>,
     /// Entries of merged/dir after it was re-created.
@@ -149,9 +156,82 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WhiteoutsResult> {
     say.step("rm -rf a lower directory, then make it again");
     say.cmd("rm -rf merged/dir; ls -l upper/dir");
     let md = m.join("dir");
-    std::fs::remove_dir_all(&md).map_err(io("remove", &md))?;
+    let mut rm_error = String::new();
+    let dir = match std::fs::remove_dir_all(&md) {
+        Ok(()) => {
+            let r = removed_dir(&d, &md, &file_whiteout, &say);
+            ovl.umount_told(&say)?;
+            Some(r?)
+        }
+        Err(e) => {
+            let text = crate::scratch::errno_text(&e);
+            rm_error = text.clone();
+            say.out(format!("rm: cannot remove 'merged/dir': {text}"));
+            say.saw(format!(
+                "this kernel's overlayfs could not remove a directory of the lower layer: {text}. \
+                 It removes one by renaming a whiteout over it (RENAME_WHITEOUT) or exchanging it \
+                 (RENAME_EXCHANGE) in the upper filesystem, which {} lacks here (upstream xfs \
+                 has both from Linux 4.0): `ovlink check` refuses such a home for containers",
+                ovlink_driver::checks::backing_fs(&d)
+                    .map_or_else(|_| "its filesystem".to_string(), |(_, n)| n)
+            ));
+            ovl.umount_told(&say)?;
+            None
+        }
+    };
+    let dir_rm_error = match &dir {
+        Some(_) => None,
+        None => Some(rm_error),
+    };
+    say.saw(format!(
+        "as in the article (\"cp: cannot open 'upper/in_both.txt' for reading: No such device or address\"): {copy_error}"
+    ));
+    say.ask("Why is a whiteout a character device and not simply a missing file?");
+    say.ask("What would happen to merged/dir if upper/dir were a plain (not opaque) directory?");
+    say.ask("Why can the kernel use one inode for all whiteouts?");
+    s.finish(cfg, &say);
+    Ok(WhiteoutsResult {
+        upper_hides_lower,
+        file_whiteout,
+        lower_file_kept,
+        copy_error,
+        copy_errno,
+        cp_message,
+        dir_rm_error,
+        dir_after_rm: dir.as_ref().map(|r| r.after_rm.clone()),
+        dir_recreated: dir.as_ref().map(|r| r.recreated.clone()),
+        opaque: dir.as_ref().and_then(|r| r.opaque.clone()),
+        recreated_entries: dir.as_ref().map_or(0, |r| r.recreated_entries),
+        whiteouts_share_inode: dir.as_ref().is_some_and(|r| r.share_inode),
+        work_work: dir.map(|r| r.work_work).unwrap_or_default(),
+        upper_root_xattrs,
+        mount_line: line,
+    })
+}
+
+fn printable(v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(t) if t.chars().all(|c| !c.is_control()) => format!("\"{t}\""),
+        _ => format!(
+            "0x{}",
+            v.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    }
+}
+
+/// What `rm -rf merged/dir` (done) and `mkdir merged/dir` left in upper/.
+struct RemovedDir {
+    after_rm: Seen,
+    recreated: Seen,
+    opaque: Option<String>,
+    recreated_entries: usize,
+    share_inode: bool,
+    work_work: Vec<String>,
+}
+
+fn removed_dir(d: &Path, md: &Path, file_whiteout: &Seen, say: &Say) -> Result<RemovedDir> {
     let dir_after_rm = must_see(&d.join("upper/dir"))?;
-    say.out(ls_line(&d, "upper/dir")?);
+    say.out(ls_line(d, "upper/dir")?);
     say.article(
         "deleting a directory in the container creates an opaque directory in the upper dir",
         format!(
@@ -180,10 +260,10 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WhiteoutsResult> {
         )
     });
     say.cmd("mkdir merged/dir; ls -la merged/dir; getfattr -n trusted.overlay.opaque upper/dir");
-    std::fs::create_dir(&md).map_err(io("create", &md))?;
+    std::fs::create_dir(md).map_err(io("create", md))?;
     let dir_recreated = must_see(&d.join("upper/dir"))?;
     let opaque = xattr(&d.join("upper/dir"), "trusted.overlay.opaque")?;
-    let recreated_entries = names(&md).len();
+    let recreated_entries = names(md).len();
     say.out(format!(
         "trusted.overlay.opaque=\"{}\"",
         opaque.clone().unwrap_or_default()
@@ -193,44 +273,18 @@ pub fn run(cfg: &LabConfig, n: &dyn Narrator) -> Result<WhiteoutsResult> {
          the lower dir/a and dir/b stay hidden",
         dir_recreated.kind, opaque, recreated_entries
     ));
-    ovl.umount_told(&say)?;
     if dir_recreated.kind != "dir" {
         return Err(LabError::Unexpected(format!(
             "the re-created directory is a {} in upper",
             dir_recreated.kind
         )));
     }
-    say.saw(format!(
-        "as in the article (\"cp: cannot open 'upper/in_both.txt' for reading: No such device or address\"): {copy_error}"
-    ));
-    say.ask("Why is a whiteout a character device and not simply a missing file?");
-    say.ask("What would happen to merged/dir if upper/dir were a plain (not opaque) directory?");
-    say.ask("Why can the kernel use one inode for all whiteouts?");
-    s.finish(cfg, &say);
-    Ok(WhiteoutsResult {
-        upper_hides_lower,
-        file_whiteout,
-        lower_file_kept,
-        copy_error,
-        copy_errno,
-        cp_message,
-        dir_after_rm,
-        dir_recreated,
+    Ok(RemovedDir {
+        after_rm: dir_after_rm,
+        recreated: dir_recreated,
         opaque,
         recreated_entries,
-        whiteouts_share_inode,
+        share_inode: whiteouts_share_inode,
         work_work,
-        upper_root_xattrs,
-        mount_line: line,
     })
-}
-
-fn printable(v: &[u8]) -> String {
-    match std::str::from_utf8(v) {
-        Ok(t) if t.chars().all(|c| !c.is_control()) => format!("\"{t}\""),
-        _ => format!(
-            "0x{}",
-            v.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-    }
 }
