@@ -165,7 +165,7 @@ tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
 grep -a '^@@guest ' "$log" | sed 's/^@@guest /guest: /' || true
 awk '/^@@end /{ split($4, r, "="); split($5, s, "="); printf "%-14s %-24s rc=%-4s %6ss\n", $2, $3, r[2], s[2] }' "$log"
 if ! grep -aq '^@@done' "$log"; then
-  last=$(grep -a '^@@begin ' "$log" | tail -n1 | cut -d' ' -f2-)
+  last=$(grep -a '^@@begin ' "$log" | tail -n1 | cut -d' ' -f2- || true)
   if [ "$rc" = 124 ]; then why="timed out after ${timeout}s"; else why="qemu exited with $rc"; fi
   if ! grep -aq '^@@guest uname' "$log"; then
     die "kernel $name did not boot ($why); see $log"

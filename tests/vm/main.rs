@@ -879,3 +879,60 @@ fn kill_loop_judge_catches_a_half_layer_and_a_failed_command() {
     let incomplete = good.replace("\"kind\":\"image\"", "\"kind\":\"incomplete\"");
     assert!(!judge_kill_loop(&incomplete, &reference).is_empty());
 }
+
+/// scripts/vm.sh with extra arguments; (exit success, stdout + stderr).
+fn vm_sh(args: &[&str]) -> (bool, String) {
+    let out = Command::new(repo().join("scripts/vm.sh"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+#[ignore = "boots QEMU guests with the static release binary: run by scripts/test.sh"]
+fn vm_a_kernel_that_does_not_boot_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bzImage-bogus");
+    std::fs::write(&bogus, vec![0u8; 1 << 20]).unwrap();
+    let log = dir.path().join("bogus.log");
+    let (ok, out) = vm_sh(&[
+        "--timeout",
+        "30",
+        "--log",
+        log.to_str().unwrap(),
+        bogus.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a kernel that is not one booted: {out}");
+    assert!(
+        out.contains("kernel bzImage-bogus did not boot"),
+        "the failure names the kernel: {out}"
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU guests with the static release binary: run by scripts/test.sh"]
+fn vm_a_guest_cut_off_mid_scenario_fails_naming_the_last_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("cut.log");
+    let mut args = vec!["--timeout", "6", "--log", log.to_str().unwrap()];
+    let bin = std::env::var("OVLINK_VM_BIN").ok();
+    if let Some(b) = &bin {
+        args.extend(["--bin", b.as_str()]);
+    }
+    args.push("3.18.140");
+    let (ok, out) = vm_sh(&args);
+    assert!(!ok, "a guest cut off after 6 s passed: {out}");
+    assert!(
+        out.contains("kernel 3.18.140: the guest did not finish (timed out after 6s); last step begun: ext4/overlay "),
+        "the failure names the kernel, the cause and the step: {out}"
+    );
+}
