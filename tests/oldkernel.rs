@@ -839,3 +839,58 @@ fn privileged_apply_through_a_container_parent_under_injection() {
         assert!(injected(&log, inject).0 > 0, "{inject:?}: nothing injected");
     }
 }
+
+/// Nothing ovlink does waits for the kernel's entropy pool: a fresh VM of an old kernel has
+/// none for minutes (the VM matrix boots unseeded guests), and `getrandom(2)` with flags 0
+/// (or a read of `/dev/random`) blocks until it is initialised. Under strace, every
+/// `getrandom` call of a demo (import, containers, commit, save: temporary names, short ids)
+/// of both layouts, of `image generate` and of `check` asks with GRND_NONBLOCK or
+/// GRND_INSECURE, and `/dev/random` is never opened.
+#[test]
+fn privileged_nothing_waits_for_the_entropy_pool() {
+    let t = test_root();
+    require_strace();
+    let log = t.path().join("random.log");
+    let _w = run_ovlink_under(vec![
+        "strace".into(),
+        "-f".into(),
+        "-qq".into(),
+        "-o".into(),
+        log.as_os_str().to_owned(),
+        "-etrace=getrandom,open,openat".into(),
+    ]);
+    let gen = t.path().join("gen.tar");
+    for (layout, args) in [
+        ("overlay", vec!["demo"]),
+        ("overlay2", vec!["demo"]),
+        ("overlay", vec!["check"]),
+        (
+            "overlay",
+            vec!["image", "generate", "-o", gen.to_str().unwrap()],
+        ),
+    ] {
+        let mut a = vec!["--driver", layout];
+        a.extend(args);
+        t.ok(&a);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let calls: Vec<&str> = text.lines().filter(|l| l.contains("getrandom(")).collect();
+        assert!(
+            !calls.is_empty(),
+            "{a:?}: no getrandom call traced: the test would prove nothing"
+        );
+        for c in &calls {
+            assert!(
+                c.contains("GRND_NONBLOCK") || c.contains("GRND_INSECURE"),
+                "{a:?}: a getrandom call that can block until the entropy pool is ready: {c}"
+            );
+        }
+        assert!(
+            !text.contains("\"/dev/random\""),
+            "{a:?}: /dev/random opened:\n{}",
+            text.lines()
+                .filter(|l| l.contains("/dev/random"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
