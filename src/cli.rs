@@ -86,6 +86,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "OVLINK_SYNC", value_name = "MODE", value_parser = choice(SYNCS))]
     pub sync: Option<SyncMode>,
 
+    /// The power-loss test's seeded durability bug (`skip-data`, `skip-directories`): only
+    /// for showing that test fails without a flush; never documented as a setting.
+    #[arg(long, global = true, hide = true, env = "OVLINK_TEST_SYNC_FAULT", value_name = "FAULT",
+          value_parser = parse_sync_fault)]
+    pub sync_fault: Option<ovlink_driver::SyncFault>,
+
     /// Same as --sync none (for scripts: OVLINK_NO_FSYNC set to any value but "false").
     #[arg(long, global = true, env = "OVLINK_NO_FSYNC", value_parser = flag_is_set)]
     pub no_fsync: bool,
@@ -179,6 +185,7 @@ impl Cli {
             reclaim: self.reclaim,
             diff: self.diff_mode,
             symlinks: self.symlinks,
+            sync_fault: self.sync_fault,
             ..Default::default()
         }
     }
@@ -659,6 +666,14 @@ pub struct BenchArgs {
     /// Only overlay or only overlay2 (default: the global --driver when given, else both).
     #[arg(long, value_parser = choice(LAYOUTS))]
     pub only: Option<Layout>,
+}
+
+fn parse_sync_fault(s: &str) -> Result<ovlink_driver::SyncFault, String> {
+    match s {
+        "skip-data" => Ok(ovlink_driver::SyncFault::SkipData),
+        "skip-directories" => Ok(ovlink_driver::SyncFault::SkipDirectories),
+        _ => Err(format!("{s:?}: skip-data or skip-directories")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -41,6 +41,19 @@ impl SyncMode {
     }
 }
 
+/// A seeded durability bug, for the power-loss test only (`scripts/powerloss.py`): it must
+/// make that test fail, which shows the test can see a missing flush. The binary sets it from
+/// the undocumented `OVLINK_TEST_SYNC_FAULT` (`skip-data`, `skip-directories`); nothing else
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncFault {
+    /// The data flush before a new layer is published is skipped: the legacy layout's
+    /// `fdatasync` of every file the tar wrote, overlay2's `syncfs` of the new `diff/`.
+    SkipData,
+    /// Every directory `fsync` is skipped (the layer directory after its rename, the home).
+    SkipDirectories,
+}
+
 /// When `remove` deletes the tree of a layer it renamed away (legacy layout; overlay2 always
 /// deletes before `remove` returns). Either way the layer is gone for every caller as soon as
 /// `remove` returns.

@@ -67,6 +67,7 @@ pub struct Home {
     renamer: Renamer,
     warnings: Vec<String>,
     sync: SyncMode,
+    sync_fault: Option<crate::SyncFault>,
     diff_mode: DiffMode,
     reserved: &'static [&'static str],
 }
@@ -150,6 +151,7 @@ impl Home {
                 renamer: Renamer::new(),
                 warnings,
                 sync,
+                sync_fault: cfg.sync_fault,
                 diff_mode: cfg.diff,
                 reserved,
             };
@@ -259,6 +261,12 @@ impl Home {
     /// False when nothing is synced ([`SyncMode::None`]).
     pub fn durable(&self) -> bool {
         self.sync != SyncMode::None
+    }
+
+    /// Whether a new layer's data is flushed before it is published: when durable, unless
+    /// the power-loss test's seeded bug [`crate::SyncFault::SkipData`] is set.
+    pub fn flush_data(&self) -> bool {
+        self.durable() && self.sync_fault != Some(crate::SyncFault::SkipData)
     }
 
     /// Warnings found at init and after (for `status`).
@@ -524,7 +532,7 @@ impl Home {
 
     /// `fsync` of a directory, when the home is durable.
     pub fn sync_dir(&self, fd: &OwnedFd, shown: &Path) -> Result<()> {
-        if self.durable() {
+        if self.durable() && self.sync_fault != Some(crate::SyncFault::SkipDirectories) {
             rustix::fs::fsync(fd).ctx("fsync", shown)?;
         }
         Ok(())

@@ -37,7 +37,7 @@ pub mod refs;
 pub mod rename;
 pub mod status;
 
-pub use config::{DiffMode, HomeAccess, ReclaimMode, SyncMode};
+pub use config::{DiffMode, HomeAccess, ReclaimMode, SyncFault, SyncMode};
 pub use error::{error_chain, DriverError, Result};
 pub use home::Home;
 pub use id::{validate_id, LayerId};
@@ -89,6 +89,9 @@ pub struct InitConfig {
     /// How a new layer is made durable; `None`: the default for the backing filesystem
     /// ([`SyncMode::default_for`]).
     pub sync: Option<SyncMode>,
+    /// A seeded durability bug (the power-loss test's proof that it bites); `None` always
+    /// but there.
+    pub sync_fault: Option<SyncFault>,
     /// When a removed layer's tree is deleted (legacy layout).
     pub reclaim: ReclaimMode,
     /// Which diff the diff methods make.
@@ -104,6 +107,7 @@ impl InitConfig {
     pub fn with_settings_of(&self, settings: &InitConfig) -> InitConfig {
         InitConfig {
             sync: settings.sync,
+            sync_fault: settings.sync_fault,
             reclaim: settings.reclaim,
             diff: settings.diff,
             symlinks: settings.symlinks.or(self.symlinks),

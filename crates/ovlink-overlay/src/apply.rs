@@ -76,14 +76,17 @@ impl OverlayDriver {
         }
         ovlink_fs::crash::point("apply.after-copy");
         let mut topts = self.h.tar_options();
-        topts.sync_data = self.h.sync() == SyncMode::Files;
+        topts.sync_data = self.h.sync() == SyncMode::Files && self.h.flush_data();
         let stats = ovlink_tar::apply_layer(tmp.fd().as_fd(), &tp, diff, &topts)
             .map_err(|source| DriverError::Apply {
                 id: id.to_string(),
                 source,
             })
             .map_err(|e| self.h.classify(e))?;
-        if self.h.sync() == SyncMode::Syncfs || (self.h.sync() == SyncMode::Files && copied_data) {
+        if self.h.flush_data()
+            && (self.h.sync() == SyncMode::Syncfs
+                || (self.h.sync() == SyncMode::Files && copied_data))
+        {
             rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
         }
         Ok((tmp, stats.size))

@@ -383,7 +383,7 @@ impl Overlay2Driver {
                 CopyOptions::hardlink(),
             )?;
             let size = self.apply_tar(id, tmp.fd(), &tp, diff)?;
-            if self.h.durable() {
+            if self.h.flush_data() {
                 rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
             }
             self.h.renamer().exchange(
@@ -428,7 +428,7 @@ impl Overlay2Driver {
         let tp = tmp.path();
         let dfd = open_dir_at(tmp.fd(), DIFF, &tp.join(DIFF))?;
         let size = self.apply_tar(id, &dfd, &tp.join(DIFF), diff)?;
-        if self.h.durable() {
+        if self.h.flush_data() {
             rustix::fs::syncfs(&dfd).ctx("syncfs", tp.join(DIFF))?;
         }
         self.publish(tmp, id, &lid)?;
