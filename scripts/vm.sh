@@ -27,6 +27,16 @@
 #   --timeout SECS   for the whole guest (default 600); each step has 180 s inside it
 #   --shell          boot to an interactive shell (ovlink at /bin/ovlink, disks mounted at
 #                    /mnt/ext4 and /mnt/xfs); `reboot -f` ends it
+#   --record DIR --workload NAME
+#                    a power-loss recording instead of the scenario: one fresh disk of --fs
+#                    (one of ext4, xfs) is the home, attached through QEMU's blklogwrites so
+#                    every write and flush the guest sends lands in DIR/home.log; the guest
+#                    runs workload NAME (import, large, apply, commit, rm: scenario.sh) with
+#                    --layouts (one layout). DIR gets initial.img (the disk before the boot),
+#                    home.img (after), home.log; scripts/powerloss.py replays and checks them
+#   --sync MODE      with --record: the workload's --sync (files, syncfs, none; default files)
+#   --sync-fault F   with --record: a seeded durability bug (skip-data, skip-directories), to
+#                    show the replay catches a missing flush
 #
 # Prints one line per step (cell, step, rc, seconds) and exits 0 when the guest finished;
 # which results are right for which kernel is tests/vm/main.rs's to judge (docs/old-systems.md
@@ -36,6 +46,7 @@ cd "$(dirname "$0")/.."
 die() { echo "scripts/vm.sh: $*" >&2; exit 1; }
 
 bin="" log="" fs=ext4,xfs layouts=overlay,overlay2 kills=6 labs=1 accel=tcg timeout=600 shell=0
+record="" workload="" sync=files sync_fault=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -47,6 +58,10 @@ while [ $# -gt 0 ]; do
     --accel) accel=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --shell) shell=1; shift ;;
+    --record) record=$2; shift 2 ;;
+    --workload) workload=$2; shift 2 ;;
+    --sync) sync=$2; shift 2 ;;
+    --sync-fault) sync_fault=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) break ;;
@@ -55,6 +70,11 @@ done
 [ $# -eq 1 ] || die "usage: scripts/vm.sh [options] KERNEL (see --help)"
 kernel=$1
 case "$accel" in tcg|kvm) ;; *) die "--accel takes tcg or kvm, not $accel" ;; esac
+if [ -n "$record$workload" ]; then
+  [ -n "$record" ] && [ -n "$workload" ] || die "--record DIR and --workload NAME go together"
+  case "$fs" in ext4|xfs) ;; *) die "--record records one disk: --fs ext4 or --fs xfs, not $fs" ;; esac
+  case "$layouts" in overlay|overlay2) ;; *) die "--record runs one layout: --layouts overlay or overlay2" ;; esac
+fi
 
 for p in qemu-system-x86_64:qemu-system-x86 cpio:cpio mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs \
   readelf:binutils gzip:gzip; do
@@ -137,18 +157,57 @@ cat >"$ir/etc/mke2fs.conf" <<'EOF'
 		inode_ratio = 4096
 	}
 EOF
+if [ -n "$record" ]; then
+  # The workloads' inputs: the generated image (made by the binary under test), a layer tar of
+  # it, and an image with one large file.
+  "$bin" image generate -o "$ir/inputs/gen.tar" --entries 300 --layers 4 >/dev/null 2>&1 ||
+    die "$bin image generate failed"
+  layer=$(tar -xOf "$ir/inputs/gen.tar" manifest.json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Layers"][1])') ||
+    die "no manifest.json in the generated image"
+  tar -xOf "$ir/inputs/gen.tar" "$layer" >"$ir/inputs/layer.tar" || die "no layer $layer in the generated image"
+  if [ "$workload" = large ]; then
+    mkdir -p "$work/large/opt"
+    head -c $((24 << 20)) /dev/urandom >"$work/large/opt/large.bin"
+    python3 scripts/make-docker-save.py "$ir/inputs/large.tar" ovlink/large:1 "$work/large" >/dev/null 2>&1 ||
+      die "could not make the large-file image"
+  fi
+  # The same inputs for the checker's reference run on the host.
+  rm -rf "$record/inputs"
+  mkdir -p "$record"
+  cp -r "$ir/inputs" "$record/inputs"
+fi
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 # --- the home disks: features these kernels mount --------------------------------------------
-truncate -s 1G "$work/ext4.img" "$work/xfs.img"
-mkfs.ext4 -q -F -O ^metadata_csum_seed,^orphan_file "$work/ext4.img"
+mkfs_ext4() { mkfs.ext4 -q -F -O ^metadata_csum_seed,^orphan_file "$1"; }
 # xfsprogs 6.x defaults (reflink, bigtime, inobtcount, sparse inodes) postdate 3.x/4.x.
-mkfs.xfs -q -f -m crc=1,finobt=1,rmapbt=0,reflink=0,bigtime=0,inobtcount=0 -i sparse=0 -n ftype=1 "$work/xfs.img"
+mkfs_xfs() { mkfs.xfs -q -f -m crc=1,finobt=1,rmapbt=0,reflink=0,bigtime=0,inobtcount=0 -i sparse=0 -n ftype=1 "$1"; }
 
 append="console=ttyS0 panic=-1 ovlink.fs=$fs ovlink.layouts=$layouts ovlink.kills=$kills ovlink.labs=$labs"
 qemu=(qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 -nographic -no-reboot
-  -kernel "$kimage" -initrd "$work/initrd.gz"
-  -drive "file=$work/ext4.img,if=virtio,format=raw" -drive "file=$work/xfs.img,if=virtio,format=raw")
+  -kernel "$kimage" -initrd "$work/initrd.gz")
+if [ -n "$record" ]; then
+  mkdir -p "$record"
+  rm -f "$record/initial.img" "$record/home.img" "$record/home.log"
+  # 384 MiB: mkfs.xfs 6.x makes nothing under 300 MB.
+  truncate -s 384M "$record/initial.img"
+  "mkfs_$fs" "$record/initial.img" >"$work/mkfs.out" 2>&1 || die "mkfs.$fs of the recorded disk failed: $(head -n3 "$work/mkfs.out")"
+  cp --sparse=always "$record/initial.img" "$record/home.img"
+  : >"$record/home.log"
+  append="$append ovlink.workload=$workload ovlink.homefs=$fs ovlink.sync=$sync"
+  [ -z "$sync_fault" ] || append="$append ovlink.sync_fault=$sync_fault"
+  # virtio-blk's request merging off: QEMU 7.2's blklogwrites failed large merged writes.
+  qemu+=(-blockdev "driver=file,filename=$record/home.img,node-name=homefile"
+    -blockdev "driver=file,filename=$record/home.log,node-name=homelog"
+    -blockdev "driver=blklogwrites,file=homefile,log=homelog,node-name=home,log-sector-size=512"
+    -device "virtio-blk-pci,drive=home,request-merging=off")
+else
+  truncate -s 1G "$work/ext4.img" "$work/xfs.img"
+  mkfs_ext4 "$work/ext4.img"
+  mkfs_xfs "$work/xfs.img"
+  qemu+=(-drive "file=$work/ext4.img,if=virtio,format=raw" -drive "file=$work/xfs.img,if=virtio,format=raw")
+fi
 
 if [ "$shell" = 1 ]; then
   sed -i 's|^sh /scenario.sh main$|setsid cttyhack sh|' "$ir/init"

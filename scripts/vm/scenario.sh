@@ -41,7 +41,8 @@ step() {
 
 # --- what steps run -----------------------------------------------------------------------
 
-ov() { /bin/ovlink --root "$R" --driver "$L" "$@"; }
+OVLINK=${OVLINK:-/bin/ovlink}
+ov() { "$OVLINK" --root "$R" --driver "$L" "$@"; }
 
 # The command must fail (a refusal): rc 0 when it did, 1 when it succeeded.
 expect_fail() {
@@ -254,6 +255,83 @@ remove_all() { # remove_all ID...: containers, then the given image layers top-d
 
 reverse() { for w in "$@"; do echo "$w"; done | sed -n '1!G;h;$p'; }
 
+# --- power-loss workloads ----------------------------------------------------------------------
+# `sh /scenario.sh workload NAME LAYOUT HOME INPUTS`: the commands of one workload on the home
+# filesystem mounted at HOME (recorded by QEMU's blklogwrites in the guest; a plain directory
+# for the host's reference run). After each command returns success, a marker saying what it
+# reported is written under HOME/markers and fsynced (the file and its directory), so a replayed
+# state holding marker N must hold everything command N reported. `$MARK_HOOK N` runs after
+# each marker when set (the reference run records the layers there).
+
+mark() { # mark N TEXT
+  mkdir -p "$H/markers"
+  echo "$2" >"$H/markers/$1"
+  sync "$H/markers/$1" "$H/markers"
+  if [ -n "${MARK_HOOK:-}" ]; then $MARK_HOOK "$1" || return 1; fi
+}
+
+workload() { # workload NAME LAYOUT HOME INPUTS
+  set -e
+  export L=$2 H=$3 R="$3/root"
+  in=$4
+  case "$1" in
+    import)
+      ids=$(ov image import "$in/gen.tar")
+      ids=$(echo $ids)
+      mark 1 "import ovlink/gen:demo $ids"
+      ids=$(ov image import "$in/fx-layers.tar")
+      ids=$(echo $ids)
+      mark 2 "import fx:layers $ids"
+      ;;
+    large)
+      ids=$(ov image import "$in/large.tar")
+      ids=$(echo $ids)
+      mark 1 "import ovlink/large:1 $ids"
+      ;;
+    apply)
+      ids=$(ov image import "$in/gen.tar")
+      ids=$(echo $ids)
+      mark 1 "import ovlink/gen:demo $ids"
+      base=$(echo "$ids" | cut -d' ' -f1)
+      ov layer apply applied-1 --parent "$base" "$in/layer.tar" >/dev/null
+      mark 2 "layer applied-1"
+      ov layer apply applied-2 --parent applied-1 "$in/layer.tar" >/dev/null
+      mark 3 "layer applied-2"
+      ;;
+    commit)
+      ids=$(ov image import "$in/fx-layers.tar")
+      ids=$(echo $ids)
+      mark 1 "import fx:layers $ids"
+      cid=$(ov container create c1 --image fx:layers)
+      m=$(ov mount "$cid")
+      fixture_scenario "$m" >/dev/null
+      ov umount "$cid"
+      ov container commit c1 --name fx:committed >/dev/null
+      mark 2 "commit fx:committed"
+      ;;
+    rm)
+      # Layers no image names (an image's layers stay while its record names them).
+      ids=$(ov image import "$in/gen.tar")
+      ids=$(echo $ids)
+      mark 1 "import ovlink/gen:demo $ids"
+      top=$(echo "$ids" | tr ' ' '\n' | tail -n1)
+      ov layer apply applied-1 --parent "$top" "$in/layer.tar" >/dev/null
+      mark 2 "layer applied-1"
+      ov layer apply applied-2 --parent applied-1 "$in/layer.tar" >/dev/null
+      mark 3 "layer applied-2"
+      ov layer rm applied-2
+      mark 4 "rm applied-2"
+      ov layer rm applied-1
+      mark 5 "rm applied-1"
+      ;;
+    *)
+      echo "unknown workload $1" >&2
+      return 2
+      ;;
+  esac
+  echo "workload $1 done"
+}
+
 # --- one cell: a filesystem and a layout -----------------------------------------------------
 
 cell() { # cell FS LAYOUT
@@ -342,7 +420,33 @@ labs() { # labs FS: the labs whose outcome depends on the kernel, on this filesy
   step workdir /bin/ovlink lab workdir --json
 }
 
+# The power-loss guest: one workload on /dev/vda, the recorded disk.
+power() {
+  STEP_TIMEOUT=$(arg step_timeout 300)
+  export STEP_TIMEOUT CELL="power/$(arg workload import)"
+  fs=$(arg homefs ext4)
+  # --sync of the commands (files, syncfs, none): scripts/vm.sh --sync.
+  OVLINK_SYNC=$(arg sync files)
+  export OVLINK_SYNC
+  # The seeded durability bug of the test that shows the replay bites (scripts/vm.sh --sync-fault).
+  if [ -n "$(arg sync_fault '')" ]; then
+    OVLINK_TEST_SYNC_FAULT=$(arg sync_fault '')
+    export OVLINK_TEST_SYNC_FAULT
+  fi
+  mkdir -p /mnt/home
+  if ! mount -t "$fs" /dev/vda /mnt/home; then
+    echo "@@guest mount_failed $fs"
+    return
+  fi
+  step workload workload "$(arg workload import)" "$(arg layouts overlay)" /mnt/home /inputs
+  umount /mnt/home
+}
+
 main() {
+  if [ -n "$(arg workload '')" ]; then
+    power
+    return
+  fi
   STEP_TIMEOUT=$(arg step_timeout 180)
   KILLS=$(arg kills 6)
   export STEP_TIMEOUT KILLS
