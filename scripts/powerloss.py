@@ -286,6 +286,37 @@ def check_mounted(args, mnt, steps, label):
             bad.append(f"{label}: {what} but the layer is not there complete")
         if not there and lid in snap["layers"]:
             bad.append(f"{label}: {what} but the layer is still listed")
+    # The user's next step after the power cut: the workload's first import run again must
+    # complete the image (its layers those of the reference) ...
+    first = steps.get(1, {}).get("marker", [])
+    archive = {"ovlink/gen:demo": "gen.tar", "fx:layers": "fx-layers.tar", "ovlink/large:1": "large.tar"}
+    if first[:1] == ["import"] and first[1] in archive:
+        src = os.path.join(args.dir, "inputs", archive[first[1]])
+        rc, out, err = ovlink(args.ovlink, root, args.layout, "image", "import", src)
+        if rc != 0:
+            bad.append(f"{label}: importing {first[1]} again failed: {err.strip()}")
+        elif out.split() != first[2:]:
+            bad.append(f"{label}: importing {first[1]} again made {out.split()}, not {first[2:]}")
+        else:
+            again = snapshot(args.ovlink, root, args.layout)
+            for lid in first[2:]:
+                got = again["layers"].get(lid, [None, None])[1] if isinstance(again, dict) else None
+                if got not in by_id.get(lid, set()):
+                    bad.append(f"{label}: after importing {first[1]} again, layer {lid} is not the reference's")
+    # ... and recovery (every init, the store's open) left no temporary file or tree behind.
+    home = os.path.join(root, args.layout)
+    left = [n for n in os.listdir(home) if n.startswith(".tmp-")]
+    for lid in os.listdir(home):
+        d = os.path.join(home, lid)
+        if len(lid) == 64 and os.path.isdir(d):
+            left += [f"{lid}/{n}" for n in os.listdir(d) if n.startswith(("tmproot", ".tmp-"))]
+    store = [os.path.join(root, d) for d in ("images", "configs", "containers", "layers")]
+    store += [os.path.join(root, "images", d) for d in ("overlay", "overlay2")]
+    for d in store:
+        if os.path.isdir(d):
+            left += [os.path.join(os.path.relpath(d, root), n) for n in os.listdir(d) if n.startswith(".tmp-")]
+    if left:
+        bad.append(f"{label}: temporaries left after recovery: {left[:5]}")
     for name in snap["images"]:
         cname = "powerloss-check"
         rc, cid, err = ovlink(args.ovlink, root, args.layout, "container", "create", cname, "--image", name)

@@ -1018,7 +1018,7 @@ fn powerloss(
             layout,
         ])
         .args(["--workload", workload, "--ovlink", bin.to_str().unwrap()])
-        .args(["--max-states", "40", "--subsets", "8"])
+        .args(["--max-states", "30", "--subsets", "6"])
         .arg("--json")
         .arg(&json)
         .output()
