@@ -180,9 +180,10 @@ fi
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 # --- the home disks: features these kernels mount --------------------------------------------
-mkfs_ext4() { mkfs.ext4 -q -F -O ^metadata_csum_seed,^orphan_file "$1"; }
+# mkfs_FS IMAGE [SIZE_MIB]: the whole image, or its first SIZE_MIB.
+mkfs_ext4() { mkfs.ext4 -q -F -O ^metadata_csum_seed,^orphan_file "$1" ${2:+${2}M}; }
 # xfsprogs 6.x defaults (reflink, bigtime, inobtcount, sparse inodes) postdate 3.x/4.x.
-mkfs_xfs() { mkfs.xfs -q -f -m crc=1,finobt=1,rmapbt=0,reflink=0,bigtime=0,inobtcount=0 -i sparse=0 -n ftype=1 "$1"; }
+mkfs_xfs() { mkfs.xfs -q -f -m crc=1,finobt=1,rmapbt=0,reflink=0,bigtime=0,inobtcount=0 -i sparse=0 -n ftype=1 ${2:+-d size=${2}m} "$1"; }
 
 append="console=ttyS0 panic=-1 ovlink.fs=$fs ovlink.layouts=$layouts ovlink.kills=$kills ovlink.labs=$labs"
 qemu=(qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 -nographic -no-reboot
@@ -190,12 +191,13 @@ qemu=(qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 -nographic -no-
 if [ -n "$record" ]; then
   mkdir -p "$record"
   rm -f "$record/initial.img" "$record/home.img" "$record/home.log"
-  # 384 MiB: mkfs.xfs 6.x makes nothing under 300 MB.
+  # A 384 MiB disk, the filesystem on its first 320 MiB (mkfs.xfs 6.x makes nothing under
+  # 300 MB); the markers go to 4 KiB blocks from 352 MiB on (scripts/powerloss.py reads them).
   truncate -s 384M "$record/initial.img"
-  "mkfs_$fs" "$record/initial.img" >"$work/mkfs.out" 2>&1 || die "mkfs.$fs of the recorded disk failed: $(head -n3 "$work/mkfs.out")"
+  "mkfs_$fs" "$record/initial.img" 320 >"$work/mkfs.out" 2>&1 || die "mkfs.$fs of the recorded disk failed: $(head -n3 "$work/mkfs.out")"
   cp --sparse=always "$record/initial.img" "$record/home.img"
   : >"$record/home.log"
-  append="$append ovlink.workload=$workload ovlink.homefs=$fs ovlink.sync=$sync"
+  append="$append ovlink.workload=$workload ovlink.homefs=$fs ovlink.sync=$sync ovlink.mark_base=$((352 * 256))"
   [ -z "$sync_fault" ] || append="$append ovlink.sync_fault=$sync_fault"
   # virtio-blk's request merging off: QEMU 7.2's blklogwrites failed large merged writes.
   qemu+=(-blockdev "driver=file,filename=$record/home.img,node-name=homefile"

@@ -259,14 +259,21 @@ reverse() { for w in "$@"; do echo "$w"; done | sed -n '1!G;h;$p'; }
 # `sh /scenario.sh workload NAME LAYOUT HOME INPUTS`: the commands of one workload on the home
 # filesystem mounted at HOME (recorded by QEMU's blklogwrites in the guest; a plain directory
 # for the host's reference run). After each command returns success, a marker saying what it
-# reported is written under HOME/markers and fsynced (the file and its directory), so a replayed
-# state holding marker N must hold everything command N reported. `$MARK_HOOK N` runs after
-# each marker when set (the reference run records the layers there).
+# reported is written, so a replayed state holding marker N must hold everything command N
+# reported. In the guest ($MARK_DEV set) the marker goes to the disk itself, past the end of
+# the filesystem: one 4 KiB block at $MARK_BASE + N written with O_DIRECT and fsynced, which
+# flushes the disk's cache but makes the filesystem commit nothing (a marker file's fsync
+# would commit the journal, and with it whatever ovlink forgot to flush). On the host the
+# marker is a file under HOME/markers, and `$MARK_HOOK N` records the layers after it.
 
 mark() { # mark N TEXT
+  if [ -n "${MARK_DEV:-}" ]; then
+    echo "OVLMARK $1 $2" | dd of="$MARK_DEV" bs=4096 seek=$((MARK_BASE + $1)) \
+      oflag=direct conv=sync,notrunc,fsync 2>/dev/null || return 1
+    return 0
+  fi
   mkdir -p "$H/markers"
   echo "$2" >"$H/markers/$1"
-  sync "$H/markers/$1" "$H/markers"
   if [ -n "${MARK_HOOK:-}" ]; then $MARK_HOOK "$1" || return 1; fi
 }
 
@@ -438,6 +445,8 @@ power() {
     echo "@@guest mount_failed $fs"
     return
   fi
+  MARK_DEV=/dev/vda MARK_BASE=$(arg mark_base 0)
+  export MARK_DEV MARK_BASE
   step workload workload "$(arg workload import)" "$(arg layouts overlay)" /mnt/home /inputs
   umount /mnt/home
 }
