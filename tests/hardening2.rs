@@ -821,3 +821,111 @@ fn pax_sparse_files_are_decoded_with_holes() {
         assert_eq!(buf, [b'H'; 512], "{v}");
     }
 }
+
+/// A process in a running container swaps a file of its upper dir, again and again, for a
+/// FIFO and for a node of a device (the numbers of /dev/zero, standing for a host disk) while
+/// `ovlink diff` exports the layer (what `docker commit --pause=false`, the plugin's Diff and
+/// the snapshotter's Commit do). Every export ends promptly (an open of the FIFO would block
+/// for ever), and the tar never holds a regular file `f` with anything but the file's own
+/// bytes: the exporter reads only the inode it listed, and only when it is a regular file;
+/// otherwise the export fails naming the file that changed.
+#[test]
+fn privileged_diff_never_reads_what_a_racing_writer_swaps_in() {
+    const FILES: u64 = 64;
+    let t = home_with_base();
+    t.ok(&["layer", "create-rw", "c1", "--parent", "base"]);
+    let upper = t.home().join("c1/upper");
+    for i in 0..FILES {
+        std::fs::write(upper.join(format!("f{i}")), b"regular\n").unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, upper) = (stop.clone(), upper.clone());
+        std::thread::spawn(move || {
+            let dir = ovlink_fs::at::open_dir(&upper).unwrap();
+            let g = upper.parent().unwrap().join("g"); // beside upper/: only f* are seen in it
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("f{}", n % FILES);
+                let (kind, dev) = match (n / FILES) % 3 {
+                    0 => (rustix::fs::FileType::Fifo, 0),
+                    1 => (
+                        rustix::fs::FileType::CharacterDevice,
+                        rustix::fs::makedev(1, 5),
+                    ),
+                    _ => {
+                        std::fs::write(&g, b"regular\n").unwrap();
+                        std::fs::rename(&g, upper.join(&name)).unwrap();
+                        n += 1;
+                        continue;
+                    }
+                };
+                let _ = rustix::fs::unlinkat(&dir, name.as_str(), rustix::fs::AtFlags::empty());
+                rustix::fs::mknodat(
+                    &dir,
+                    name.as_str(),
+                    kind,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    dev,
+                )
+                .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let out = t.path().join("c1.tar");
+    let (mut ok, mut changed, mut gone) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(8) && ok + changed + gone < 400 {
+        let mut child = ovlink_cmd(&t.root(), &["diff", "c1", "-o", out.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waited = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if waited.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("ovlink diff blocked on what was swapped in (a FIFO opened?)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        if status.success() {
+            ok += 1;
+            let mut ar = tar::Archive::new(std::fs::File::open(&out).unwrap());
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                if e.header().entry_type().is_file() {
+                    let mut data = Vec::new();
+                    std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                    assert_eq!(
+                        data, b"regular\n",
+                        "the layer holds bytes that were not the file's"
+                    );
+                }
+            }
+        } else {
+            // Refused by the check, or a name was gone for a moment (the swap's unlink):
+            // either way a clean error naming the file.
+            let vanished = err.contains("upper/f") && err.contains("No such file or directory");
+            assert!(
+                err.contains("changed while being read") || vanished,
+                "diff failed otherwise: {err}"
+            );
+            changed += usize::from(!vanished);
+            gone += usize::from(vanished);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!(
+        "{ok} exports, {changed} refused a swapped file, {gone} found one gone, {swaps} swaps"
+    );
+    assert!(ok + changed + gone > 0);
+}

@@ -26,7 +26,7 @@ use crate::error::{DiffError, Result};
 use crate::tree::{is_exported_xattr, xattrs_of, Obj};
 use crate::walk::{Event, Kind, Sink};
 use ovlink_fs::FsError;
-use rustix::fs::{FileType, Mode, OFlags, Stat};
+use rustix::fs::{FileType, Stat};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -501,23 +501,19 @@ impl<W: Write> Sink for TarSink<W> {
                 Ok(())
             }
             (FileType::RegularFile, Obj::At(dir, name)) => {
-                let fd = rustix::fs::openat(
+                // Only the inode that was listed, and only if it is still a regular file: a
+                // process in the running container may have swapped it for a FIFO or a node
+                // of a host disk meanwhile.
+                let file = ovlink_fs::at::open_listed_file(
                     dir,
                     name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
-                    Mode::empty(),
-                )
-                .map_err(|e| FsError::io("open", ev.shown, e))?;
+                    ev.shown,
+                    ovlink_fs::at::Listed::of(st),
+                )?;
                 let mut h = self.header(EntryType::Regular, st, ev.shown)?;
                 let size = st.st_size as u64;
                 h.set_size(size);
-                self.write(
-                    h,
-                    &path,
-                    None,
-                    &xattrs,
-                    Some((std::fs::File::from(fd), size, ev.shown)),
-                )
+                self.write(h, &path, None, &xattrs, Some((file, size, ev.shown)))
             }
             (FileType::Symlink, Obj::At(dir, name)) => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new())

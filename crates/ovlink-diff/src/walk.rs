@@ -21,7 +21,8 @@
 
 use crate::error::{DiffError, Result};
 use crate::tree::{is_exported_xattr, read_names, xattrs_of, DirView, Ent, Obj, Src, Tree};
-use rustix::fs::{FileType, Mode, OFlags, Stat};
+use ovlink_fs::at::{open_listed_file, Listed};
+use rustix::fs::{FileType, Stat};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -446,8 +447,8 @@ impl<'t, S: Sink> Walker<'t, S> {
         }
         match ne.file_type() {
             FileType::RegularFile => {
-                let a = open_file(nd, name, &nshown)?;
-                let b = open_file(pd, name, &pshown)?;
+                let a = open_listed_file(nd, name, &nshown, Listed::of(&ne.st))?;
+                let b = open_listed_file(pd, name, &pshown, Listed::of(&pe.st))?;
                 let bufs = &mut self.bufs;
                 Ok(!same_content(a, b, &nshown, &pshown, bufs)?)
             }
@@ -505,17 +506,6 @@ impl<'t, S: Sink> Walker<'t, S> {
         };
         Ok(xattrs_of(ao.0, ao.1, keep)? != xattrs_of(bo.0, bo.1, keep)?)
     }
-}
-
-fn open_file(dir: rustix::fd::BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<std::fs::File> {
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    )
-    .map_err(|e| ovlink_fs::FsError::io("open", shown, e))?;
-    Ok(std::fs::File::from(fd))
 }
 
 /// Reads `len` bytes or up to EOF into `buf`.

@@ -22,6 +22,22 @@ pub enum FsError {
         #[source]
         source: io::Error,
     },
+    /// A regular file a walk listed was replaced before it could be read (see
+    /// [`crate::at::open_listed_file`]): nothing of the new entry was opened or read.
+    #[error(
+        "{} changed while being read: it was the regular file with inode {listed_ino} when \
+         listed, it is now {now}; nothing of it was read (a process writing to the layer \
+         meanwhile? retry when it is stopped)",
+        path.display()
+    )]
+    Changed {
+        /// The path.
+        path: PathBuf,
+        /// The inode the walk listed.
+        listed_ino: u64,
+        /// What the name is now.
+        now: String,
+    },
     /// A path component that had to be a directory is something else (often a symlink).
     #[error("{} is not a directory (symlinks are not followed)", path.display())]
     NotADirectory {
@@ -45,6 +61,7 @@ impl FsError {
         match self {
             FsError::Io { source, .. } => source.raw_os_error(),
             FsError::NotADirectory { .. } => Some(rustix::io::Errno::NOTDIR.raw_os_error()),
+            FsError::Changed { .. } => None,
         }
     }
 
