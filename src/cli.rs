@@ -362,9 +362,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotterCmd {
     /// Serve containerd's snapshots gRPC API on a unix socket (as root, on the host). Layers
-    /// go to --root with the --driver layout; `ovlink --root DIR report` shows what each
-    /// snapshot costs (the figures `ctr snapshots usage` prints). SIGTERM lets in-flight calls
-    /// finish; a restart keeps every snapshot.
+    /// go to --root (default here: /var/lib/ovlink-snapshotter, not the command line's root:
+    /// a home has one owner, and this one removes at start every layer no snapshot names) with
+    /// the --driver layout; `ovlink --root DIR report` shows what each snapshot costs (the
+    /// figures `ctr snapshots usage` prints). SIGTERM lets in-flight calls finish; a restart
+    /// keeps every snapshot.
     Serve {
         /// Socket path (containerd's `address`); created 0600, its directory 0700.
         #[arg(long, default_value = ovlink_snapshotter::server::DEFAULT_SOCKET)]

@@ -929,3 +929,82 @@ fn privileged_diff_never_reads_what_a_racing_writer_swaps_in() {
     );
     assert!(ok + changed + gone > 0);
 }
+
+/// A home has one owner (issue 24, item 2). The snapshotter removes at its start every layer
+/// no snapshot of its own names: started on the command line's root (both defaulted to
+/// /var/lib/ovlink) it deleted an imported image's layers and a container. Now it refuses such
+/// a home before touching anything; a home the snapshotter made is recorded as its own, and
+/// the command line is refused a write there (and may still read it).
+#[test]
+fn privileged_the_snapshotter_and_the_command_line_never_share_a_home() {
+    use ovlink_snapshotter::{Config, Snapshotter};
+    let t = home_with_base();
+    t.ok(&["layer", "create-rw", "c1", "--parent", "base"]);
+    let before = t.ok(&["layer", "ls"]);
+    // The snapshotter on the command line's root: refused, nothing removed.
+    let sock = t.path().join("snap.sock");
+    let out = ovlink_cmd(
+        &t.root(),
+        &["snapshotter", "serve", "--socket", sock.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the snapshotter started on the CLI's home"
+    );
+    assert!(
+        err.contains("belongs to the ovlink command line") && err.contains("own --root"),
+        "{err}"
+    );
+    assert_eq!(
+        t.ok(&["layer", "ls"]),
+        before,
+        "the refused start removed layers"
+    );
+    assert!(!t.home().join(".owner").exists());
+
+    // A home the snapshotter made: recorded, and refused to the command line's writes.
+    let sroot = t.path().join("snaproot");
+    let cfg = Config {
+        root: sroot.clone(),
+        layout: ovlink_driver::Layout::Overlay,
+        sync: None,
+        diff: Default::default(),
+        symlinks: None,
+    };
+    let (snap, _) = Snapshotter::open(&cfg).unwrap();
+    drop(snap);
+    assert_eq!(
+        std::fs::read_to_string(sroot.join("overlay/.owner")).unwrap(),
+        "snapshotter\n"
+    );
+    let tar = write(
+        &t,
+        "l.tar",
+        &TarBuilder::new().file("f", 0o644, b"x").build(),
+    );
+    for args in [
+        vec!["layer", "create", "x"],
+        vec!["layer", "apply", "y", tar.to_str().unwrap()],
+        vec!["image", "import", tar.to_str().unwrap()],
+    ] {
+        let out = t.ovlink_in(&sroot, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} wrote into the snapshotter's home"
+        );
+        assert!(
+            err.contains("belongs to ovlink snapshotter serve"),
+            "{args:?}: {err}"
+        );
+    }
+    // Reading is fine.
+    t.ok_in(&sroot, &["layer", "ls"]);
+    t.ok_in(&sroot, &["report"]);
+    // And the snapshotter reopens its own home.
+    let (snap, _) = Snapshotter::open(&cfg).unwrap();
+    drop(snap);
+}

@@ -77,6 +77,8 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         kind: cli.driver,
         base: InitConfig {
             access,
+            // The plugin and the snapshotter name themselves (a home has one owner).
+            owner: Some(ovlink_driver::HomeOwner::Cli),
             ..cli.init_config(PathBuf::new())
         },
     };
@@ -102,7 +104,7 @@ pub fn run(cli: Cli, given: Given) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&ctx, a, given_root, given.driver, symlinks),
         Command::Lab(c) => lab::run(given_root, c, symlinks),
         Command::Plugin(c) => plugin::run(&ctx, c),
-        Command::Snapshotter(c) => snapshotter::run(&ctx, c),
+        Command::Snapshotter(c) => snapshotter::run(&ctx, c, given.root),
         Command::Demo(a) => lab::demo(&ctx, given_root, a),
     }
 }

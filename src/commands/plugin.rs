@@ -35,7 +35,10 @@ pub fn run(ctx: &super::Ctx, c: PluginCmd) -> anyhow::Result<()> {
             })?;
             // dockerd sends the home, options and id maps; the sync, reclaim and diff modes
             // are this process's flags.
-            let settings = ctx.init_config(PathBuf::new());
+            let settings = InitConfig {
+                owner: Some(ovlink_driver::HomeOwner::Plugin),
+                ..ctx.init_config(PathBuf::new())
+            };
             let factory: DriverFactory = Arc::new(move |cfg: &InitConfig| {
                 ovlink_layouts::open(kind, &cfg.with_settings_of(&settings))
             });

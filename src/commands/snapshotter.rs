@@ -9,8 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `ovlink snapshotter …`.
-pub fn run(ctx: &super::Ctx, c: SnapshotterCmd) -> anyhow::Result<()> {
-    let (root, layout) = (ctx.root.as_path(), ctx.kind);
+pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Result<()> {
+    // Its own root unless one is given: a home has one owner.
+    let root = match given_root {
+        true => ctx.root.clone(),
+        false => std::path::PathBuf::from(ovlink_snapshotter::server::DEFAULT_ROOT),
+    };
+    let (root, layout) = (root.as_path(), ctx.kind);
     let settings = ctx.init_config(root.to_path_buf());
     match c {
         SnapshotterCmd::Serve {

@@ -41,6 +41,53 @@ impl SyncMode {
     }
 }
 
+/// Who writes a home. A home has one owner: the snapshotter removes at its start every layer
+/// no snapshot of its own names, so a home it shared with the command line (both defaulted to
+/// `/var/lib/ovlink`) lost the command line's images and containers. The snapshotter records
+/// itself in `<home>/.owner`; every other writer is refused such a home and may only read it.
+/// The command line and the plugin write no record: their homes stay exactly Docker's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeOwner {
+    /// The `ovlink` commands (images, containers and layers of the command line).
+    Cli,
+    /// `ovlink plugin serve` (the home dockerd names).
+    Plugin,
+    /// `ovlink snapshotter serve` (layers named by its snapshot records only).
+    Snapshotter,
+}
+
+impl HomeOwner {
+    /// The record's word.
+    pub fn name(self) -> &'static str {
+        match self {
+            HomeOwner::Cli => "cli",
+            HomeOwner::Plugin => "plugin",
+            HomeOwner::Snapshotter => "snapshotter",
+        }
+    }
+
+    /// The owner a record names.
+    pub fn parse(s: &str) -> Option<HomeOwner> {
+        [HomeOwner::Cli, HomeOwner::Plugin, HomeOwner::Snapshotter]
+            .into_iter()
+            .find(|o| o.name() == s)
+    }
+
+    /// Whether this owner records itself in the home it writes (the snapshotter only).
+    pub fn records_itself(self) -> bool {
+        self == HomeOwner::Snapshotter
+    }
+
+    /// Who it is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HomeOwner::Cli => "the ovlink command line",
+            HomeOwner::Plugin => "ovlink plugin serve (Docker's graphdriver plugin)",
+            HomeOwner::Snapshotter => "ovlink snapshotter serve (containerd's snapshotter)",
+        }
+    }
+}
+
 /// A seeded durability bug, for the power-loss test only (`scripts/powerloss.py`): it must
 /// make that test fail, which shows the test can see a missing flush. The binary sets it from
 /// the undocumented `OVLINK_TEST_SYNC_FAULT` (`skip-data`, `skip-directories`); nothing else

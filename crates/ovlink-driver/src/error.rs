@@ -79,6 +79,21 @@ pub enum DriverError {
         /// The mode asked for.
         asked: &'static str,
     },
+    /// The home belongs to another writer (its `.owner` record).
+    #[error(
+        "{} belongs to {} (its .owner record), which names its layers itself: {} may only \
+         read it; give each its own --root (the snapshotter's default is \
+         /var/lib/ovlink-snapshotter)",
+        home.display(), owner.describe(), asked.describe()
+    )]
+    HomeOwned {
+        /// The home.
+        home: std::path::PathBuf,
+        /// Its recorded owner.
+        owner: crate::HomeOwner,
+        /// Who asked to write.
+        asked: crate::HomeOwner,
+    },
     /// `--storage-opt` given to create.
     #[error("overlay: storage options are not supported (got {option:?})")]
     StorageOptNotSupported {

@@ -50,6 +50,9 @@ pub const MERGED: &str = "merged";
 /// A layer's overlayfs workdir.
 pub const WORK: &str = "work";
 
+/// The file of the home that records its owner ([`crate::HomeOwner`]).
+pub const OWNER_RECORD: &str = ".owner";
+
 /// A driver home, initialized: see the module docs.
 #[derive(Debug)]
 pub struct Home {
@@ -160,12 +163,57 @@ impl Home {
                 home.check_mount()?;
                 home.check_container_ops()?;
             }
+            home.check_owner(cfg)?;
             Ok(home)
         });
         if made.is_err() {
             remove_empty_dirs(&created);
         }
         made
+    }
+
+    /// The home's owner ([`crate::HomeOwner`], `<home>/.owner`): a writer is refused a home
+    /// another owner recorded; the snapshotter records itself in a home without a record. A
+    /// reader (`HomeAccess::Existing`) only reads.
+    fn check_owner(&self, cfg: &InitConfig) -> Result<()> {
+        let Some(asked) = cfg.owner else {
+            return Ok(());
+        };
+        let shown = self.path.join(OWNER_RECORD);
+        let recorded = match Self::read_small(&self.fd, OWNER_RECORD, 64, &shown)? {
+            None => None,
+            Some(t) => Some(crate::HomeOwner::parse(t.trim()).ok_or_else(|| {
+                FsError::io(
+                    "parse (expected cli, plugin or snapshotter)",
+                    &shown,
+                    Errno::INVAL,
+                )
+            })?),
+        };
+        match recorded {
+            Some(owner) if owner == asked => Ok(()),
+            Some(_) if cfg.access == HomeAccess::Existing => Ok(()),
+            Some(owner) => Err(DriverError::HomeOwned {
+                home: self.path.clone(),
+                owner,
+                asked,
+            }),
+            None if cfg.access == HomeAccess::Existing || !asked.records_itself() => Ok(()),
+            None => {
+                let tmp = format!("{OWNER_RECORD}.tmp");
+                let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
+                self.write_file(
+                    &self.fd,
+                    &tmp,
+                    format!("{}\n", asked.name()).as_bytes(),
+                    0o600,
+                    &shown,
+                )?;
+                rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, OWNER_RECORD)
+                    .ctx("rename", &shown)?;
+                self.sync_dir(&self.fd, &self.path)
+            }
+        }
     }
 
     /// Does in a test mount with the layout's number of lowerdirs inside the home what a

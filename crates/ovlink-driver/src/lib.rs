@@ -37,7 +37,7 @@ pub mod refs;
 pub mod rename;
 pub mod status;
 
-pub use config::{DiffMode, HomeAccess, ReclaimMode, SyncFault, SyncMode};
+pub use config::{DiffMode, HomeAccess, HomeOwner, ReclaimMode, SyncFault, SyncMode};
 pub use error::{error_chain, DriverError, Result};
 pub use home::Home;
 pub use id::{validate_id, LayerId};
@@ -92,6 +92,11 @@ pub struct InitConfig {
     /// A seeded durability bug (the power-loss test's proof that it bites); `None` always
     /// but there.
     pub sync_fault: Option<SyncFault>,
+    /// Who opens the home to write ([`HomeOwner`]): recorded in a home that has no owner yet;
+    /// a home another owner recorded is refused ([`DriverError::HomeOwned`]) unless this
+    /// only reads ([`HomeAccess::Existing`]). `None` records and checks nothing (tests,
+    /// benchmarks, labs, which make their own homes).
+    pub owner: Option<HomeOwner>,
     /// When a removed layer's tree is deleted (legacy layout).
     pub reclaim: ReclaimMode,
     /// Which diff the diff methods make.
@@ -108,6 +113,7 @@ impl InitConfig {
         InitConfig {
             sync: settings.sync,
             sync_fault: settings.sync_fault,
+            owner: settings.owner,
             reclaim: settings.reclaim,
             diff: settings.diff,
             symlinks: settings.symlinks.or(self.symlinks),

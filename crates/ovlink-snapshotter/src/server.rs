@@ -30,6 +30,11 @@ pub struct ServeOptions {
 /// The default socket.
 pub const DEFAULT_SOCKET: &str = "/run/ovlink/snapshotter.sock";
 
+/// The snapshotter's state directory when `--root` is not given: not the command line's
+/// `/var/lib/ovlink`, since a home has one owner (the snapshotter removes at its start every
+/// layer no snapshot of its names).
+pub const DEFAULT_ROOT: &str = "/var/lib/ovlink-snapshotter";
+
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SnapError {
     let path = path.to_path_buf();
     move |source| SnapError::Io { op, path, source }

@@ -148,6 +148,18 @@ fn not_found(key: &str) -> SnapError {
     }
 }
 
+/// True when `home` holds an entry that looks like a layer (a 64-hex or other non-dot name)
+/// and has no owner record: a home another writer made before owners were recorded.
+fn holds_unrecorded_layers(home: &Path) -> bool {
+    if home.join(ovlink_driver::home::OWNER_RECORD).exists() {
+        return false;
+    }
+    std::fs::read_dir(home).is_ok_and(|it| {
+        it.filter_map(|e| e.ok())
+            .any(|e| !e.file_name().to_string_lossy().starts_with('.') && e.file_name() != "l")
+    })
+}
+
 impl Snapshotter {
     /// Opens the layout and the store under `cfg.root` and repairs what a crash left (see the
     /// module docs).
@@ -159,11 +171,28 @@ impl Snapshotter {
             path: state.clone(),
             source: e,
         })?;
+        // A home has one owner: this start removes every layer no snapshot of its names, so
+        // a home with layers but no owner record and no snapshot store of ours (an older
+        // ovlink's command-line home) is refused before anything is touched; the init then
+        // refuses a home another owner recorded, and records ours in a new one.
+        let store_file = state.join("metadata.redb");
+        if !store_file.exists() && holds_unrecorded_layers(&home) {
+            return Err(SnapError::Init {
+                layout: cfg.layout.name(),
+                home: home.clone(),
+                source: Box::new(ovlink_driver::DriverError::HomeOwned {
+                    home: home.clone(),
+                    owner: ovlink_driver::HomeOwner::Cli,
+                    asked: ovlink_driver::HomeOwner::Snapshotter,
+                }),
+            });
+        }
         let icfg = InitConfig {
             home: home.clone(),
             sync: cfg.sync,
             diff: cfg.diff,
             symlinks: cfg.symlinks,
+            owner: Some(ovlink_driver::HomeOwner::Snapshotter),
             ..Default::default()
         };
         let init_err = |e| SnapError::Init {

@@ -201,8 +201,17 @@ fn legacy_commit_is_a_hardlinked_image_layer_and_survives_restart() {
         s.remove(k).unwrap();
     }
     s.cleanup().unwrap();
-    let left: Vec<_> = std::fs::read_dir(&home).unwrap().collect();
+    // Only the home's owner record stays.
+    let left: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".owner")
+        .collect();
     assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        std::fs::read_to_string(home.join(".owner")).unwrap(),
+        "snapshotter\n"
+    );
 }
 
 #[test]
