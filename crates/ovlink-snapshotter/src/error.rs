@@ -4,6 +4,23 @@
 
 use std::path::PathBuf;
 
+/// The longest key quoted whole in a message.
+const QUOTED_MAX: usize = 256;
+
+/// A client's key (or name) as messages show it: quoted, and cut after [`QUOTED_MAX`] bytes
+/// with its length said, so that an error about a 1 MiB key does not repeat the key until the
+/// gRPC reply passes the header limit (a NotFound then arrived as RESOURCE_EXHAUSTED).
+pub fn quoted(key: &str) -> String {
+    if key.len() <= QUOTED_MAX {
+        return format!("{key:?}");
+    }
+    let mut end = QUOTED_MAX;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &key[..end], key.len())
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = SnapError> = std::result::Result<T, E>;
 
@@ -12,19 +29,19 @@ pub type Result<T, E = SnapError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum SnapError {
     /// No snapshot has this key.
-    #[error("snapshot {key:?} does not exist")]
+    #[error("snapshot {} does not exist", quoted(.key))]
     NotFound {
         /// The containerd key.
         key: String,
     },
     /// A snapshot with this key exists already.
-    #[error("snapshot {key:?} already exists")]
+    #[error("snapshot {} already exists", quoted(.key))]
     AlreadyExists {
         /// The containerd key.
         key: String,
     },
     /// The snapshot is not in the state the call needs (not active, has children).
-    #[error("snapshot {key:?}: {reason}")]
+    #[error("snapshot {}: {reason}", quoted(.key))]
     FailedPrecondition {
         /// The containerd key.
         key: String,
@@ -35,7 +52,7 @@ pub enum SnapError {
     #[error("{0}")]
     InvalidArgument(String),
     /// The layout failed (the error names the layer path and the operation).
-    #[error("layer {id} of snapshot {key:?}")]
+    #[error("layer {id} of snapshot {}", quoted(.key))]
     Driver {
         /// The containerd key.
         key: String,
@@ -68,7 +85,7 @@ pub enum SnapError {
         source: Box<redb::Error>,
     },
     /// A record in the store does not parse.
-    #[error("metadata store {}: record of {key:?} is corrupt", path.display())]
+    #[error("metadata store {}: record of {} is corrupt", path.display(), quoted(.key))]
     Corrupt {
         /// The database file.
         path: PathBuf,
@@ -113,5 +130,25 @@ impl SnapError {
 impl From<SnapError> for tonic::Status {
     fn from(e: SnapError) -> tonic::Status {
         tonic::Status::new(e.code(), ovlink_driver::error_chain(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1 MiB key: the message stays short (it becomes a gRPC status, whose headers have a
+    /// limit), names the key's start and length, and a short key is quoted whole.
+    #[test]
+    fn a_huge_key_is_quoted_shortened() {
+        let key = format!("default/1/{}", "ä".repeat(512 * 1024));
+        let msg = SnapError::NotFound { key: key.clone() }.to_string();
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+        assert!(msg.starts_with("snapshot \"default/1/ää"), "{msg}");
+        assert!(msg.contains(&format!("({} bytes)", key.len())), "{msg}");
+        assert_eq!(
+            SnapError::AlreadyExists { key: "k".into() }.to_string(),
+            "snapshot \"k\" already exists"
+        );
     }
 }

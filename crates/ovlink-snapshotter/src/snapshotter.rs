@@ -287,7 +287,8 @@ impl Snapshotter {
         let p = self.store.get(parent)?.ok_or_else(|| not_found(parent))?;
         if p.kind != Kind::Committed {
             return Err(SnapError::InvalidArgument(format!(
-                "parent {parent:?} is not a committed snapshot"
+                "parent {} is not a committed snapshot",
+                crate::error::quoted(parent)
             )));
         }
         Ok(p.layer)
@@ -562,7 +563,9 @@ impl Snapshotter {
                     };
                 } else {
                     return Err(SnapError::InvalidArgument(format!(
-                        "cannot update {p:?} field on snapshot {key:?}: only labels can change"
+                        "cannot update {} field on snapshot {}: only labels can change",
+                        crate::error::quoted(p),
+                        crate::error::quoted(key)
                     )));
                 }
             }
