@@ -36,6 +36,9 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Res
             for id in &rec.orphan_layers {
                 eprintln!("ovlink snapshotter: removed layer {id}, which no snapshot names");
             }
+            for w in &rec.warnings {
+                eprintln!("ovlink snapshotter: warning: {w}");
+            }
             for k in &rec.missing_layers {
                 eprintln!("ovlink snapshotter: warning: the layer of snapshot {k:?} is missing");
             }

@@ -86,6 +86,10 @@ pub struct Recovery {
     pub orphan_layers: Vec<String>,
     /// Records whose layer is missing (never expected): listed, not changed.
     pub missing_layers: Vec<String>,
+    /// What could not be repaired (a commit that cannot finish, an orphan that cannot be
+    /// removed): the start goes on and serves, the snapshot stays as it was (an interrupted
+    /// commit's snapshot stays active), and the next start tries again.
+    pub warnings: Vec<String>,
 }
 
 /// A snapshot's public description (containerd's `Info`).
@@ -240,10 +244,20 @@ impl Snapshotter {
     fn recover(&self) -> Result<Recovery> {
         let _g = self.lock();
         let mut r = Recovery::default();
+        // Repairs that fail are warnings, never a failed start: a server that cannot start
+        // also cannot serve the Removes and the GC that would free what it needs.
         for (key, rec) in self.store.all()? {
             if let Some(c) = rec.committing.clone() {
-                self.finish_commit(&key, &rec, &c)?;
-                r.finished_commits.push((key, c.name));
+                match self.finish_commit(&key, &rec, &c) {
+                    Ok(()) => r.finished_commits.push((key, c.name)),
+                    Err(e) => r.warnings.push(format!(
+                        "the interrupted commit of {} as {} cannot finish: {}; the snapshot \
+                         stays active, the next start tries again",
+                        crate::error::quoted(&key),
+                        crate::error::quoted(&c.name),
+                        ovlink_driver::error::error_chain(&e)
+                    )),
+                }
             }
         }
         let all = self.store.all()?;
@@ -251,8 +265,15 @@ impl Snapshotter {
         let d = self.layer.driver();
         for info in d.layers().map_err(Self::driver_err("", ""))? {
             if !named.contains(&info.id) {
-                self.remove_layer("(none)", &info.id)?;
-                r.orphan_layers.push(info.id);
+                match self.remove_layer("(none)", &info.id) {
+                    Ok(()) => r.orphan_layers.push(info.id),
+                    Err(e) => r.warnings.push(format!(
+                        "layer {} (no snapshot names it) cannot be removed: {}; the next start \
+                         tries again",
+                        info.id,
+                        ovlink_driver::error::error_chain(&e)
+                    )),
+                }
             }
         }
         for (key, rec) in &all {

@@ -332,3 +332,61 @@ fn the_symlinks_mode_is_recorded_in_the_home_and_used_by_commits() {
     let record = std::fs::read_to_string(root.join("overlay/.symlinks")).unwrap();
     assert_eq!(record.trim(), "copy");
 }
+
+/// A start whose recovery cannot finish an interrupted commit (here its layer is gone) still
+/// opens and serves (issue 24, item 4: a commit killed on a nearly full disk kept every restart
+/// failing, and containerd's GC, which would free space, needs the snapshotter): the failure is
+/// a warning, the snapshot stays active with its commit marked, the others work, and the next
+/// start tries again.
+#[test]
+fn a_start_that_cannot_finish_a_commit_still_serves() {
+    require_root();
+    let t = tmp();
+    let root = t.path().join("root");
+    let s = open(&root, Layout::Overlay);
+    s.prepare("a", "", labels()).unwrap();
+    s.commit("c", "a", labels()).unwrap();
+    s.prepare("b", "c", labels()).unwrap();
+    let home = s.home().to_path_buf();
+    let b_layer = s.layer_of("b").unwrap().unwrap();
+    drop(s);
+    {
+        let store =
+            ovlink_snapshotter::store::Store::open(&root.join("snapshotter/overlay/metadata.redb"))
+                .unwrap();
+        let mut rec = store.get("b").unwrap().unwrap();
+        rec.committing = Some(ovlink_snapshotter::store::Committing {
+            name: "b-committed".into(),
+            labels: labels(),
+        });
+        store.write(|tx| tx.put("b", &rec)).unwrap();
+    }
+    // What the commit needs is gone: it cannot finish.
+    std::fs::remove_dir_all(home.join(&b_layer)).unwrap();
+    for _ in 0..2 {
+        let (s, rec) = Snapshotter::open(&Config {
+            root: root.clone(),
+            layout: Layout::Overlay,
+            sync: None,
+            diff: Default::default(),
+            symlinks: None,
+        })
+        .expect("the start must not fail because a repair cannot finish");
+        assert!(rec.finished_commits.is_empty());
+        assert_eq!(rec.warnings.len(), 1, "{:?}", rec.warnings);
+        assert!(
+            rec.warnings[0]
+                .contains("the interrupted commit of \"b\" as \"b-committed\" cannot finish"),
+            "{:?}",
+            rec.warnings
+        );
+        assert_eq!(s.stat("b").unwrap().record.kind, Kind::Active);
+        assert!(matches!(
+            s.stat("b-committed"),
+            Err(SnapError::NotFound { .. })
+        ));
+        // The rest is served: a new snapshot on the committed parent, and its removal.
+        s.prepare("d", "c", labels()).unwrap();
+        s.remove("d").unwrap();
+    }
+}
