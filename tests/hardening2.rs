@@ -1008,3 +1008,60 @@ fn privileged_the_snapshotter_and_the_command_line_never_share_a_home() {
     let (snap, _) = Snapshotter::open(&cfg).unwrap();
     drop(snap);
 }
+
+/// `levels` nested directories `d` below `dir`, made fd-relative (deeper than PATH_MAX), as a
+/// process in a container makes them with `mkdir d; cd d` in a loop.
+fn deep_chain(dir: &Path, levels: usize) {
+    let mut fd = ovlink_fs::at::open_dir(dir).unwrap();
+    for _ in 0..levels {
+        rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        fd = ovlink_fs::at::open_dir_at(&fd, "d", dir).unwrap();
+    }
+}
+
+/// A container builds a deep directory chain (issue 24, item 1: Usage aborted the snapshotter
+/// at ~3,000 levels, Commit's export at ~1,500, and a restart re-ran the commit). 1,600
+/// levels: every walk works (diff, changes, diff-size, report, the commit's export into a new
+/// layer); 5,000 levels: each refuses with the depth and the path, and no process crashes.
+#[test]
+fn privileged_deep_trees_are_walked_or_refused_never_a_crash() {
+    for (levels, ok) in [(1600, true), (5000, false)] {
+        let t = home_with_base();
+        t.ok(&["layer", "create-rw", "c1", "--parent", "base"]);
+        deep_chain(&t.home().join("c1/upper"), levels);
+        let out = t.path().join("c1.tar");
+        for args in [
+            vec!["diff", "c1", "-o", out.to_str().unwrap()],
+            vec!["changes", "c1"],
+            vec!["diff-size", "c1"],
+            vec!["report", "--json"],
+        ] {
+            let o = t.ovlink(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.code().is_some(),
+                "{levels} levels: {args:?} was killed by a signal (a stack overflow?): {err}"
+            );
+            if ok {
+                assert!(o.status.success(), "{levels} levels: {args:?}: {err}");
+            } else if args[0] != "report" {
+                assert!(!o.status.success(), "{levels} levels: {args:?} passed");
+                assert!(
+                    err.contains("more than 4096 directories deep"),
+                    "{args:?}: {err}"
+                );
+            }
+        }
+        if ok {
+            let mut names = 0;
+            for e in tar::Archive::new(std::fs::File::open(&out).unwrap())
+                .entries()
+                .unwrap()
+            {
+                e.unwrap();
+                names += 1;
+            }
+            assert_eq!(names, levels, "the diff holds every level of the chain");
+        }
+    }
+}

@@ -36,7 +36,9 @@ use std::io::Write;
 /// `/` is never listed; a directory is listed as modified when its own mode, owner or xattrs
 /// changed or when something inside it changed; a deleted directory is listed once.
 pub fn changes(new: &Tree, old: Option<&Tree>, cmp: Compare) -> Result<Vec<Change>> {
-    let sink = walk::Walker::new(new, old, cmp, changes::ChangeSink::default()).run()?;
+    let sink = ovlink_fs::walk::on_walk_stack(|| {
+        walk::Walker::new(new, old, cmp, changes::ChangeSink::default()).run()
+    })?;
     let mut out = sink.out;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
@@ -61,8 +63,87 @@ pub fn export_with(
     out: &mut dyn Write,
     opts: &ExportOptions,
 ) -> Result<ExportStats> {
-    let sink = export::TarSink::new(Some(out), opts.clone());
-    walk::Walker::new(new, old, cmp, sink).run()?.finish()
+    // The walk runs on a thread with a stack for any depth it accepts
+    // (ovlink_fs::walk::on_walk_stack); `out` stays on this one, fed through a bounded
+    // channel, so any writer will do.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let walk = move || {
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let stats = {
+            let sink = export::TarSink::new(Some(&mut w as &mut dyn Write), opts.clone());
+            walk::Walker::new(new, old, cmp, sink).run()?.finish()?
+        };
+        w.send().map_err(|source| DiffError::Write {
+            entry: String::new(),
+            source,
+        })?;
+        Ok(stats)
+    };
+    let mut written: std::io::Result<()> = Ok(());
+    let walked = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("ovlink-export".into())
+            .stack_size(ovlink_fs::walk::WALK_STACK)
+            .spawn_scoped(s, walk)
+            .map_err(|source| DiffError::Write {
+                entry: String::new(),
+                source,
+            })?;
+        for chunk in rx.iter() {
+            if let Err(e) = out.write_all(&chunk) {
+                written = Err(e);
+                break; // the receiver goes: the walk's next write fails and it stops
+            }
+        }
+        drop(rx);
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
+    match (walked, written) {
+        // The output's own error, not the closed channel the walk then met.
+        (Err(_), Err(source)) | (Ok(_), Err(source)) => Err(DiffError::Write {
+            entry: "(output)".into(),
+            source,
+        }),
+        (r, Ok(())) => r,
+    }
+}
+
+/// Bytes handed from the export's walk to the thread holding the output, in chunks.
+const CHUNK: usize = 256 * 1024;
+
+/// The walk's end of the export channel.
+struct ChannelWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the output failed"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
 
 /// The size Docker reports for these changes (`docker ps -s`, `system df`): its
@@ -71,8 +152,9 @@ pub fn export_with(
 /// once. Reads no file content.
 pub fn size(new: &Tree, old: Option<&Tree>, cmp: Compare) -> Result<u64> {
     let sink = export::TarSink::<std::io::Sink>::new(None, ExportOptions::default());
-    Ok(walk::Walker::new(new, old, cmp, sink)
-        .run()?
-        .finish()?
-        .changes_size)
+    Ok(
+        ovlink_fs::walk::on_walk_stack(|| walk::Walker::new(new, old, cmp, sink).run())?
+            .finish()?
+            .changes_size,
+    )
 }

@@ -268,10 +268,17 @@ impl DirView {
 /// (on directories and regular files). `Err(NotPlainUpper)` names the first one found.
 pub fn check_plain_upper(upper: &Path) -> Result<()> {
     let fd = open_dir(upper)?;
-    scan(&fd, upper)
+    ovlink_fs::walk::on_walk_stack(|| scan(&fd, upper, 0))
 }
 
-fn scan(dir: &OwnedFd, shown: &Path) -> Result<()> {
+fn scan(dir: &OwnedFd, shown: &Path, depth: usize) -> Result<()> {
+    if depth > ovlink_fs::walk::MAX_DEPTH {
+        return Err(FsError::TooDeep {
+            path: shown.to_path_buf(),
+            limit: ovlink_fs::walk::MAX_DEPTH,
+        }
+        .into());
+    }
     let redirect = OsStr::new(OVERLAY_REDIRECT);
     let metacopy = OsStr::new(OVERLAY_METACOPY);
     if xattr::get_fd(dir, redirect, shown)?.is_some() {
@@ -318,7 +325,7 @@ fn scan(dir: &OwnedFd, shown: &Path) -> Result<()> {
     for name in subdirs {
         let p = shown.join(&name);
         let sub = open_dir_at(dir, &name, &p)?;
-        scan(&sub, &p)?;
+        scan(&sub, &p, depth + 1)?;
     }
     Ok(())
 }

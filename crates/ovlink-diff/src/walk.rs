@@ -338,6 +338,13 @@ impl<'t, S: Sink> Walker<'t, S> {
                 })?;
             }
         }
+        if self.frames.len() > ovlink_fs::walk::MAX_DEPTH {
+            return Err(ovlink_fs::FsError::TooDeep {
+                path: self.new.shown(src, &self.rel),
+                limit: ovlink_fs::walk::MAX_DEPTH,
+            }
+            .into());
+        }
         self.frames.push(Frame {
             n,
             p,

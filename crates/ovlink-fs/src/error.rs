@@ -38,6 +38,19 @@ pub enum FsError {
         /// What the name is now.
         now: String,
     },
+    /// A tree deeper than the walks go ([`crate::walk::MAX_DEPTH`] directories): refused
+    /// with this error, before the walk's recursion could exhaust a thread's stack.
+    #[error(
+        "{} is more than {limit} directories deep below the tree walked: refused (ovlink walks \
+         trees up to that depth)",
+        path.display()
+    )]
+    TooDeep {
+        /// The first directory past the limit (its path as far as it is known).
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
     /// A path component that had to be a directory is something else (often a symlink).
     #[error("{} is not a directory (symlinks are not followed)", path.display())]
     NotADirectory {
@@ -61,7 +74,7 @@ impl FsError {
         match self {
             FsError::Io { source, .. } => source.raw_os_error(),
             FsError::NotADirectory { .. } => Some(rustix::io::Errno::NOTDIR.raw_os_error()),
-            FsError::Changed { .. } => None,
+            FsError::Changed { .. } | FsError::TooDeep { .. } => None,
         }
     }
 

@@ -146,6 +146,40 @@ impl Walk {
     }
 }
 
+/// How many directories deep the tree walks go (this walk, the layer exporter's and the
+/// plain-upper scan): deeper trees are refused with [`crate::FsError::TooDeep`]. Each level
+/// costs a walk at most ~1.5 KiB of stack (a 4,096-level tree: 6 MiB), so every thread that
+/// walks needs a stack of [`WALK_STACK`]; a container can build a deeper chain with `mkdir`
+/// and `cd` (it crashed the snapshotter's 2 MiB tokio threads at ~1,500-3,000 levels).
+pub const MAX_DEPTH: usize = 4096;
+
+/// The stack size of the thread a walk runs on ([`on_walk_stack`]): room for [`MAX_DEPTH`].
+pub const WALK_STACK: usize = 16 << 20;
+
+/// Runs `f` (a recursive tree walk) on a thread of its own with a [`WALK_STACK`] stack and
+/// waits for it, so that a walk down to [`MAX_DEPTH`] never depends on its caller's stack (a
+/// tokio or rayon worker has 2 MiB). Falls back to the calling thread when no thread can be
+/// started; a panic of the walk is the caller's again.
+pub fn on_walk_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let mut f = Some(f);
+    let r = std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("ovlink-walk".into())
+            .stack_size(WALK_STACK)
+            .spawn_scoped(s, || f.take().map(|f| f()));
+        spawned.map(|h| h.join())
+    });
+    match r {
+        Ok(Ok(Some(v))) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread could be started (or it did not run f): run it here.
+        _ => match f.take() {
+            Some(f) => f(),
+            None => unreachable!("the walk ran on its thread"),
+        },
+    }
+}
+
 /// Walks entry `name` of the open directory `parent` (and, if it is a directory, everything
 /// below it), recording inodes on device `dev`. With `count`, entries are counted by type
 /// and link counts collected. `shown` is the logical path of `name`.
@@ -156,9 +190,11 @@ pub fn walk(
     dev: u64,
     count: bool,
 ) -> crate::Result<Walk> {
-    let mut w = Walk::default();
-    walk_into(parent, name, shown, dev, count, &mut w)?;
-    Ok(w)
+    on_walk_stack(|| {
+        let mut w = Walk::default();
+        walk_into(parent, name, shown, dev, count, &mut w, 0)?;
+        Ok(w)
+    })
 }
 
 fn walk_into(
@@ -168,7 +204,14 @@ fn walk_into(
     dev: u64,
     count: bool,
     w: &mut Walk,
+    depth: usize,
 ) -> crate::Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(crate::FsError::TooDeep {
+            path: shown.to_path_buf(),
+            limit: MAX_DEPTH,
+        });
+    }
     let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         // Removed while we walk (a layer being deleted): nothing to count.
@@ -226,7 +269,7 @@ fn walk_into(
         }
     }
     for n in names {
-        walk_into(fd.as_fd(), &n, &shown.join(&n), dev, count, w)?;
+        walk_into(fd.as_fd(), &n, &shown.join(&n), dev, count, w, depth + 1)?;
     }
     Ok(())
 }
@@ -275,6 +318,53 @@ pub fn kind_name(t: std::fs::FileType) -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `levels` nested directories `d` below `dir` (fd-relative: deeper than PATH_MAX).
+    pub(crate) fn chain(dir: &Path, levels: usize) {
+        let mut fd = crate::at::open_dir(dir).unwrap();
+        for _ in 0..levels {
+            rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+            fd = crate::at::open_dir_at(&fd, "d", dir).unwrap();
+        }
+    }
+
+    /// A walk does not depend on its caller's stack (this test thread has 2 MiB; a walk
+    /// 1,600 deep used to need more), and a deeper tree than MAX_DEPTH is refused, not a
+    /// crash.
+    #[test]
+    fn deep_trees_are_walked_or_refused_never_a_crash() {
+        let t = tempfile::tempdir().unwrap();
+        chain(&t.path().join(""), 1600);
+        let root = crate::at::open_dir(t.path()).unwrap();
+        let dev = rustix::fs::fstat(&root).unwrap().st_dev;
+        let w = walk(
+            root.as_fd(),
+            OsStr::new("d"),
+            &t.path().join("d"),
+            dev,
+            true,
+        )
+        .unwrap();
+        assert_eq!(w.entries.dirs, 1600);
+        let deep = tempfile::tempdir().unwrap();
+        chain(deep.path(), MAX_DEPTH + 5);
+        let root = crate::at::open_dir(deep.path()).unwrap();
+        match walk(
+            root.as_fd(),
+            OsStr::new("d"),
+            &deep.path().join("d"),
+            dev,
+            true,
+        ) {
+            Err(e @ crate::FsError::TooDeep { .. }) => {
+                assert!(
+                    e.to_string().contains("more than 4096 directories deep"),
+                    "{e}"
+                )
+            }
+            other => panic!("expected TooDeep, got {other:?}"),
+        }
+    }
 
     #[test]
     fn counts_names_and_inodes() {
