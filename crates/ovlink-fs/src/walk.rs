@@ -3,7 +3,9 @@
 //! content tree) counting entries by type, whiteouts, opaque directories and link counts.
 //!
 //! A directory on another device (a mounted `merged/`) is neither counted nor entered; it is
-//! listed in [`Walk::skipped_mounts`]. This module only reads.
+//! listed in [`Walk::skipped_mounts`]. A tree deeper than [`MAX_DEPTH`] is refused, and the
+//! recursive walks of the workspace run on their own thread ([`on_walk_stack`]) so that no
+//! caller's stack decides how deep a tree may be. This module only reads.
 //!
 //! It lives here, below the layouts, so that `ovlink report` (which attributes every inode of a
 //! home to the first layer holding it) and a layout's own `usage` (what one layer adds over its
