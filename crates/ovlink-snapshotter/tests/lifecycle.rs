@@ -65,6 +65,21 @@ fn open(root: &Path, layout: Layout) -> Snapshotter {
     .0
 }
 
+/// Marks snapshot `key` as committing to `name` in the store of the (closed) snapshotter at
+/// `root`: the state a SIGKILL between "mark the commit" and "move the record" leaves.
+fn mark_committing(root: &Path, layout: Layout, key: &str, name: &str) {
+    let store = ovlink_snapshotter::store::Store::open(
+        &root.join(format!("snapshotter/{}/metadata.redb", layout.name())),
+    )
+    .unwrap();
+    let mut rec = store.get(key).unwrap().unwrap();
+    rec.committing = Some(ovlink_snapshotter::store::Committing {
+        name: name.into(),
+        labels: labels(),
+    });
+    store.write(|tx| tx.put(key, &rec)).unwrap();
+}
+
 fn labels() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
@@ -237,18 +252,7 @@ fn a_start_after_a_crash_finishes_commits_and_drops_orphans() {
         drop(s);
         // A crash between "mark the commit" and "move the record" (the state a SIGKILL during
         // Commit leaves), and a layer created but never recorded.
-        {
-            let store = ovlink_snapshotter::store::Store::open(
-                &root.join(format!("snapshotter/{}/metadata.redb", layout.name())),
-            )
-            .unwrap();
-            let mut rec = store.get("b").unwrap().unwrap();
-            rec.committing = Some(ovlink_snapshotter::store::Committing {
-                name: "b-committed".into(),
-                labels: labels(),
-            });
-            store.write(|tx| tx.put("b", &rec)).unwrap();
-        }
+        mark_committing(&root, layout, "b", "b-committed");
         let orphan = "0".repeat(64);
         {
             let cfg = ovlink_driver::InitConfig {
@@ -350,17 +354,7 @@ fn a_start_that_cannot_finish_a_commit_still_serves() {
     let home = s.home().to_path_buf();
     let b_layer = s.layer_of("b").unwrap().unwrap();
     drop(s);
-    {
-        let store =
-            ovlink_snapshotter::store::Store::open(&root.join("snapshotter/overlay/metadata.redb"))
-                .unwrap();
-        let mut rec = store.get("b").unwrap().unwrap();
-        rec.committing = Some(ovlink_snapshotter::store::Committing {
-            name: "b-committed".into(),
-            labels: labels(),
-        });
-        store.write(|tx| tx.put("b", &rec)).unwrap();
-    }
+    mark_committing(&root, Layout::Overlay, "b", "b-committed");
     // What the commit needs is gone: it cannot finish.
     std::fs::remove_dir_all(home.join(&b_layer)).unwrap();
     for _ in 0..2 {
