@@ -260,22 +260,15 @@ impl Snapshotter {
                 }
             }
         }
-        let all = self.store.all()?;
-        let named: BTreeSet<String> = all.iter().filter_map(|(_, r)| r.layer.clone()).collect();
-        let d = self.layer.driver();
-        for info in d.layers().map_err(Self::driver_err("", ""))? {
-            if !named.contains(&info.id) {
-                match self.remove_layer("(none)", &info.id) {
-                    Ok(()) => r.orphan_layers.push(info.id),
-                    Err(e) => r.warnings.push(format!(
-                        "layer {} (no snapshot names it) cannot be removed: {}; the next start \
-                         tries again",
-                        info.id,
-                        ovlink_driver::error::error_chain(&e)
-                    )),
-                }
-            }
+        for (id, e) in self.remove_orphans(&mut r.orphan_layers)? {
+            r.warnings.push(format!(
+                "layer {id} (no snapshot names it) cannot be removed: {}; Cleanup and the next \
+                 start try again",
+                ovlink_driver::error::error_chain(&e)
+            ));
         }
+        let all = self.store.all()?;
+        let d = self.layer.driver();
         for (key, rec) in &all {
             if let Some(id) = &rec.layer {
                 if !d.exists(id) {
@@ -284,6 +277,30 @@ impl Snapshotter {
             }
         }
         Ok(r)
+    }
+
+    /// Removes every layer no record names (a crash between creating a layer and recording
+    /// it, or a Remove whose layer removal failed after its record could not be put back),
+    /// listing them in `removed`; returns those that could not be removed, with why. The
+    /// caller holds the ops lock.
+    fn remove_orphans(&self, removed: &mut Vec<String>) -> Result<Vec<(String, SnapError)>> {
+        let named: BTreeSet<String> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter_map(|(_, r)| r.layer)
+            .collect();
+        let d = self.layer.driver();
+        let mut failed = Vec::new();
+        for info in d.layers().map_err(Self::driver_err("", ""))? {
+            if !named.contains(&info.id) {
+                match self.remove_layer("(none)", &info.id) {
+                    Ok(()) => removed.push(info.id),
+                    Err(e) => failed.push((info.id, e)),
+                }
+            }
+        }
+        Ok(failed)
     }
 
     fn new_layer_id(&self, key: &str) -> String {
@@ -520,8 +537,19 @@ impl Snapshotter {
             tx.delete(key)?;
             Ok(rec)
         })?;
+        // All or nothing: when the layer cannot be removed (no fd left, a busy mount), the
+        // record is put back and the snapshot is as it was; when the layer is gone even so
+        // (only the removal's tail failed), the snapshot is removed.
         if let Some(id) = &rec.layer {
-            self.remove_layer(key, id)?;
+            if let Err(e) = self.remove_layer(key, id) {
+                if !self.layer.driver().exists(id) {
+                    return Ok(());
+                }
+                // If even that fails, the layer is an orphan: Cleanup or the next start
+                // removes it.
+                let _ = self.store.write(|tx| tx.put(key, &rec));
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -627,8 +655,19 @@ impl Snapshotter {
     }
 
     /// Cleanup: reclaims what Remove left to the background (legacy), before returning: waits
-    /// for the running reclaims, then deletes what a crash left (`.tmp-remove-*`).
+    /// for the running reclaims, removes the layers no snapshot names (what a failed Remove or
+    /// a crash left), then deletes the trash (`.tmp-remove-*`).
     pub fn cleanup(&self) -> Result<()> {
+        let running: Vec<_> =
+            std::mem::take(&mut *self.reclaims.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in running {
+            let _ = h.join();
+        }
+        // Layers no snapshot names (what a failed Remove could leave), then the trash.
+        let failed = {
+            let _g = self.lock();
+            self.remove_orphans(&mut Vec::new())?
+        };
         let running: Vec<_> =
             std::mem::take(&mut *self.reclaims.lock().unwrap_or_else(|p| p.into_inner()));
         for h in running {
@@ -637,7 +676,10 @@ impl Snapshotter {
         if let Layer::Overlay(d) = &self.layer {
             d.reclaim_pending().map_err(Self::driver_err("", ""))?;
         }
-        Ok(())
+        match failed.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The ovlink layer id of snapshot `key` (`None` for a view of a parent).
