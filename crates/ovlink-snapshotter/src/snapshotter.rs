@@ -44,6 +44,25 @@ use std::sync::Mutex;
 /// Largest label (key plus value) containerd accepts.
 const MAX_LABEL: usize = 4096;
 
+/// Largest total of a snapshot's labels (keys plus values). containerd bounds one label; its
+/// own metadata store bounds their total. Without a bound, ten Updates of many labels grew one
+/// record to 38 MiB, and Stat and List then failed at gRPC's 16 MiB message limit, so every
+/// Walk, containerd's GC included, failed. Real snapshots carry a few hundred bytes.
+const MAX_LABELS_TOTAL: usize = 64 * 1024;
+
+/// Refuses labels whose total passes [`MAX_LABELS_TOTAL`] (what a record would hold).
+fn check_labels_total(key: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_LABELS_TOTAL {
+        return Err(SnapError::InvalidArgument(format!(
+            "the labels of snapshot {} would total {total} bytes, more than the maximum \
+             ({MAX_LABELS_TOTAL} bytes of keys and values)",
+            crate::error::quoted(key)
+        )));
+    }
+    Ok(())
+}
+
 /// Where the snapshotter keeps its state.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -345,6 +364,7 @@ impl Snapshotter {
             ));
         }
         check_labels(&labels)?;
+        check_labels_total(key, &labels)?;
         let _g = self.lock();
         if self.store.get(key)?.is_some() {
             return Err(SnapError::AlreadyExists {
@@ -448,6 +468,7 @@ impl Snapshotter {
             ));
         }
         check_labels(&labels)?;
+        check_labels_total(name, &labels)?;
         let _g = self.lock();
         let rec = self.get(key)?;
         if rec.kind != Kind::Active {
@@ -618,6 +639,7 @@ impl Snapshotter {
                     )));
                 }
             }
+            check_labels_total(key, &rec.labels)?;
             rec.updated = now();
             tx.put(key, &rec)?;
             Ok(rec)

@@ -433,3 +433,43 @@ fn deep_directory_chains_are_measured_committed_or_refused() {
         }
     }
 }
+
+/// A record's labels are bounded in total (issue 24, item 7): Updates that add 4 KiB labels
+/// one by one, or one Update with many, stop at 64 KiB with InvalidArgument, and the record
+/// stays what it was (ten Updates used to grow one record to 38 MiB, past gRPC's limit).
+#[test]
+fn a_snapshots_labels_are_bounded_in_total() {
+    require_root();
+    let t = tmp();
+    let s = open(&t.path().join("root"), Layout::Overlay);
+    s.prepare("a", "", labels()).unwrap();
+    let big = "v".repeat(4000);
+    let mut added = 0;
+    let err = loop {
+        let k = format!("k{added}");
+        let one: BTreeMap<String, String> = [(k.clone(), big.clone())].into();
+        match s.update("a", one, &[format!("labels.{k}")]) {
+            Ok(_) => added += 1,
+            Err(e) => break e,
+        }
+        assert!(added < 100, "no bound on a record's labels");
+    };
+    assert!(matches!(err, SnapError::InvalidArgument(_)), "{err:?}");
+    assert!(err.to_string().contains("more than the maximum"), "{err}");
+    assert_eq!(added, 16, "16 labels of 4,002 bytes fit in 64 KiB");
+    let kept = s.stat("a").unwrap().record.labels.len();
+    assert_eq!(
+        kept,
+        16 + labels().len(),
+        "the refused Update changed the record"
+    );
+    let many: BTreeMap<String, String> = (0..20).map(|i| (format!("m{i}"), big.clone())).collect();
+    assert!(matches!(
+        s.prepare("b", "", many.clone()),
+        Err(SnapError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        s.update("a", many, &["labels".into()]),
+        Err(SnapError::InvalidArgument(_))
+    ));
+}
