@@ -257,9 +257,9 @@ rm_leaves_nothing() {
   local n; n=$(ctr snapshots --snapshotter ovlink ls | awk 'NR > 1' | wc -l)
   [ "$n" = 0 ] || { ctr snapshots --snapshotter ovlink ls; return 1; }
   local left
-  for _ in $(seq 100); do left=$(ls -A "$HOME_DIR" | grep -v '^l$'); [ -z "$left" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do left=$(ls -A "$HOME_DIR" | grep -v -e '^l$' -e '^\.owner$'); [ -z "$left" ] && break; sleep 0.1; done
   [ -z "$left" ] || { echo "left in $HOME_DIR: $left"; return 1; }
-  echo "no snapshot, no layer tree in $HOME_DIR"
+  echo "no snapshot, no layer tree in $HOME_DIR (its .owner record stays)"
 }
 step rm-leaves-nothing rm_leaves_nothing
 
