@@ -107,38 +107,13 @@ pub fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             name,
             oci,
         } => {
-            use ovlink_image::generate::{GenFormat, GenLayout, GenSpec};
-            let spec = GenSpec {
-                entries,
-                layers: layers as usize,
-                seed,
-                file_size: GenSpec::demo().file_size,
-                name,
-            };
-            let format = if oci {
-                GenFormat {
-                    layout: GenLayout::Oci,
-                    compression: ovlink_image::Compression::Gzip,
-                }
-            } else {
-                GenFormat {
-                    layout: GenLayout::DockerSave,
-                    compression: ovlink_image::Compression::None,
-                }
-            };
-            let s = ovlink_image::genfile::generate_file(&spec, format, &output)?;
+            use ovlink_image::generate::{GenFormat, GenSpec};
+            let spec = GenSpec::sized(entries, layers as usize, seed, name);
+            let s = ovlink_image::genfile::generate_file(&spec, GenFormat::of(oci), &output)?;
             for id in s.chain_ids() {
                 println!("{id}");
             }
-            let entries: usize = s.layers.iter().map(|l| l.entries()).sum();
-            eprintln!(
-                "generated {} ({}, {} layers, {entries} tar entries, {} bytes) in {}",
-                s.name,
-                s.image_id,
-                s.layers.len(),
-                s.archive_size,
-                output.display()
-            );
+            eprintln!("generated {} in {}", s.describe(), output.display());
             Ok(())
         }
         ImageCmd::Save { images, output } => {

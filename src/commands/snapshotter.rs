@@ -11,10 +11,7 @@ use std::time::Duration;
 /// Runs `ovlink snapshotter …`.
 pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Result<()> {
     // Its own root unless one is given: a home has one owner.
-    let root = match given_root {
-        true => ctx.root.clone(),
-        false => std::path::PathBuf::from(ovlink_snapshotter::server::DEFAULT_ROOT),
-    };
+    let root = ovlink_snapshotter::server::root_or_default(given_root.then_some(&*ctx.root));
     let (root, layout) = (root.as_path(), ctx.kind);
     let settings = ctx.init_config(root.to_path_buf());
     match c {
@@ -30,17 +27,8 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Res
                 symlinks: settings.symlinks,
             })
             .with_context(|| format!("cannot start the snapshotter on {}", root.display()))?;
-            for (k, n) in &rec.finished_commits {
-                eprintln!("ovlink snapshotter: finished the interrupted commit of {k:?} as {n:?}");
-            }
-            for id in &rec.orphan_layers {
-                eprintln!("ovlink snapshotter: removed layer {id}, which no snapshot names");
-            }
-            for w in &rec.warnings {
-                eprintln!("ovlink snapshotter: warning: {w}");
-            }
-            for k in &rec.missing_layers {
-                eprintln!("ovlink snapshotter: warning: the layer of snapshot {k:?} is missing");
+            for line in rec.lines() {
+                eprintln!("ovlink snapshotter: {line}");
             }
             let opts = ServeOptions {
                 socket,

@@ -63,6 +63,18 @@ impl GenSpec {
         }
     }
 
+    /// `entries` over `layers` with `seed`, named `name`, files as small as the demo's (what
+    /// `ovlink image generate` asks for).
+    pub fn sized(entries: usize, layers: usize, seed: u64, name: String) -> GenSpec {
+        GenSpec {
+            entries,
+            layers,
+            seed,
+            name,
+            ..GenSpec::demo()
+        }
+    }
+
     /// About 10,000 entries over 5 layers.
     pub fn bench() -> GenSpec {
         GenSpec {
@@ -91,6 +103,22 @@ pub struct GenFormat {
     pub layout: GenLayout,
     /// How each layer tar is stored (diff ids are always of the uncompressed tar).
     pub compression: Compression,
+}
+
+impl GenFormat {
+    /// `docker save`'s format, uncompressed layers; with `oci`, an OCI layout with gzip ones.
+    pub fn of(oci: bool) -> GenFormat {
+        match oci {
+            true => GenFormat {
+                layout: GenLayout::Oci,
+                compression: Compression::Gzip,
+            },
+            false => GenFormat {
+                layout: GenLayout::DockerSave,
+                compression: Compression::None,
+            },
+        }
+    }
 }
 
 /// Counts of one generated layer tar.
@@ -141,6 +169,18 @@ pub struct GenSummary {
 }
 
 impl GenSummary {
+    /// One line for people: name, id, layers, entries, bytes.
+    pub fn describe(&self) -> String {
+        let entries: usize = self.layers.iter().map(|l| l.entries()).sum();
+        format!(
+            "{} ({}, {} layers, {entries} tar entries, {} bytes)",
+            self.name,
+            self.image_id,
+            self.layers.len(),
+            self.archive_size
+        )
+    }
+
     /// The layer ids (chain ids, hex) an import will create, bottom first.
     pub fn chain_ids(&self) -> Vec<String> {
         chain_ids(

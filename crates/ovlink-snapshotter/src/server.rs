@@ -35,6 +35,11 @@ pub const DEFAULT_SOCKET: &str = "/run/ovlink/snapshotter.sock";
 /// layer no snapshot of its names).
 pub const DEFAULT_ROOT: &str = "/var/lib/ovlink-snapshotter";
 
+/// The root to serve: the one given, else [`DEFAULT_ROOT`].
+pub fn root_or_default(given: Option<&Path>) -> std::path::PathBuf {
+    given.map_or_else(|| DEFAULT_ROOT.into(), Path::to_path_buf)
+}
+
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SnapError {
     let path = path.to_path_buf();
     move |source| SnapError::Io { op, path, source }

@@ -111,6 +111,26 @@ pub struct Recovery {
     pub warnings: Vec<String>,
 }
 
+impl Recovery {
+    /// What a start repaired and what it could not, one line each, for the operator.
+    pub fn lines(&self) -> Vec<String> {
+        let q = crate::error::quoted;
+        let mut v: Vec<String> = (self.finished_commits.iter())
+            .map(|(k, n)| format!("finished the interrupted commit of {} as {}", q(k), q(n)))
+            .collect();
+        v.extend(
+            (self.orphan_layers.iter())
+                .map(|id| format!("removed layer {id}, which no snapshot names")),
+        );
+        v.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
+        v.extend(
+            (self.missing_layers.iter())
+                .map(|k| format!("warning: the layer of snapshot {} is missing", q(k))),
+        );
+        v
+    }
+}
+
 /// A snapshot's public description (containerd's `Info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
