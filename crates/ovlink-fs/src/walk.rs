@@ -158,17 +158,29 @@ pub const MAX_DEPTH: usize = 4096;
 /// The stack size of the thread a walk runs on ([`on_walk_stack`]): room for [`MAX_DEPTH`].
 pub const WALK_STACK: usize = 16 << 20;
 
+thread_local! {
+    /// True on a thread [`on_walk_stack`] started.
+    static ON_WALK_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `f` (a recursive tree walk) on a thread of its own with a [`WALK_STACK`] stack and
 /// waits for it, so that a walk down to [`MAX_DEPTH`] never depends on its caller's stack (a
 /// tokio or rayon worker has 2 MiB). Falls back to the calling thread when no thread can be
 /// started; a panic of the walk is the caller's again.
 pub fn on_walk_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    // Already on a walk thread (a scan that walks layer after layer): no thread per walk.
+    if ON_WALK_STACK.with(|on| on.get()) {
+        return f();
+    }
     let mut f = Some(f);
     let r = std::thread::scope(|s| {
         let spawned = std::thread::Builder::new()
             .name("ovlink-walk".into())
             .stack_size(WALK_STACK)
-            .spawn_scoped(s, || f.take().map(|f| f()));
+            .spawn_scoped(s, || {
+                ON_WALK_STACK.with(|on| on.set(true));
+                f.take().map(|f| f())
+            });
         spawned.map(|h| h.join())
     });
     match r {
@@ -328,6 +340,21 @@ mod tests {
             rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
             fd = crate::at::open_dir_at(&fd, "d", dir).unwrap();
         }
+    }
+
+    /// A walk started on a walk thread runs there (a scan of many layers starts one thread,
+    /// not one per layer); from any other thread it gets its own.
+    #[test]
+    fn walks_nest_on_one_walk_thread() {
+        let here = std::thread::current().id();
+        let (outer, inner) = on_walk_stack(|| {
+            (
+                std::thread::current().id(),
+                on_walk_stack(|| std::thread::current().id()),
+            )
+        });
+        assert_ne!(outer, here);
+        assert_eq!(inner, outer);
     }
 
     /// A walk does not depend on its caller's stack (this test thread has 2 MiB; a walk

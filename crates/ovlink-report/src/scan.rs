@@ -187,6 +187,15 @@ pub fn scan(
     layout: Layout,
     known_parents: &BTreeMap<String, Option<String>>,
 ) -> Result<HomeReport> {
+    // One walk thread for every layer's walk (ovlink_fs::walk::on_walk_stack nests inline).
+    ovlink_fs::walk::on_walk_stack(|| scan_home(home, layout, known_parents))
+}
+
+fn scan_home(
+    home: &Path,
+    layout: Layout,
+    known_parents: &BTreeMap<String, Option<String>>,
+) -> Result<HomeReport> {
     let home_fd = open_dir(home)?;
     let home_st = rustix::fs::fstat(&home_fd).ctx("stat", home)?;
     let dev = home_st.st_dev;
