@@ -34,7 +34,8 @@
 #                    runs workload NAME (import, large, apply, commit, rm: scenario.sh) with
 #                    --layouts (one layout). DIR gets initial.img (the disk before the boot),
 #                    home.img (after), home.log; scripts/powerloss.py replays and checks them
-#   --sync MODE      with --record: the workload's --sync (files, syncfs, none; default files)
+#   --sync MODE      with --record: the workload's --sync (files, syncfs, none; default: the
+#                    binary's own, syncfs)
 #   --sync-fault F   with --record: a seeded durability bug (skip-data, skip-directories), to
 #                    show the replay catches a missing flush
 #
@@ -46,7 +47,7 @@ cd "$(dirname "$0")/.."
 die() { echo "scripts/vm.sh: $*" >&2; exit 1; }
 
 bin="" log="" fs=ext4,xfs layouts=overlay,overlay2 kills=6 labs=1 accel=tcg timeout=600 shell=0
-record="" workload="" sync=files sync_fault=""
+record="" workload="" sync="" sync_fault=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -197,7 +198,8 @@ if [ -n "$record" ]; then
   "mkfs_$fs" "$record/initial.img" 320 >"$work/mkfs.out" 2>&1 || die "mkfs.$fs of the recorded disk failed: $(head -n3 "$work/mkfs.out")"
   cp --sparse=always "$record/initial.img" "$record/home.img"
   : >"$record/home.log"
-  append="$append ovlink.workload=$workload ovlink.homefs=$fs ovlink.sync=$sync ovlink.mark_base=$((352 * 256))"
+  append="$append ovlink.workload=$workload ovlink.homefs=$fs ovlink.mark_base=$((352 * 256))"
+  [ -z "$sync" ] || append="$append ovlink.sync=$sync"
   [ -z "$sync_fault" ] || append="$append ovlink.sync_fault=$sync_fault"
   # virtio-blk's request merging off: QEMU 7.2's blklogwrites failed large merged writes.
   qemu+=(-blockdev "driver=file,filename=$record/home.img,node-name=homefile"

@@ -4,6 +4,7 @@
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use ovlink_driver::{DiffMode, Layout, ReclaimMode, SyncMode};
+use ovlink_fs::loopfs::FsKind;
 use ovlink_fs::Specials;
 use std::path::PathBuf;
 
@@ -35,6 +36,16 @@ const RECLAIMS: &[(&str, ReclaimMode)] = &[
     ("background", ReclaimMode::Background),
 ];
 const DIFFS: &[(&str, DiffMode)] = &[("native", DiffMode::Auto), ("naive", DiffMode::Naive)];
+/// `bench --fs`: a fresh filesystem of that kind, or the work directory as it is.
+const BENCH_FS: &[(&str, BenchFs)] = &[
+    ("ext4", BenchFs(Some(FsKind::Ext4))),
+    ("xfs", BenchFs(Some(FsKind::Xfs))),
+    ("here", BenchFs(None)),
+];
+
+/// The value of `bench --fs`: the fresh filesystem's kind, `None` for `here`.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchFs(pub Option<FsKind>);
 
 /// A layer id from the command line, checked with the one layer-id rule
 /// ([`ovlink_driver::id::LayerId`]) before any command runs.
@@ -77,12 +88,14 @@ pub struct Cli {
     pub symlinks: Option<Specials>,
 
     /// How a new layer is made durable before `layer apply`, `image import` or a commit says
-    /// it exists. `files`: fdatasync every file the layer tar wrote (in parallel with the
-    /// apply), then one fsync of the layer directory; costs this layer's own data.
-    /// `syncfs`: sync the whole backing filesystem; costs every dirty byte on it, whoever
-    /// wrote it. `none`: nothing is synced, so a power cut can lose a layer that was reported
-    /// created (tests, throw-away roots; Docker's own behaviour). overlay2 knows only synced
-    /// (files or syncfs) and none. [default: files on ext4 and xfs, syncfs elsewhere]
+    /// it exists. `syncfs`: one flush per layer (each large file's writeback started as it
+    /// is written, then one sync of the backing filesystem before the layer is published);
+    /// costs every dirty byte on that filesystem, whoever wrote it. `files`: fdatasync every
+    /// file the layer tar wrote, then one fsync of the layer directory; costs only this
+    /// layer's data but a flush per file (3 to 7 times slower on small files): for a home on
+    /// a filesystem others keep full of dirty data. `none`: nothing is synced, so a power cut
+    /// can lose a layer that was reported created (tests, throw-away roots; Docker's own
+    /// behaviour). overlay2 knows only synced (files or syncfs) and none. [default: syncfs]
     #[arg(long, global = true, env = "OVLINK_SYNC", value_name = "MODE", value_parser = choice(SYNCS))]
     pub sync: Option<SyncMode>,
 
@@ -597,8 +610,12 @@ pub enum PluginCmd {
         /// Method, e.g. `Plugin.Activate` or `GraphDriver.Get`.
         method: String,
         /// JSON request body.
-        #[arg(default_value = "{}")]
+        #[arg(default_value = "{}", conflicts_with = "body_file")]
         body: String,
+        /// Stream the body from FILE (`-`: standard input) instead: the layer tar of
+        /// `GraphDriver.ApplyDiff?id=ID&parent=PARENT`.
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
     },
 }
 
@@ -650,9 +667,16 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub deep_layers: Option<Vec<usize>>,
     /// Where to work (it must not be tmpfs; default: the global --root when given, else the
-    /// system's temporary directory; --dir wins over --root).
+    /// system's temporary directory; --dir wins over --root). With --fs ext4 or xfs only
+    /// the fresh filesystem's image file is there.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Measure on a fresh filesystem made for this run: `ext4` or `xfs`, a sparse 16 GiB
+    /// image loop-mounted below --dir and removed at the end, so that figures repeat (on a
+    /// long-used filesystem the same `tar -x` took 0.23 s or 5 s depending only on the
+    /// directory it ran in); `here`: in --dir itself, as it is.
+    #[arg(long, value_name = "FS", default_value = "ext4", value_parser = choice(BENCH_FS))]
+    pub fs: BenchFs,
     /// Write the Markdown table to FILE (it is always printed).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

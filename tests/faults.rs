@@ -257,6 +257,7 @@ pub(crate) const IMPORT_POINTS: &[&str] = &[
     "apply.before-rename",
     "import.before-record",
     "import.between-layers",
+    "staging.before-publish",
 ];
 
 /// Every named crash point of import, at its 1st, 2nd, ... hit in successive processes: each
@@ -303,7 +304,9 @@ pub(crate) fn import_kill_loops(
 }
 
 /// Kills inside the tar applier (every 9th entry, then further on) and at random points
-/// (seeded, reproducible: `*:random:SEED:MAX`).
+/// (seeded, reproducible: `*:random:SEED:MAX`, MAX growing run by run: an import stages its
+/// layers and publishes them together, so a killed run keeps nothing of what it staged and
+/// only a run that gets past its last crash point completes).
 #[test]
 fn import_killed_mid_tar_and_at_random_points_recovers() {
     let t = test_root();
@@ -327,7 +330,7 @@ fn import_killed_mid_tar_and_at_random_points_recovers() {
         kill_loop(
             &root,
             &args,
-            |run| format!("*:random:{}:200", seed * 1000 + run),
+            |run| format!("*:random:{}:{}", seed * 1000 + run, 200 + run * 100),
             40,
             || {
                 check_after_kill(&root, &chain, &trees);
@@ -949,7 +952,7 @@ fn sync_trace(root: &Path, args: &[&str], no_fsync: bool) -> Vec<String> {
         .arg("-o")
         .arg(&log)
         .arg("-e")
-        .arg("trace=fsync,fdatasync,syncfs,renameat,renameat2")
+        .arg("trace=fsync,fdatasync,syncfs,sync_file_range,renameat,renameat2")
         .arg(env!("CARGO_BIN_EXE_ovlink"))
         .arg("--root")
         .arg(root)
@@ -993,14 +996,17 @@ fn position(trace: &[String], what: impl Fn(&str) -> bool, after: usize) -> Opti
 #[test]
 fn layer_creation_is_durable_before_success() {
     let t = test_root();
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipping: strace is not installed");
-        return;
-    }
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "strace is not installed (scripts/test.sh installs it)"
+    );
     let root = t.root();
+    // One file large enough that its writeback is started as soon as it is written.
+    let big = vec![7u8; 300 * 1024];
     let tar = TarBuilder::new()
         .dir("etc", 0o755)
         .file("etc/a", 0o644, b"a")
+        .file("etc/big", 0o644, &big)
         .write_to(t.path(), "a.tar");
     let is_sync = |l: &str| {
         l.starts_with("fsync(") || l.starts_with("syncfs(") || l.starts_with("fdatasync(")
@@ -1026,14 +1032,28 @@ fn layer_creation_is_durable_before_success() {
             "no fsync after the rename to {name}: {tr:?}"
         );
     }
-    // The new tree's data: fdatasync of the files the tar wrote (OVLINK_SYNC=files, the
-    // default on ext4/xfs) or syncfs (other filesystems), before its rename.
+    // The new tree's data: by default one syncfs (one flush per layer) before its rename,
+    // and no fdatasync of each file.
     let r = position(&tr, is_rename_into("root"), 0).unwrap();
     assert!(
-        tr[..r]
-            .iter()
-            .any(|l| l.starts_with("syncfs(") || l.starts_with("fdatasync(")),
-        "the new tree is synced (fdatasync of its files or syncfs) before its rename: {tr:?}"
+        tr[..r].iter().any(|l| l.starts_with("syncfs(")),
+        "the new tree is not synced (syncfs) before its rename: {tr:?}"
+    );
+    assert!(
+        !tr.iter().any(|l| l.starts_with("fdatasync(")),
+        "the default synced files one by one: {tr:?}"
+    );
+    // ... with the large file's writeback started before that syncfs (and only its: the
+    // small file's pages wait for the syncfs).
+    let s = position(&tr, |l| l.starts_with("syncfs("), 0).unwrap();
+    let started: Vec<_> = tr
+        .iter()
+        .filter(|l| l.starts_with("sync_file_range("))
+        .collect();
+    assert_eq!(started.len(), 1, "one writeback start, for etc/big: {tr:?}");
+    assert!(
+        position(&tr, |l| l.starts_with("sync_file_range("), 0).unwrap() < s,
+        "the writeback of etc/big was started after the syncfs: {tr:?}"
     );
     // A container layer, and its "-init" child that copies the parent's upper/: synced first.
     sync_trace(
@@ -1097,6 +1117,24 @@ fn layer_creation_is_durable_before_success() {
         tr[..r].iter().any(|l| l.starts_with("syncfs(")),
         "--sync syncfs: no syncfs before the rename: {tr:?}"
     );
+    // `--sync files`: the files the tar wrote are fdatasynced before the rename.
+    let tr = sync_trace(
+        &root,
+        &[
+            "--sync",
+            "files",
+            "layer",
+            "apply",
+            "other4",
+            tar.to_str().unwrap(),
+        ],
+        false,
+    );
+    let r = position(&tr, is_rename_into("root"), 0).unwrap();
+    assert!(
+        tr[..r].iter().any(|l| l.starts_with("fdatasync(")),
+        "--sync files: no fdatasync before the rename: {tr:?}"
+    );
 }
 
 /// Measures what durability costs: imports of `GenSpec::bench()` with and without
@@ -1154,4 +1192,106 @@ fn fsync_cost() {
         "durability costs {:.1}%",
         (results[0].1 / results[1].1 - 1.0) * 100.0
     );
+}
+
+/// Flips one byte in the middle of layer `index`'s member of the docker-save archive `image`.
+fn corrupt_layer(image: &Path, index: usize) {
+    let mut layers = Vec::new();
+    let mut members = BTreeMap::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(image).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        if name == "manifest.json" {
+            let m: serde_json::Value = serde_json::from_reader(&mut e).unwrap();
+            layers = m[0]["Layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_string())
+                .collect();
+        } else {
+            members.insert(name, (e.raw_file_position(), e.size()));
+        }
+    }
+    let (pos, size) = members[&layers[index]];
+    let mut bytes = std::fs::read(image).unwrap();
+    bytes[(pos + size / 2) as usize] ^= 0x01;
+    std::fs::write(image, bytes).unwrap();
+}
+
+/// An import whose third layer is corrupt publishes and records the two verified layers
+/// below it (staged together, published after one flush) and nothing of the bad one or the
+/// one above: no layer, no record, no temporary directory; the intact archive then reuses
+/// the two. Both layouts.
+#[test]
+fn import_with_a_corrupt_layer_keeps_the_verified_layers_below() {
+    let t = test_root();
+    let good = gen_image(t.path(), "corrupt", 150, 4, 21);
+    let (chain, trees) = reference(&t, &good, "corrupt");
+    let bad = t.path().join("bad.tar");
+    std::fs::copy(&good, &bad).unwrap();
+    corrupt_layer(&bad, 2);
+    for layout in ["overlay", "overlay2"] {
+        let root = t.path().join(format!("root-{layout}"));
+        let out = ovlink_cmd(
+            &root,
+            &["--driver", layout, "image", "import", bad.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            !out.status.success(),
+            "{layout}: the corrupt import succeeded"
+        );
+        let ls = ovlink_cmd(&root, &["--driver", layout, "layer", "ls", "--json"])
+            .output()
+            .unwrap();
+        let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+        let mut listed: Vec<String> = ls
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_string())
+            .collect();
+        listed.sort();
+        let mut want = chain[..2].to_vec();
+        want.sort();
+        assert_eq!(
+            listed,
+            want,
+            "{layout}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let home = root.join(layout);
+        let temps: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp"))
+            .collect();
+        assert!(temps.is_empty(), "{layout}: left {temps:?}");
+        if layout == "overlay" {
+            for id in &chain[..2] {
+                assert!(
+                    tree(&home.join(id).join("root")) == trees[id],
+                    "layer {id} differs from the reference import"
+                );
+            }
+        }
+        let out = ovlink_cmd(
+            &root,
+            &[
+                "--driver",
+                layout,
+                "image",
+                "import",
+                good.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{layout}: {text}");
+        assert!(text.contains("2 already present"), "{layout}: {text}");
+    }
 }

@@ -331,6 +331,35 @@ workload() { # workload NAME LAYOUT HOME INPUTS
       ov layer rm applied-1
       mark 5 "rm applied-1"
       ;;
+    plugin)
+      # Docker's path: dockerd's Create then ApplyDiff of each layer, through the plugin
+      # server (a private socket outside the recorded disk; the home is the one the checker
+      # opens).
+      sock=${TMPDIR:-/tmp}/ovlink-powerloss-plugin.sock
+      rm -f "$sock"
+      "$OVLINK" --driver "$L" plugin serve --socket "$sock" >"${TMPDIR:-/tmp}/plugin-serve.log" 2>&1 &
+      server=$!
+      pc() { "$OVLINK" plugin call --socket "$sock" "$@" >/dev/null; }
+      n=0
+      until pc Plugin.Activate 2>/dev/null; do
+        n=$((n + 1))
+        if [ "$n" -gt 300 ]; then
+          cat "${TMPDIR:-/tmp}/plugin-serve.log" >&2
+          return 1
+        fi
+        sleep 0.1
+      done
+      pc GraphDriver.Init "{\"Home\":\"$R/$L\",\"Opts\":[],\"UIDMaps\":null,\"GIDMaps\":null}"
+      parent=""
+      for i in 1 2 3; do
+        pc GraphDriver.Create "{\"ID\":\"plugin-$i\",\"Parent\":\"$parent\"}"
+        pc "GraphDriver.ApplyDiff?id=plugin-$i&parent=$parent" --body-file "$in/layer.tar"
+        mark "$i" "layer plugin-$i"
+        parent=plugin-$i
+      done
+      kill "$server"
+      wait "$server" || true
+      ;;
     *)
       echo "unknown workload $1" >&2
       return 2
@@ -432,9 +461,12 @@ power() {
   STEP_TIMEOUT=$(arg step_timeout 300)
   export STEP_TIMEOUT CELL="power/$(arg workload import)"
   fs=$(arg homefs ext4)
-  # --sync of the commands (files, syncfs, none): scripts/vm.sh --sync.
-  OVLINK_SYNC=$(arg sync files)
-  export OVLINK_SYNC
+  # --sync of the commands (files, syncfs, none): scripts/vm.sh --sync; the binary's
+  # default when not given.
+  if [ -n "$(arg sync '')" ]; then
+    OVLINK_SYNC=$(arg sync '')
+    export OVLINK_SYNC
+  fi
   # The seeded durability bug of the test that shows the replay bites (scripts/vm.sh --sync-fault).
   if [ -n "$(arg sync_fault '')" ]; then
     OVLINK_TEST_SYNC_FAULT=$(arg sync_fault '')

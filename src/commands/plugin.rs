@@ -59,12 +59,21 @@ pub fn run(ctx: &super::Ctx, c: PluginCmd) -> anyhow::Result<()> {
             socket,
             method,
             body,
+            body_file,
         } => {
             let socket = socket.unwrap_or_else(|| ovlink_plugin::default_socket(&name));
             let client = ovlink_plugin::client::Client::new(&socket)?;
-            let (status, out) = client
-                .call(&method, body.as_bytes())
-                .with_context(|| format!("calling {method} on {}", socket.display()))?;
+            let answer = match body_file {
+                None => client.call(&method, body.as_bytes()),
+                Some(p) if p.as_os_str() == "-" => client.send_reader(&method, std::io::stdin()),
+                Some(p) => {
+                    let f = std::fs::File::open(&p)
+                        .with_context(|| format!("cannot open {}", p.display()))?;
+                    client.send_reader(&method, f)
+                }
+            };
+            let (status, out) =
+                answer.with_context(|| format!("calling {method} on {}", socket.display()))?;
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&out).context("writing the answer")?;
             if out.first() == Some(&b'{') {

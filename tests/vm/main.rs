@@ -940,8 +940,9 @@ fn vm_a_guest_cut_off_mid_scenario_fails_naming_the_last_step() {
 // --- power loss -------------------------------------------------------------------------------
 
 /// The workloads of `scripts/vm/scenario.sh`'s `workload`: two imports (many small files; one
-/// large file), `layer apply`, a container commit, `layer rm`.
-const WORKLOADS: &[&str] = &["import", "large", "apply", "commit", "rm"];
+/// large file), `layer apply`, a container commit, `layer rm`, and dockerd's Create +
+/// ApplyDiff of three layers through the plugin server.
+const WORKLOADS: &[&str] = &["import", "large", "apply", "commit", "rm", "plugin"];
 
 /// The kernel the power-loss guests run: several lowerdirs and xfs's rename flags, so both
 /// layouts on both filesystems.
@@ -1080,6 +1081,27 @@ fn powerloss_xfs_overlay() {
 #[ignore = "boots QEMU guests with the static release binary: run by scripts/test.sh"]
 fn powerloss_xfs_overlay2() {
     powerloss_cell("xfs", "overlay2");
+}
+
+/// `--sync files` (an `fdatasync` per file, for a home on a filesystem others keep full of
+/// dirty data; its staged import commits every staged tree with one directory `fsync`): the
+/// same replay of an import holds, on both filesystems.
+#[test]
+#[ignore = "boots QEMU guests with the static release binary: run by scripts/test.sh"]
+fn powerloss_import_with_sync_files() {
+    let mut bad = Vec::new();
+    for fs in ["ext4", "xfs"] {
+        let (ok, text, v) = powerloss("import", fs, "overlay", "-files", &["--sync", "files"]);
+        if !ok || v["states_checked"].as_u64().unwrap_or(0) == 0 || v["replay_equals_final"] != true
+        {
+            bad.push(format!("{fs}: {text}"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "power loss with --sync files:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// The test bites: with the data flush before a layer is published removed (a seeded bug,

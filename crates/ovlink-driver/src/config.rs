@@ -8,16 +8,20 @@
 
 /// How `apply_diff` makes a new layer durable before it reports success (see
 /// `docs/design.md`, "Durability").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {
     /// `fdatasync` of every file the layer tar wrote (a thread pool, overlapped with the
     /// apply), then one `fsync` of the layer directory after the rename, which commits the
-    /// journal holding every name, inode and directory of the new tree. The default on ext4
-    /// and xfs, whose metadata journal commits in order. Cost: this layer's own data.
+    /// journal holding every name, inode and directory of the new tree. Cost: this layer's
+    /// own data, but one journal commit and one cache flush per file: 3 to 7 times the time
+    /// of `Syncfs` on small-file images (docs/benchmarks.md, "Durability"). For a home on a
+    /// filesystem other writers keep full of dirty data.
     Files,
-    /// `syncfs` of the whole backing filesystem before the rename, then the same `fsync`.
-    /// The default on other filesystems. Cost: every dirty byte on the filesystem, whoever
-    /// wrote it.
+    /// The default: every large file's writeback started as it is written, then one
+    /// `syncfs` of the backing filesystem before the rename that publishes the layer, then
+    /// the same `fsync` of the layer directory: one flush per layer. Cost: every dirty byte
+    /// on the filesystem, whoever wrote it (on a filesystem of its own, this layer's).
+    #[default]
     Syncfs,
     /// Nothing is synced: a power loss can lose a layer that was reported as created. For
     /// tests and throw-away roots.
@@ -25,19 +29,10 @@ pub enum SyncMode {
 }
 
 impl SyncMode {
-    /// The default for a home on `backing_fs` (the name [`crate::checks::check_backing_fs`]
-    /// returns): `Files` on extfs and xfs, `Syncfs` elsewhere.
-    pub fn default_for(backing_fs: &str) -> SyncMode {
-        if matches!(backing_fs, "extfs" | "xfs") {
-            SyncMode::Files
-        } else {
-            SyncMode::Syncfs
-        }
-    }
-
-    /// `mode` if one was chosen, else the default for `backing_fs`.
-    pub fn resolve(mode: Option<SyncMode>, backing_fs: &str) -> SyncMode {
-        mode.unwrap_or_else(|| SyncMode::default_for(backing_fs))
+    /// `mode` if one was chosen, else the default ([`SyncMode::Syncfs`] on every filesystem:
+    /// the power-loss test holds for it on ext4 and xfs, docs/design.md).
+    pub fn resolve(mode: Option<SyncMode>) -> SyncMode {
+        mode.unwrap_or_default()
     }
 }
 

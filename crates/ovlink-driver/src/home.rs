@@ -137,7 +137,7 @@ impl Home {
         // removed again, while still empty, when a later step refuses: a refused init leaves
         // no directory. A home that existed, even empty, stays.
         let mut created = missing_dirs(&path);
-        let sync = SyncMode::resolve(cfg.sync, &backing_fs);
+        let sync = SyncMode::resolve(cfg.sync);
         let made = create_home_dir(&path, &mut created).and_then(|fd| {
             let home = Home {
                 layout,
@@ -598,6 +598,13 @@ impl Home {
     /// there first, and then the one built here is removed, never theirs), then syncs the
     /// home.
     pub fn publish(&self, tmp: TempDir, id: &str) -> Result<()> {
+        self.publish_unsynced(tmp, id)?;
+        self.sync_dir(&self.fd, &self.path)
+    }
+
+    /// [`Home::publish`] without the home's sync: for a caller that publishes several layers
+    /// and syncs the home once after the last ([`crate::staging`]).
+    pub fn publish_unsynced(&self, tmp: TempDir, id: &str) -> Result<()> {
         ovlink_fs::crash::point("create.before-rename");
         match tmp.rename_noreplace(&self.renamer, OsStr::new(id), Claim::LockDir) {
             Ok(()) => {}
@@ -609,7 +616,7 @@ impl Home {
             }
         }
         ovlink_fs::crash::point("create.after-rename");
-        self.sync_dir(&self.fd, &self.path)
+        Ok(())
     }
 
     /// Removes layer `id`, which the caller locked (`fd`, `lock` from [`Home::lock_layer`]),
@@ -820,6 +827,8 @@ impl Home {
             uid_maps: ranges(&self.uid_maps),
             gid_maps: ranges(&self.gid_maps),
             sync_data: false,
+            // The layer's one syncfs finds its large files already written back.
+            start_writeback: self.sync == SyncMode::Syncfs && self.flush_data(),
             whiteouts: ovlink_tar::WhiteoutFormat::Delete,
         }
     }

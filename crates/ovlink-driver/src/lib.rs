@@ -35,6 +35,7 @@ pub mod lock;
 pub mod mount;
 pub mod refs;
 pub mod rename;
+pub mod staging;
 pub mod status;
 
 pub use config::{DiffMode, HomeAccess, HomeOwner, ReclaimMode, SyncFault, SyncMode};
@@ -86,8 +87,7 @@ pub struct InitConfig {
     /// (`<home>/.symlinks`); `None` uses the recorded one (`Link` for a home without a record),
     /// and a mode other than the recorded one is refused while the home holds layers.
     pub symlinks: Option<ovlink_fs::Specials>,
-    /// How a new layer is made durable; `None`: the default for the backing filesystem
-    /// ([`SyncMode::default_for`]).
+    /// How a new layer is made durable; `None`: the default ([`SyncMode::Syncfs`]).
     pub sync: Option<SyncMode>,
     /// A seeded durability bug (the power-loss test's proof that it bites); `None` always
     /// but there.
@@ -357,6 +357,13 @@ pub trait Driver: Send + Sync {
         self.apply_diff(id, parent, diff).inspect_err(|_| {
             let _ = self.remove(id);
         })
+    }
+
+    /// New layers built aside and published together ([`staging::Staging`]): what an image
+    /// import uses, so that its new layers cost one flush, not one each. The default creates
+    /// each layer at once ([`staging::Immediate`]).
+    fn staging(&self) -> Result<Box<dyn staging::Staging + '_>> {
+        Ok(Box::new(staging::Immediate::new(self)))
     }
 
     /// `ovlink layer apply`: applies `diff` to layer `id` when it exists (which keeps its

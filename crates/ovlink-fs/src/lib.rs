@@ -3,11 +3,11 @@
 //! This crate owns every low-level walk ovlink does over a layer tree: opening directories
 //! without following symlinks ([`at`]), reading and copying the xattrs that overlay layers care
 //! about ([`xattr`]), the legacy driver's `DirCopy` in hardlink and full-content modes
-//! ([`copy`]), removing whole trees ([`remove`]), the one file-lock type (an `flock` with `EINTR` retried, [`lock::FileLock`]), loop-mounted filesystem images ([`loopfs`]), user-named output files written without ever replacing a device ([`output`]) and the counting walk both the report and a
+//! ([`copy`]), removing whole trees ([`remove`]), the one file-lock type (an `flock` with `EINTR` retried, [`lock::FileLock`]), loop-mounted filesystem images ([`loopfs`]), user-named output files written without ever replacing a device ([`output`]), starting a file's writeback early ([`writeback`], the crate's one `unsafe` call) and the counting walk both the report and a
 //! layout's `usage` use ([`walk`]). Everything works relative to directory
 //! file descriptors opened with `O_NOFOLLOW`, so a walk can never leave the tree it was handed.
 //! It never modifies an inode it did not create, except when removing a tree.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod at;
 pub mod copy;
@@ -18,6 +18,7 @@ pub mod loopfs;
 pub mod output;
 pub mod remove;
 pub mod walk;
+pub mod writeback;
 pub mod xattr;
 
 pub use copy::{copy_tree, CopyMode, CopyOptions, CopyStats, Specials};

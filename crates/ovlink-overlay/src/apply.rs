@@ -42,8 +42,9 @@ impl OverlayDriver {
 
     /// The tree a new `root/` is built in: `<dir>/tmproot-*` holding a hardlink copy of
     /// `base` (the layer's own `root/` for a re-apply, else the parent's `root/`; nothing for
-    /// a bottom layer) with the tar applied and synced per the sync mode. The caller renames
-    /// it into place; dropped, it is removed.
+    /// a bottom layer) with the tar applied and synced per the sync mode (`staged`: the
+    /// `syncfs` of [`SyncMode::Syncfs`] is left to the staging's one flush). The caller
+    /// renames it into place; dropped, it is removed.
     pub(crate) fn build_root(
         &self,
         id: &str,
@@ -51,6 +52,7 @@ impl OverlayDriver {
         dir_path: &Path,
         base: Option<&(OwnedFd, PathBuf)>,
         diff: &mut dyn Read,
+        staged: bool,
     ) -> Result<(TempDir, u64)> {
         let tmp = TempDir::new(dir, dir_path, TMP_ROOT_PREFIX, 0o755)?;
         let tp = tmp.path();
@@ -84,7 +86,7 @@ impl OverlayDriver {
             })
             .map_err(|e| self.h.classify(e))?;
         if self.h.flush_data()
-            && (self.h.sync() == SyncMode::Syncfs
+            && ((self.h.sync() == SyncMode::Syncfs && !staged)
                 || (self.h.sync() == SyncMode::Files && copied_data))
         {
             rustix::fs::syncfs(tmp.fd()).ctx("syncfs", &tp)?;
@@ -131,7 +133,7 @@ impl OverlayDriver {
         let tmp = self.h.create_temp()?;
         let tp = tmp.path();
         self.record_parent(tmp.fd(), parent, &tp)?;
-        let (root, size) = self.build_root(id, tmp.fd(), &tp, parent_root.as_ref(), diff)?;
+        let (root, size) = self.build_root(id, tmp.fd(), &tp, parent_root.as_ref(), diff, false)?;
         ovlink_fs::crash::point("apply.before-rename");
         root.rename_noreplace(self.h.renamer(), OsStr::new(ROOT), tmp.claim())
             .map_err(|(_t, e)| FsError::io("rename into place", tp.join(ROOT), e))?;
@@ -176,7 +178,7 @@ impl OverlayDriver {
             None
         };
         let res = (|| -> Result<u64> {
-            let (tmp, size) = self.build_root(id, &fd, &path, base.as_ref(), diff)?;
+            let (tmp, size) = self.build_root(id, &fd, &path, base.as_ref(), diff, false)?;
             ovlink_fs::crash::point("apply.before-rename");
             if has_root {
                 self.h.renamer().exchange(

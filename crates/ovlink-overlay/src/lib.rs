@@ -18,6 +18,7 @@
 //! |---|---|
 //! | [`create`] | `create`: `.tmp-create-*` in the home renamed to `<id>` (no-replace); the `-init` copy of an upper dir |
 //! | [`apply`] | `apply_diff` and create-and-apply: `<id>/tmproot-*` (a hardlink copy of the parent's `root/` with the tar applied, synced per [`SyncMode`]) renamed or exchanged into `root/`; the apply through a mount onto a container parent |
+//! | [`staging`] | an import's new layers built aside, each on the one before, made durable by one flush and published bottom first |
 //! | [`mount`] | the one-lowerdir mount a container layer is, `get`/`put` |
 //! | [`remove`] | `remove`: rename to the trash prefix, then reclaim now, in a thread or in another process |
 //! | [`recover`] | what `init` finishes after a crash |
@@ -33,6 +34,7 @@ pub mod diff;
 pub mod mount;
 pub mod recover;
 pub mod remove;
+pub mod staging;
 
 pub use ovlink_driver::SyncMode;
 pub use recover::Recovery;
@@ -243,6 +245,10 @@ impl Driver for OverlayDriver {
     fn create_and_apply(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
         self.create_applied(id, parent, diff)
             .map_err(|e| self.h.classify(e))
+    }
+
+    fn staging(&self) -> Result<Box<dyn ovlink_driver::staging::Staging + '_>> {
+        Ok(Box::new(staging::LegacyStaging::new(self)))
     }
 
     fn status(&self) -> Vec<(String, String)> {

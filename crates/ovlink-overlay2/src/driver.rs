@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 /// Names inside the home and a layer directory.
 pub const LINK_DIR: &str = "l";
-const DIFF: &str = "diff";
+pub(crate) const DIFF: &str = "diff";
 const LINK: &str = "link";
 const LOWER: &str = "lower";
 /// The xattr that marks a layer made by `create_read_write`.
@@ -260,12 +260,29 @@ impl Overlay2Driver {
         opts: &CreateOpts,
         rw: bool,
     ) -> Result<(TempDir, String)> {
+        self.build_layer_on(id, parent, opts, rw, None)
+    }
+
+    /// [`Self::build_layer`], staged ([`crate::staging`]) when `staged` is given: the parent
+    /// may then be the layer staged just before (`staged`'s `Some`), whose `link` and `lower`
+    /// are read in its temporary directory, and the new directory is not synced (the
+    /// staging's one flush covers it).
+    pub(crate) fn build_layer_on(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: &CreateOpts,
+        rw: bool,
+        staged: Option<Option<&TempDir>>,
+    ) -> Result<(TempDir, String)> {
         self.h.check_create(id, parent, opts)?;
         let lower = match parent {
             None => None,
             Some(p) => {
-                let pfd = self.h.open_parent(id, p)?;
-                let ppath = self.h.path().join(p);
+                let (pfd, ppath) = match staged.flatten() {
+                    Some(t) => (rustix::io::dup(t.fd()).ctx("dup", t.path())?, t.path()),
+                    None => (self.h.open_parent(id, p)?, self.h.path().join(p)),
+                };
                 let mut lowers = vec![format!("l/{}", self.read_link_id(&pfd, &ppath)?)];
                 lowers.extend(self.read_lowers(&pfd, &ppath)?);
                 if lowers.len() > MAX_LOWERS {
@@ -294,17 +311,30 @@ impl Overlay2Driver {
                 Err(e) => return Err(FsError::io("set xattr on", &tp, e).into()),
             }
         }
-        self.h.sync_dir(dir, &tp)?;
+        if staged.is_none() {
+            self.h.sync_dir(dir, &tp)?;
+        }
         Ok((tmp, lid))
     }
 
     /// Publishes a layer built aside under `id` ([`Home::publish`]) and makes its short link.
     fn publish(&self, tmp: TempDir, id: &str, lid: &str) -> Result<()> {
         self.h.publish(tmp, id)?;
+        self.link_published(id, lid)?;
+        self.sync_links()
+    }
+
+    /// Makes the short link of layer `id`, just published; removes the layer if it cannot.
+    pub(crate) fn link_published(&self, id: &str, lid: &str) -> Result<()> {
         if let Err(e) = self.make_link(id, lid) {
             let _ = self.remove(id);
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// Syncs the short-link directory `l/`.
+    pub(crate) fn sync_links(&self) -> Result<()> {
         self.h
             .sync_dir(&self.link_fd, &self.h.path().join(LINK_DIR))
     }
@@ -402,9 +432,17 @@ impl Overlay2Driver {
 
     /// Applies a layer tar into the diff directory `tfd` (at `tp`), its AUFS whiteouts kept
     /// as overlay whiteouts; returns the size of its regular files.
-    fn apply_tar(&self, id: &str, tfd: &OwnedFd, tp: &Path, diff: &mut dyn Read) -> Result<u64> {
+    pub(crate) fn apply_tar(
+        &self,
+        id: &str,
+        tfd: &OwnedFd,
+        tp: &Path,
+        diff: &mut dyn Read,
+    ) -> Result<u64> {
         let topts = ovlink_tar::ApplyOptions {
             whiteouts: ovlink_tar::WhiteoutFormat::Overlay,
+            // The layer's one syncfs finds its large files already written back.
+            start_writeback: self.h.flush_data(),
             ..Default::default()
         };
         ovlink_tar::apply_layer(tfd.as_fd(), tp, diff, &topts)
@@ -603,6 +641,10 @@ impl Driver for Overlay2Driver {
         self.create_and_apply_layer(id, parent, diff)
             .map_err(|e| self.h.classify(e))?;
         ovlink_driver::diffplan::dir_size(id, &self.h.path().join(id).join(DIFF))
+    }
+
+    fn staging(&self) -> Result<Box<dyn ovlink_driver::staging::Staging + '_>> {
+        Ok(Box::new(crate::staging::Overlay2Staging::new(self)))
     }
 
     fn status(&self) -> Vec<(String, String)> {

@@ -23,7 +23,7 @@
 //!
 //! Modules: [`driver`] (the layout and the trait), [`diff`] (diff, changes and diff size:
 //! native from `diff/` over the parent's view, naive otherwise, as Docker's overlay2 does), [`mount`] (option strings and the
-//! relative-path mount), [`nativediff`] (Docker's `Native Overlay Diff` check), [`shortid`] (the `l/` names). Errors are [`ovlink_driver::DriverError`]: this
+//! relative-path mount), [`nativediff`] (Docker's `Native Overlay Diff` check), [`shortid`] (the `l/` names), [`staging`] (an import's new layers built aside and published together after one flush). Errors are [`ovlink_driver::DriverError`]: this
 //! crate has no error type of its own because every public call is a `Driver` call.
 #![forbid(unsafe_code)]
 
@@ -32,6 +32,7 @@ pub mod driver;
 pub mod mount;
 pub mod nativediff;
 pub mod shortid;
+pub mod staging;
 
 pub use driver::Overlay2Driver;
 

@@ -399,8 +399,10 @@ impl Applier<'_> {
             buf,
             stats,
             sync,
+            opts,
             ..
         } = self;
+        let start_writeback = opts.start_writeback;
         let (base, dir) = comps
             .split_last()
             .ok_or_else(|| invalid(name, "names the layer root"))?;
@@ -434,6 +436,9 @@ impl Applier<'_> {
                     None => write_file(parent, base, &shown, entry, &meta, buf, name)?,
                 };
                 stats.size += n;
+                if start_writeback && n >= crate::WRITEBACK_MIN {
+                    ovlink_fs::writeback::start(fd.as_fd());
+                }
                 if let Some(sync) = sync {
                     sync.push(fd, shown.clone()).map_err(fe(name))?;
                 }
