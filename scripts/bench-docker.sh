@@ -2,7 +2,12 @@
 # The real comparison (issue 7): ovlink against Docker 20.10's built-in drivers and the plain
 # tools, side by side in one run, interleaved repetitions, medians and ratios:
 #
-#   sudo scripts/bench-docker.sh                   # REPS=5 DIR=/var/tmp IMAGE=… OUT=bench-docker
+#   sudo scripts/bench-docker.sh                   # REPS=5 DIR=/var/tmp IMAGE=… OUT=bench-docker FS=ext4
+#
+# Everything is measured on a fresh filesystem made for the run (FS=ext4 or FS=xfs: a sparse
+# 32 GiB image in DIR, loop-mounted, removed at the end), so that the figures repeat: on the
+# machine's long-used root filesystem the same `tar -x` took 0.23 s or 5 s depending only on
+# the directory it ran in. FS=here measures in DIR as it is.
 #
 # 1. image import: `docker load` into a private dockerd on the built-in legacy `overlay` driver
 #    and one on `overlay2`, against `ovlink image import` of the same tarball (durable, the
@@ -19,12 +24,14 @@
 # 6. diff: `ovlink changes` of a 10-file change on generated 1k/10k/50k-entry images, native
 #    and OVLINK_DIFF=naive.
 # Prints Markdown tables and writes them with the raw samples to $OUT/. Needs root; installs
-# docker.io, strace, time and debootstrap if missing. DIR must be on ext4/xfs (not tmpfs).
+# docker.io, strace, time and debootstrap if missing. DIR must not be tmpfs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 REPS=${REPS:-5}
 DIR=${DIR:-/var/tmp}
+FS=${FS:-ext4}
+case $FS in ext4 | xfs | here) ;; *) echo "bench-docker: FS must be ext4, xfs or here, not $FS" >&2; exit 2 ;; esac
 OUT=${OUT:-$REPO/bench-docker}
 T=${CARGO_TARGET_DIR:-$REPO/target}
 [ "$(id -u)" = 0 ] || { echo "bench-docker: run as root" >&2; exit 1; }
@@ -55,18 +62,31 @@ OV=$OVLINK_BIN
 HC=$(dirname "$OV")/examples/hardlink_copy
 GEN=$(dirname "$OV")/examples/gen_image
 mkdir -p "$OUT"
-W=$(mktemp -d "$DIR/ovlink-bench-docker.XXXXXX")
-chmod 711 "$W"
+OUTER=$(mktemp -d "$DIR/ovlink-bench-docker.XXXXXX")
+W=$OUTER
 DPIDS=()
 cleanup() {
   for p in "${DPIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${DPIDS[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done
-  awk -v t="$W" 'index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount -l "$m" 2>/dev/null; done
-  rm -rf "$W"
+  awk -v t="$OUTER" 'index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+  rm -rf "$OUTER"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+if [ "$FS" != here ]; then
+  truncate -s 32G "$OUTER/fs.img"
+  if [ "$FS" = ext4 ]; then
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$OUTER/fs.img"
+  else
+    mkfs.xfs -q -f "$OUTER/fs.img"
+  fi || { log "mkfs.$FS failed"; exit 1; }
+  mkdir "$OUTER/fs"
+  mount -o loop "$OUTER/fs.img" "$OUTER/fs" || { log "cannot mount the fresh $FS"; exit 1; }
+  W=$OUTER/fs
+  log "work: a fresh $FS filesystem (32 GiB, sparse) loop-mounted on $W"
+fi
+chmod 711 "$W"
 
 now() { date +%s%N; }
 ms() { echo "scale=1; ($2 - $1) / 1000000" | bc; }
@@ -212,7 +232,7 @@ done
 LO=$(med load-overlay); L2=$(med load-overlay2); LV=$(med load-ovlink); LN=$(med load-ovlink-nofsync)
 {
   echo "Image: $LABEL, $((ISIZE / 1048576)) MiB docker-save tarball; top layer $ENTRIES entries ($DIRS directories)."
-  echo "$REPS interleaved repetitions, medians; $(nproc) CPUs, kernel $(uname -r), $(stat -f -c %T "$DIR") work dir; $($DOCKERD --version)."
+  echo "$REPS interleaved repetitions, medians; $(nproc) CPUs, kernel $(uname -r), $(stat -f -c %T "$W") work dir ($([ "$FS" = here ] && echo "$DIR as it is" || echo "a fresh loop-mounted $FS")); $($DOCKERD --version)."
   echo
   echo "| import of the same tarball | median | ovlink / this |"
   echo "|---|---:|---:|"

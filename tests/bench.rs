@@ -42,6 +42,23 @@ fn bench_figures_exist_and_are_consistent() {
     );
     let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["symlinks"], "link");
+    // By default on a fresh ext4 made for the run, gone afterwards with its image.
+    assert_eq!(r["fresh_fs"]["kind"], "ext4", "{}", r["fresh_fs"]);
+    assert_eq!(r["backing_fs"], "extfs");
+    assert!(out.contains("(a fresh loop-mounted filesystem)"), "{out}");
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ovlink-bench-"))
+        .collect();
+    assert!(left.is_empty(), "the bench left {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(t.path().to_str().unwrap()),
+        "the bench left a mount under {}",
+        t.path().display()
+    );
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("copy-up: first write"));
 

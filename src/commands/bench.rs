@@ -32,6 +32,10 @@ pub fn run(
     } else {
         BenchConfig::full(dir)
     };
+    cfg.fresh_fs = a.fs.0.map(|kind| ovlink_bench::FreshFs {
+        kind,
+        ..Default::default()
+    });
     cfg.image = a.image.clone();
     cfg.layers = a.layers;
     cfg.write_image = a.write_image.clone();

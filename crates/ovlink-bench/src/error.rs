@@ -34,6 +34,9 @@ pub enum BenchError {
     /// A filesystem helper failed.
     #[error(transparent)]
     Fs(#[from] ovlink_fs::FsError),
+    /// The fresh loop-mounted filesystem could not be made.
+    #[error("cannot make the benchmark's fresh filesystem (--fs here measures in --dir as it is)")]
+    FreshFs(#[from] ovlink_fs::loopfs::LoopFsError),
     /// `fincore` (util-linux) failed or is missing.
     #[error(transparent)]
     Lab(#[from] ovlink_lab::LabError),

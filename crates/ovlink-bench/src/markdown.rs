@@ -8,11 +8,16 @@ use crate::BenchResult;
 /// The Markdown table of a run.
 pub fn table(r: &BenchResult) -> String {
     let mut o = format!(
-        "Image: {}; {} repetitions, medians; work dir on {}, kernel {}, {} CPUs; legacy \
+        "Image: {}; {} repetitions, medians; work dir on {}{}, kernel {}, {} CPUs; legacy \
          layout --symlinks {}; load average {:.1} at the start, {:.1} at the end; {:.0} s.\n\n",
         r.image,
         r.reps,
         r.backing_fs,
+        if r.fresh_fs.is_some() {
+            " (a fresh loop-mounted filesystem)"
+        } else {
+            " (as it is)"
+        },
         r.kernel,
         r.cpus,
         r.symlinks,

@@ -6,27 +6,47 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The private work directory; every mount below it is undone and the tree removed on drop.
+/// The private work directory: a fresh loop-mounted filesystem whose image is in a
+/// temporary directory of `base` ([`crate::FreshFs`]), or that temporary directory itself.
+/// Every mount below it is undone and the tree (the image with it) removed on drop.
 pub(crate) struct Work {
+    fs: Option<ovlink_fs::loopfs::LoopFs>,
     dir: tempfile::TempDir,
 }
 
 impl Work {
-    pub(crate) fn new(base: &Path) -> Result<Self> {
+    pub(crate) fn new(base: &Path, fresh: Option<crate::FreshFs>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("ovlink-bench-")
             .tempdir_in(base)
             .map_err(io("create a work directory in", base))?;
-        Ok(Work { dir })
+        let fs = match fresh {
+            None => None,
+            Some(f) => Some(ovlink_fs::loopfs::LoopFs::create(
+                dir.path(),
+                "fs",
+                f.size_mib,
+                f.kind,
+                f.mkfs_args(),
+            )?),
+        };
+        Ok(Work { fs, dir })
     }
     pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+        match &self.fs {
+            Some(fs) => fs.path(),
+            None => self.dir.path(),
+        }
     }
 }
 
 impl Drop for Work {
     fn drop(&mut self) {
+        // The loop mount too (deepest first), so its guard has nothing left to do.
         unmount_under(self.dir.path());
+        if let Some(fs) = self.fs.take() {
+            fs.leave_mounted();
+        }
     }
 }
 
