@@ -10,7 +10,7 @@
 
 use crate::{OverlayDriver, ROOT};
 use ovlink_driver::lock::TempDir;
-use ovlink_driver::staging::Staging;
+use ovlink_driver::staging::{EarlyFlush, Staging};
 use ovlink_driver::{CreateOpts, DriverError, Result, SyncMode};
 use ovlink_fs::at::{is_dir_at, open_dir_at};
 use ovlink_fs::FsError;
@@ -24,6 +24,8 @@ pub struct LegacyStaging<'d> {
     d: &'d OverlayDriver,
     /// Staged layers in order: their id and their `.tmp-create-*`, `root/` complete in it.
     staged: Vec<(String, TempDir)>,
+    /// The background `syncfs` after each staged layer (`syncfs` mode).
+    early: EarlyFlush,
 }
 
 impl<'d> LegacyStaging<'d> {
@@ -31,6 +33,7 @@ impl<'d> LegacyStaging<'d> {
         LegacyStaging {
             d,
             staged: Vec::new(),
+            early: EarlyFlush::default(),
         }
     }
 
@@ -71,20 +74,25 @@ impl Staging for LegacyStaging<'_> {
         ovlink_fs::crash::point("apply.before-rename");
         root.rename_noreplace(d.h.renamer(), OsStr::new(ROOT), tmp.claim())
             .map_err(|(_t, e)| FsError::io("rename into place", tp.join(ROOT), e))?;
+        if d.h.sync() == SyncMode::Syncfs && d.h.flush_data() {
+            self.early.start(tmp.fd());
+        }
         self.staged.push((id.to_string(), tmp));
         Ok(size)
     }
 
-    fn publish(self: Box<Self>) -> Result<()> {
+    fn publish(mut self: Box<Self>) -> Result<()> {
         let d = self.d;
+        self.early.wait();
         let Some((_, last)) = self.staged.last() else {
             return Ok(());
         };
         // The one flush: every staged tree, its data and its metadata, on disk before the
-        // first rename. `files` synced each file's data as it was written; one fsync then
-        // commits the journal holding every staged tree (as its per-layer fsync does).
+        // first rename (through the home's fd, open since init: it reports a writeback error
+        // of any staged layer). `files` synced each file's data as it was written; one fsync
+        // then commits the journal holding every staged tree (as its per-layer fsync does).
         match d.h.sync() {
-            SyncMode::Syncfs if d.h.flush_data() => d.h.syncfs(last.fd(), &last.path())?,
+            SyncMode::Syncfs if d.h.flush_data() => d.h.syncfs(d.h.fd(), d.h.path())?,
             SyncMode::Files => d.h.sync_dir(last.fd(), &last.path())?,
             _ => {}
         }

@@ -11,7 +11,7 @@
 
 use crate::driver::{Overlay2Driver, DIFF};
 use ovlink_driver::lock::TempDir;
-use ovlink_driver::staging::Staging;
+use ovlink_driver::staging::{EarlyFlush, Staging};
 use ovlink_driver::{CreateOpts, DriverError, Result};
 use ovlink_fs::at::open_dir_at;
 use std::io::Read;
@@ -21,6 +21,8 @@ pub struct Overlay2Staging<'d> {
     d: &'d Overlay2Driver,
     /// Staged layers in order: id, temporary directory, short link id.
     staged: Vec<(String, TempDir, String)>,
+    /// The background `syncfs` after each staged layer.
+    early: EarlyFlush,
 }
 
 impl<'d> Overlay2Staging<'d> {
@@ -28,6 +30,7 @@ impl<'d> Overlay2Staging<'d> {
         Overlay2Staging {
             d,
             staged: Vec::new(),
+            early: EarlyFlush::default(),
         }
     }
 }
@@ -50,19 +53,25 @@ impl Staging for Overlay2Staging<'_> {
             .map_err(|e| d.home_dir().classify(e))?;
         // What `create_and_apply` reports: the bytes of `diff/`.
         let size = ovlink_driver::diffplan::dir_size(id, &tp.join(DIFF))?;
+        if d.home_dir().flush_data() {
+            self.early.start(tmp.fd());
+        }
         self.staged.push((id.to_string(), tmp, lid));
         Ok(size)
     }
 
-    fn publish(self: Box<Self>) -> Result<()> {
+    fn publish(mut self: Box<Self>) -> Result<()> {
         let d = self.d;
         let h = d.home_dir();
-        let Some((_, last, _)) = self.staged.last() else {
+        self.early.wait();
+        if self.staged.is_empty() {
             return Ok(());
-        };
+        }
         if h.flush_data() {
-            // The one flush: every staged layer, data and metadata, before the first rename.
-            h.syncfs(last.fd(), &last.path())?;
+            // The one flush: every staged layer, data and metadata, before the first rename
+            // (through the home's fd, open since init: it reports a writeback error of any
+            // staged layer).
+            h.syncfs(h.fd(), h.path())?;
         }
         ovlink_fs::crash::point("staging.before-publish");
         for (id, tmp, lid) in self.staged {
