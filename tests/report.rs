@@ -387,3 +387,69 @@ fn overlay_usage_parent_and_mount_spec_agree_with_report_and_get() {
 fn overlay2_usage_parent_and_mount_spec_agree_with_report_and_get() {
     check_trait_descriptions("overlay2");
 }
+
+/// Plants a chain of `depth` directories named `d` in `dir` (fd-relative: the path is far
+/// past PATH_MAX).
+fn plant_deep_chain(dir: &Path, depth: usize) {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let mut fd = openat(
+        rustix::fs::CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..depth {
+        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+}
+
+/// Usage of a container layer walks the container's own files, never the image below it
+/// (issue 24, item 9: 0.65 s for 5 inodes on a 300,000-file image, asked of every active
+/// snapshot every 10 s by containerd's CRI). Shown with a parent no walk may enter (a chain
+/// of directories past the walks' depth limit planted in it): the parent's own usage is
+/// refused, the container's is its own few inodes. Both layouts.
+fn check_usage_never_walks_the_parent(driver: &str) {
+    use ovlink_driver::Driver;
+    let t = test_root();
+    let (_layers, cid) = import_and_mount(&t, driver);
+    t.ok(&["--driver", driver, "umount", &cid]);
+    let home = t.root().join(driver);
+    let cfg = ovlink_driver::InitConfig {
+        home: home.clone(),
+        ..Default::default()
+    };
+    let layout = ovlink_driver::Layout::from_name(driver).unwrap();
+    let d: Box<dyn Driver> = ovlink_layouts::open(layout, &cfg).unwrap();
+    let before = d.usage(&cid).unwrap();
+    let parent = d.parent(&cid).unwrap().expect("a container has a parent");
+    let data = ["root", "diff", "upper"]
+        .iter()
+        .map(|n| home.join(&parent).join(n))
+        .find(|p| p.is_dir())
+        .unwrap();
+    plant_deep_chain(&data, ovlink_fs::walk::MAX_DEPTH + 10);
+    let err = d.usage(&parent).unwrap_err();
+    assert!(
+        err.to_string().contains("deep"),
+        "{driver}: the parent's usage walked a chain past the limit: {err}"
+    );
+    let after = d.usage(&cid).unwrap();
+    assert_eq!(
+        (after.inodes, after.bytes),
+        (before.inodes, before.bytes),
+        "{driver}: the container's usage changed with its parent's tree"
+    );
+    assert!(after.inodes > 0 && after.inodes < 20, "{driver}: {after:?}");
+}
+
+#[test]
+fn overlay_usage_of_a_container_never_walks_its_image() {
+    check_usage_never_walks_the_parent("overlay");
+}
+
+#[test]
+fn overlay2_usage_of_a_container_never_walks_its_parent() {
+    check_usage_never_walks_the_parent("overlay2");
+}

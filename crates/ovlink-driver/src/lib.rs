@@ -328,7 +328,9 @@ pub trait Driver: Send + Sync {
     }
 
     /// What layer `id` adds over its parent ([`Usage`]), counted with the walk `ovlink
-    /// report` uses.
+    /// report` uses. Only a layer that shares inodes with its parent (a legacy image layer's
+    /// hardlinked `root/`) has the parent walked too; a container layer, or any overlay2
+    /// layer, is walked alone, so the cost is the layer's own size, never its image's.
     fn usage(&self, id: &str) -> Result<Usage>;
 
     /// Returns the directory to use: `root/` of an image layer, or the mounted `merged/` of a

@@ -220,12 +220,19 @@ impl Driver for OverlayDriver {
     }
 
     fn usage(&self, id: &str) -> Result<Usage> {
-        let parent = self.parent(id)?;
-        self.h.open_layer(id)?;
+        let fd = self.h.open_layer(id)?;
         let own = self.h.walk(id)?;
-        let below = match parent {
-            Some(p) => Some(self.h.walk(&p)?),
-            None => None,
+        // Only an image layer shares inodes with its parent (its `root/` is a hardlink copy
+        // of the parent's), so only its walk subtracts the parent's. A container layer's
+        // `upper/` holds new inodes only (a copy-up makes one): its usage never walks the
+        // image below it, whatever its size (containerd's CRI asks it of every active
+        // snapshot every 10 s).
+        let below = match is_dir_at(&fd, ROOT) {
+            true => match self.parent(id)? {
+                Some(p) => Some(self.h.walk(&p)?),
+                None => None,
+            },
+            false => None,
         };
         Ok(Home::added(&own, below.as_ref()))
     }

@@ -564,7 +564,7 @@ impl Driver for Overlay2Driver {
     }
 
     fn usage(&self, id: &str) -> Result<Usage> {
-        let parent = Overlay2Driver::parent(self, id)?;
+        self.h.open_layer(id)?;
         let dev = self.h.dev()?;
         // The layer directory and its short link in l/ (what `ovlink report` counts).
         let walk = |l: &str| -> Result<ovlink_fs::walk::Walk> {
@@ -581,12 +581,10 @@ impl Driver for Overlay2Driver {
             }
             Ok(w)
         };
+        // No layer shares an inode with another in this layout (a layer holds its own
+        // changes only): the parent is never walked, whatever its size.
         let own = walk(id)?;
-        let below = match parent {
-            Some(p) => Some(walk(&p)?),
-            None => None,
-        };
-        Ok(Home::added(&own, below.as_ref()))
+        Ok(Home::added(&own, None))
     }
 
     fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {
