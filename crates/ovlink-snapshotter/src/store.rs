@@ -6,7 +6,15 @@
 //! ```text
 //! table "snapshots":  containerd key  ->  JSON Record { layer, kind, parent, labels,
 //!                                                      created, updated }
+//! table "children":   u64 BE length of parent ++ parent ++ child  ->  (empty)
+//! table "meta":       "children-index"  ->  "1" once "children" holds every record's entry
 //! ```
+//!
+//! "children" is an index kept in the same transactions as "snapshots", so that finding
+//! whether a snapshot has children (every Remove asks) is a range lookup, not a decoding of
+//! every record under the global lock (67 ms a Remove at 50,000 records). The parent's length
+//! comes first so that no key, whatever bytes it holds (NUL included), can pass for another's
+//! prefix. A database written before the index existed gets it at its first open.
 //!
 //! Every change is one redb write transaction (durable on commit), so after a crash a record
 //! is either there in full or not at all. This module never touches a layer: the snapshotter
@@ -19,6 +27,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+const CHILDREN: TableDefinition<&[u8], &[u8]> = TableDefinition::new("children");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CHILDREN_INDEX: &str = "children-index";
+
+/// The prefix of every "children" entry of `parent`.
+fn children_prefix(parent: &str) -> Vec<u8> {
+    let mut k = (parent.len() as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(parent.as_bytes());
+    k
+}
+
+/// The "children" entry of `child` under `parent`.
+fn child_entry(parent: &str, child: &str) -> Vec<u8> {
+    let mut k = children_prefix(parent);
+    k.extend_from_slice(child.as_bytes());
+    k
+}
 
 /// containerd's snapshot kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,10 +120,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
         };
-        s.write(|t| {
-            let _ = t;
-            Ok(())
-        })?;
+        s.write(|t| t.index_children())?;
         Ok(s)
     }
 
@@ -150,7 +172,14 @@ impl Store {
         let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
         let out = {
             let table = tx.open_table(SNAPSHOTS).map_err(|x| e(x.into()))?;
-            let mut txn = Txn { table, store: self };
+            let children = tx.open_table(CHILDREN).map_err(|x| e(x.into()))?;
+            let meta = tx.open_table(META).map_err(|x| e(x.into()))?;
+            let mut txn = Txn {
+                table,
+                children,
+                meta,
+                store: self,
+            };
             f(&mut txn)?
         };
         tx.commit().map_err(|x| e(x.into()))?;
@@ -158,9 +187,11 @@ impl Store {
     }
 }
 
-/// One write transaction's view of the table.
+/// One write transaction's view of the tables.
 pub struct Txn<'a> {
     table: redb::Table<'a, &'static str, &'static [u8]>,
+    children: redb::Table<'a, &'static [u8], &'static [u8]>,
+    meta: redb::Table<'a, &'static str, &'static [u8]>,
     store: &'a Store,
 }
 
@@ -174,19 +205,24 @@ impl Txn<'_> {
         }
     }
 
-    /// True when some record names `key` as its parent.
+    /// True when some record names `key` as its parent: one range lookup in the index.
     pub fn has_children(&self, key: &str) -> Result<bool> {
         let e = self.store.err("read");
-        for item in self.table.iter().map_err(|x| e(x.into()))? {
-            let (k, v) = item.map_err(|x| e(x.into()))?;
-            if self.store.decode(k.value(), v.value())?.parent == key {
-                return Ok(true);
+        let prefix = children_prefix(key);
+        let mut range = self
+            .children
+            .range(prefix.as_slice()..)
+            .map_err(|x| e(x.into()))?;
+        match range.next() {
+            Some(item) => {
+                let (k, _) = item.map_err(|x| e(x.into()))?;
+                Ok(k.value().starts_with(&prefix))
             }
+            None => Ok(false),
         }
-        Ok(false)
     }
 
-    /// Stores `rec` under `key` (replacing what was there).
+    /// Stores `rec` under `key` (replacing what was there), its parent's index entry with it.
     pub fn put(&mut self, key: &str, rec: &Record) -> Result<()> {
         let e = self.store.err("write");
         let v = serde_json::to_vec(rec).map_err(|x| SnapError::Corrupt {
@@ -194,16 +230,154 @@ impl Txn<'_> {
             key: key.to_string(),
             source: x,
         })?;
-        self.table
+        let old = self
+            .table
             .insert(key, v.as_slice())
-            .map_err(|x| e(x.into()))?;
+            .map_err(|x| e(x.into()))?
+            .map(|o| o.value().to_vec());
+        if let Some(old) = old {
+            // The old record's parent, without decoding more than this one record.
+            if let Ok(o) = serde_json::from_slice::<Record>(&old) {
+                if o.parent != rec.parent && !o.parent.is_empty() {
+                    self.children
+                        .remove(child_entry(&o.parent, key).as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+            }
+        }
+        if !rec.parent.is_empty() {
+            self.children
+                .insert(child_entry(&rec.parent, key).as_slice(), &[][..])
+                .map_err(|x| e(x.into()))?;
+        }
         Ok(())
     }
 
-    /// Deletes `key`'s record.
+    /// Deletes `key`'s record and its parent's index entry.
     pub fn delete(&mut self, key: &str) -> Result<()> {
         let e = self.store.err("write");
-        self.table.remove(key).map_err(|x| e(x.into()))?;
+        let old = self
+            .table
+            .remove(key)
+            .map_err(|x| e(x.into()))?
+            .map(|o| o.value().to_vec());
+        if let Some(Ok(o)) = old.map(|o| serde_json::from_slice::<Record>(&o)) {
+            if !o.parent.is_empty() {
+                self.children
+                    .remove(child_entry(&o.parent, key).as_slice())
+                    .map_err(|x| e(x.into()))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Builds the children index from every record, once (a database from before it).
+    fn index_children(&mut self) -> Result<()> {
+        let e = self.store.err("index");
+        if self
+            .meta
+            .get(CHILDREN_INDEX)
+            .map_err(|x| e(x.into()))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        for item in self.table.iter().map_err(|x| e(x.into()))? {
+            let (k, v) = item.map_err(|x| e(x.into()))?;
+            let rec = self.store.decode(k.value(), v.value())?;
+            if !rec.parent.is_empty() {
+                entries.push(child_entry(&rec.parent, k.value()));
+            }
+        }
+        for k in entries {
+            self.children
+                .insert(k.as_slice(), &[][..])
+                .map_err(|x| e(x.into()))?;
+        }
+        self.meta
+            .insert(CHILDREN_INDEX, &b"1"[..])
+            .map_err(|x| e(x.into()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(parent: &str) -> Record {
+        Record {
+            layer: None,
+            kind: Kind::Committed,
+            parent: parent.to_string(),
+            labels: BTreeMap::new(),
+            created: 0,
+            updated: 0,
+            committing: None,
+        }
+    }
+
+    /// Writes `value` raw under `key` in the snapshots table (what an older ovlink or a
+    /// damaged record leaves), past the index.
+    fn raw_put(path: &Path, key: &str, value: &[u8]) {
+        let db = redb::Database::create(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(SNAPSHOTS)
+            .unwrap()
+            .insert(key, value)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// Whether a snapshot has children is answered from the index alone: a record that does
+    /// not decode elsewhere in the store does not fail the Remove of another (every record
+    /// used to be decoded), and keys holding NUL are no one's prefix.
+    #[test]
+    fn children_are_found_without_decoding_other_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            s.write(|t| {
+                t.put("a", &rec(""))?;
+                t.put("a\0b", &rec(""))?;
+                t.put("child-of-a-nul-b", &rec("a\0b"))?;
+                t.put("b", &rec("a"))
+            })
+            .unwrap();
+        }
+        raw_put(&path, "damaged", b"not json");
+        let s = Store::open(&path).unwrap();
+        s.write(|t| {
+            assert!(t.has_children("a")?);
+            assert!(t.has_children("a\0b")?);
+            assert!(!t.has_children("b")?);
+            assert!(!t.has_children("damaged")?);
+            t.delete("b")?;
+            assert!(!t.has_children("a")?, "the deleted child is still indexed");
+            // Re-parenting a record moves its entry.
+            t.put("c", &rec("a"))?;
+            t.put("c", &rec("a\0b"))?;
+            assert!(!t.has_children("a")?);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// A store written before the index existed gets it at its first open.
+    #[test]
+    fn an_old_store_is_indexed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        raw_put(&path, "p", &serde_json::to_vec(&rec("")).unwrap());
+        raw_put(&path, "q", &serde_json::to_vec(&rec("p")).unwrap());
+        let s = Store::open(&path).unwrap();
+        s.write(|t| {
+            assert!(t.has_children("p")?);
+            assert!(!t.has_children("q")?);
+            Ok(())
+        })
+        .unwrap();
     }
 }
