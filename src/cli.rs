@@ -387,6 +387,14 @@ pub enum SnapshotterCmd {
         /// Seconds to wait for in-flight calls after SIGTERM before exiting anyway.
         #[arg(long, default_value_t = 60)]
         shutdown_timeout: u64,
+        /// Connections served at once; more wait in the socket's backlog until one closes.
+        /// Capped by the open-file limit (the soft limit is raised to the hard one at start).
+        #[arg(long, default_value_t = 1000)]
+        max_connections: usize,
+        /// Seconds a connection may stay with no call running before it is closed
+        /// (containerd reconnects at its next call).
+        #[arg(long, default_value_t = 600)]
+        idle_timeout: u64,
     },
 }
 

@@ -18,6 +18,8 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Res
         SnapshotterCmd::Serve {
             socket,
             shutdown_timeout,
+            max_connections,
+            idle_timeout,
         } => {
             let (snap, rec) = Snapshotter::open(&Config {
                 root: root.to_path_buf(),
@@ -31,8 +33,10 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Res
                 eprintln!("ovlink snapshotter: {line}");
             }
             let opts = ServeOptions {
-                socket,
                 shutdown_timeout: Duration::from_secs(shutdown_timeout),
+                max_connections,
+                idle_timeout: Duration::from_secs(idle_timeout),
+                ..ServeOptions::new(socket)
             };
             let home = snap.home().to_path_buf();
             ovlink_snapshotter::serve(Arc::new(snap), &opts, |s| {

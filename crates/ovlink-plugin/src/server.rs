@@ -354,8 +354,8 @@ impl Server {
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(self.opts.max_connections));
-        let mut accept_errors = RateLimited::default();
-        let mut at_limit = RateLimited::default();
+        let mut accept_errors = ovlink_fs::fdlimit::RateLimited::default();
+        let mut at_limit = ovlink_fs::fdlimit::RateLimited::default();
         tokio::pin!(shutdown);
         loop {
             let permit = match slots.clone().try_acquire_owned() {
@@ -642,31 +642,6 @@ fn remove_interrupted(d: &dyn Driver) {
                 error_chain(&e),
                 j.path().display()
             )),
-        }
-    }
-}
-
-/// Counts events and says when to log them: the first, then at most once a minute.
-#[derive(Debug, Default)]
-struct RateLimited {
-    last: Option<std::time::Instant>,
-    count: u64,
-}
-
-impl RateLimited {
-    /// Counts one; returns the count to report when a line is due.
-    fn tick(&mut self) -> Option<u64> {
-        self.count += 1;
-        let due = self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if due {
-            self.last = Some(std::time::Instant::now());
-            let n = self.count;
-            self.count = 0;
-            Some(n)
-        } else {
-            None
         }
     }
 }

@@ -35,36 +35,13 @@ pub struct ServeSetup {
     pub capped: Option<Capped>,
 }
 
-/// The open-file limit allows fewer connections than were asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capped {
-    /// Connections that will be served at once.
-    pub served: usize,
-    /// The open-file limit.
-    pub fd_limit: u64,
-    /// Connections asked for.
-    pub wanted: usize,
-}
-
-impl std::fmt::Display for Capped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "serving at most {} connections (open-file limit {}; --max-connections {} needs \
-             LimitNOFILE={})",
-            self.served,
-            self.fd_limit,
-            self.wanted,
-            self.wanted.saturating_mul(2).saturating_add(64)
-        )
-    }
-}
+pub use ovlink_fs::fdlimit::Capped;
 
 /// Checks the name, derives the socket and the Init record, and raises the open-file limit.
 pub fn prepare(r: &ServeRequest) -> Result<ServeSetup, PluginError> {
     check_name(&r.name)?;
     let socket = r.socket.clone().unwrap_or_else(|| default_socket(&r.name));
-    let (max_connections, capped) = connection_limit(r.max_connections);
+    let (max_connections, capped) = ovlink_fs::fdlimit::connection_limit(r.max_connections);
     Ok(ServeSetup {
         options: ServerOptions {
             shutdown_timeout: r.shutdown_timeout,
@@ -92,28 +69,6 @@ pub fn check_name(name: &str) -> Result<(), PluginError> {
             name: name.to_string(),
         })
     }
-}
-
-/// Raises the open-file soft limit to the hard one and caps `wanted` so that every
-/// connection and the driver's own work fit in it (half the fds for connections, 64 spare).
-fn connection_limit(wanted: usize) -> (usize, Option<Capped>) {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current < lim.maximum {
-        lim.current = lim.maximum;
-        // Not fatal: the limit below is computed from what is in force.
-        let _ = setrlimit(Resource::Nofile, lim);
-        lim = getrlimit(Resource::Nofile);
-    }
-    let fds = lim.current.unwrap_or(u64::MAX);
-    let room = usize::try_from(fds.saturating_sub(64) / 2).unwrap_or(usize::MAX);
-    let served = wanted.clamp(1, room.max(8));
-    let capped = (served < wanted).then_some(Capped {
-        served,
-        fd_limit: fds,
-        wanted,
-    });
-    (served, capped)
 }
 
 #[cfg(test)]

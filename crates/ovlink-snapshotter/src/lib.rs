@@ -17,6 +17,7 @@
 //! This crate never mounts what it describes: containerd mounts the returned mounts itself.
 #![forbid(unsafe_code)]
 
+pub mod conn;
 pub mod error;
 pub mod filter;
 pub mod server;

@@ -8,6 +8,8 @@
 //!   when the bound expires finishes before the process exits), remove the socket, return.
 //!   Snapshots need nothing at shutdown: every change is on disk when its call answers.
 //!
+//! - Connections are bounded, idle ones closed and accept errors backed off ([`crate::conn`]).
+//!
 //! This module never touches the layout or the store: that is [`Snapshotter`]'s.
 
 use crate::error::{Result, SnapError};
@@ -25,6 +27,24 @@ pub struct ServeOptions {
     pub socket: PathBuf,
     /// How long in-flight calls may take after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Connections served at once (more wait in the socket's backlog); capped so that they
+    /// fit in the open-file limit ([`ovlink_fs::fdlimit::connection_limit`]).
+    pub max_connections: usize,
+    /// A connection with no call running for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// The defaults on `socket`: 1,000 connections, closed after 10 minutes without a call,
+    /// 30 s for in-flight calls after SIGTERM.
+    pub fn new(socket: PathBuf) -> ServeOptions {
+        ServeOptions {
+            socket,
+            shutdown_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// The default socket.
@@ -108,7 +128,11 @@ pub fn serve(snap: Arc<Snapshotter>, opts: &ServeOptions, ready: impl FnOnce(&Pa
         ready(&opts.socket);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stop_wait = stop_rx.clone();
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let (max, capped) = ovlink_fs::fdlimit::connection_limit(opts.max_connections);
+        if let Some(c) = capped {
+            eprintln!("ovlink snapshotter: {c}");
+        }
+        let incoming = crate::conn::incoming(listener, opts.socket.clone(), max, opts.idle_timeout);
         let server = tonic::transport::Server::builder()
             .add_service(Service::new(snap).server())
             .serve_with_incoming_shutdown(incoming, async move {

@@ -2,6 +2,7 @@
 //! blocking thread (layer work is filesystem work); values are converted between prost's types
 //! and ours here and nowhere else. This module holds no state and makes no decision of its own.
 
+use crate::conn::Busy;
 use crate::proto::snapshots as pb;
 use crate::proto::types;
 use crate::snapshotter::{Info, Snapshotter};
@@ -84,6 +85,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::PrepareSnapshotRequest>,
     ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let m = self
             .run(move |s| s.prepare(&r.key, &r.parent, labels(r.labels)))
@@ -97,6 +99,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::ViewSnapshotRequest>,
     ) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let m = self
             .run(move |s| s.view(&r.key, &r.parent, labels(r.labels)))
@@ -110,6 +113,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::MountsRequest>,
     ) -> Result<Response<pb::MountsResponse>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let m = self.run(move |s| s.mounts(&r.key)).await?;
         Ok(Response::new(pb::MountsResponse { mounts: mounts(m) }))
@@ -119,6 +123,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::CommitSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         self.run(move |s| s.commit(&r.name, &r.key, labels(r.labels)))
             .await?;
@@ -129,6 +134,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::RemoveSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         self.run(move |s| s.remove(&r.key)).await?;
         Ok(Response::new(()))
@@ -138,6 +144,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::StatSnapshotRequest>,
     ) -> Result<Response<pb::StatSnapshotResponse>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let i = self.run(move |s| s.stat(&r.key)).await?;
         Ok(Response::new(pb::StatSnapshotResponse {
@@ -149,6 +156,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::UpdateSnapshotRequest>,
     ) -> Result<Response<pb::UpdateSnapshotResponse>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let Some(i) = r.info else {
             return Err(SnapError::InvalidArgument("Update without info".into()).into());
@@ -169,6 +177,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let all = self.run(move |s| s.list(&r.filters)).await?;
         // Batches of 100, as containerd's own service sends them.
@@ -186,6 +195,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         req: Request<pb::UsageRequest>,
     ) -> Result<Response<pb::UsageResponse>, Status> {
+        let _busy = Busy::of(&req);
         let r = req.into_inner();
         let u = self.run(move |s| s.usage(&r.key)).await?;
         Ok(Response::new(pb::UsageResponse {
@@ -194,7 +204,8 @@ impl pb::snapshots_server::Snapshots for Service {
         }))
     }
 
-    async fn cleanup(&self, _req: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
+    async fn cleanup(&self, req: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
+        let _busy = Busy::of(&req);
         self.run(|s| s.cleanup()).await?;
         Ok(Response::new(()))
     }
