@@ -277,6 +277,13 @@ mark() { # mark N TEXT
   if [ -n "${MARK_HOOK:-}" ]; then $MARK_HOOK "$1" || return 1; fi
 }
 
+between() { # between N: on the host's reference run only, record the layers as they are now
+  # (a state a command reported on the way, e.g. dockerd's Create before its ApplyDiff),
+  # without a marker: N counts from 1000 (powerloss.py's INTERMEDIATE).
+  if [ -z "${MARK_DEV:-}" ] && [ -n "${MARK_HOOK:-}" ]; then $MARK_HOOK "$1" || return 1; fi
+  return 0
+}
+
 workload() { # workload NAME LAYOUT HOME INPUTS
   set -e
   export L=$2 H=$3 R="$3/root"
@@ -353,6 +360,7 @@ workload() { # workload NAME LAYOUT HOME INPUTS
       parent=""
       for i in 1 2 3; do
         pc GraphDriver.Create "{\"ID\":\"plugin-$i\",\"Parent\":\"$parent\"}"
+        between $((1000 + i))
         pc "GraphDriver.ApplyDiff?id=plugin-$i&parent=$parent" --body-file "$in/layer.tar"
         mark "$i" "layer plugin-$i"
         parent=plugin-$i
