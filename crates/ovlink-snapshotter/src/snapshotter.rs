@@ -93,6 +93,13 @@ impl Layer {
             Layer::Overlay2(d) => d,
         }
     }
+
+    fn home(&self) -> &ovlink_driver::Home {
+        match self {
+            Layer::Overlay(d) => d.home_dir(),
+            Layer::Overlay2(d) => d.home_dir(),
+        }
+    }
 }
 
 /// What a start found and repaired.
@@ -502,6 +509,14 @@ impl Snapshotter {
                 key: name.to_string(),
             });
         }
+        // What containerd wrote through the snapshot's mounts is in the page cache: one flush
+        // makes it durable before the commit is marked. A start that finds the mark finishes
+        // the commit with what is on disk, so the mark must never be on disk before the data
+        // (found by the power-loss replay: committed snapshots whose files were empty after a
+        // cut, finished by the next start).
+        if let Some(id) = &rec.layer {
+            self.sync_layer(key, id)?;
+        }
         let c = Committing {
             name: name.to_string(),
             labels,
@@ -518,6 +533,19 @@ impl Snapshotter {
                 Err(e)
             }
         }
+    }
+
+    /// One `syncfs` of the filesystem holding layer `id` (of snapshot `key`), when the home is
+    /// durable.
+    fn sync_layer(&self, key: &str, id: &str) -> Result<()> {
+        let h = self.layer.home();
+        if !h.flush_data() {
+            return Ok(());
+        }
+        let path = h.path().join(id);
+        let dir = ovlink_fs::at::open_dir_at(h.fd(), id, &path)
+            .map_err(|e| Self::driver_err(key, id)(e.into()))?;
+        h.syncfs(&dir, &path).map_err(Self::driver_err(key, id))
     }
 
     /// Converts the layer (legacy: into an image layer) and moves the record `key` -> name.
@@ -728,6 +756,24 @@ impl Snapshotter {
     pub fn layer_of(&self, key: &str) -> Result<Option<String>> {
         Ok(self.get(key)?.layer)
     }
+}
+
+/// The records of a stopped snapshotter's store at `root` for `layout`, sorted by key
+/// (`ovlink snapshotter ls`). Fails when there is no store there, or when a running server
+/// holds it (redb locks the file).
+pub fn records_of(root: &Path, layout: Layout) -> Result<Vec<(String, Record)>> {
+    let file = root
+        .join("snapshotter")
+        .join(layout.name())
+        .join("metadata.redb");
+    if !file.exists() {
+        return Err(SnapError::Io {
+            op: "open the snapshot store (there is none)",
+            path: file,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    Store::open(&file)?.all()
 }
 
 /// The read-only form of a layer's mount: a bind gets `ro`; an overlay loses its upper and
