@@ -396,6 +396,78 @@ pub enum SnapshotterCmd {
         #[arg(long, default_value_t = 600)]
         idle_timeout: u64,
     },
+    /// Send one call to a running snapshotter and print the answer (what `ctr snapshots`
+    /// asks of containerd, asked of the snapshotter directly: diagnostics and scripts).
+    /// Mounts print one per line, `TYPE SOURCE OPTION,OPTION...`, ready for `mount -t TYPE -o
+    /// OPTIONS SOURCE TARGET`.
+    Call {
+        /// The server's socket.
+        #[arg(long, default_value = ovlink_snapshotter::server::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The call.
+        #[command(subcommand)]
+        call: SnapshotCall,
+    },
+    /// List the snapshots of a stopped snapshotter's store (--root, --driver): key, kind,
+    /// parent and the ovlink layer that holds it. A running server holds its store: ask it
+    /// with `call list` instead.
+    Ls {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The calls of `ovlink snapshotter call`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCall {
+    /// A new active snapshot KEY on committed PARENT (none: an empty one); prints its mounts.
+    Prepare {
+        /// Its key.
+        key: String,
+        /// The committed snapshot it is made on.
+        #[arg(default_value = "")]
+        parent: String,
+    },
+    /// A read-only snapshot KEY of committed PARENT; prints its mounts.
+    View {
+        /// Its key.
+        key: String,
+        /// The committed snapshot it shows.
+        parent: String,
+    },
+    /// The mounts of active or view snapshot KEY.
+    Mounts {
+        /// The key.
+        key: String,
+    },
+    /// Active snapshot KEY becomes committed NAME.
+    Commit {
+        /// The committed snapshot's name.
+        name: String,
+        /// The active snapshot's key.
+        key: String,
+    },
+    /// Removes snapshot KEY (it must have no children).
+    Remove {
+        /// The key.
+        key: String,
+    },
+    /// Kind, parent and labels of snapshot KEY.
+    Stat {
+        /// The key.
+        key: String,
+    },
+    /// Inodes and bytes snapshot KEY adds.
+    Usage {
+        /// The key.
+        key: String,
+    },
+    /// Every snapshot: kind, key, parent.
+    List,
 }
 
 /// A layer the command works on.

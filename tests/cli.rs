@@ -281,3 +281,95 @@ fn image_generate_is_deterministic_and_prints_the_ids_an_import_creates() {
         "{err}"
     );
 }
+
+/// `ovlink snapshotter call` drives a running snapshotter without containerd (what the
+/// power-loss test's guest does), and `ovlink snapshotter ls` lists a stopped one's store with
+/// the layer behind each snapshot; `ls` is refused while a server holds the store, and on a
+/// root without one.
+#[test]
+fn snapshotter_call_and_ls_without_containerd() {
+    let t = test_root();
+    let root = t.path().join("snaproot");
+    let sock = t.path().join("snap.sock");
+    let mut server = ovlink_cmd(
+        &root,
+        &["snapshotter", "serve", "--socket", sock.to_str().unwrap()],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let call = |args: &[&str]| {
+        let mut a = vec!["snapshotter", "call", "--socket", sock.to_str().unwrap()];
+        a.extend_from_slice(args);
+        ovlink_cmd(&root, &a).output().unwrap()
+    };
+    let start = std::time::Instant::now();
+    while !call(&["list"]).status.success() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the snapshotter did not serve"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let text = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // A bottom snapshot: one bind mount, `TYPE SOURCE OPTIONS`, its source a layer's root/.
+    let m = text(call(&["prepare", "a1"]));
+    let words: Vec<&str> = m.split_whitespace().collect();
+    assert_eq!(words.len(), 3, "{m}");
+    assert_eq!(words[0], "bind", "{m}");
+    std::fs::write(Path::new(words[1]).join("file"), b"x").unwrap();
+    let layer = Path::new(words[1])
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    text(call(&["commit", "c1", "a1"]));
+    // One on it: an overlay with exactly one lowerdir (the legacy layout).
+    let m = text(call(&["prepare", "a2", "c1"]));
+    assert!(
+        m.starts_with("overlay overlay ") && m.matches("lowerdir=").count() == 1,
+        "{m}"
+    );
+    let usage = text(call(&["usage", "c1"]));
+    assert!(usage.contains("inodes"), "{usage}");
+    let list = text(call(&["list"]));
+    assert!(
+        list.contains("committed c1 -") && list.contains("active a2 c1"),
+        "{list}"
+    );
+    let err = call(&["remove", "c1"]);
+    assert!(!err.status.success(), "a snapshot with a child was removed");
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("FailedPrecondition"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+    // The store is the server's while it runs.
+    let held = ovlink_cmd(&root, &["snapshotter", "ls"]).output().unwrap();
+    assert!(!held.status.success(), "ls opened a store a server holds");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&server),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success());
+    let ls = text(ovlink_cmd(&root, &["snapshotter", "ls"]).output().unwrap());
+    assert!(
+        ls.lines().any(|l| l == format!("committed c1 - {layer}")),
+        "{ls}"
+    );
+    let none = ovlink_cmd(&t.path().join("elsewhere"), &["snapshotter", "ls"])
+        .output()
+        .unwrap();
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("there is none"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+}

@@ -13,10 +13,13 @@
 //!
 //! Modules: [`snapshotter`] (the calls, crash recovery), [`store`] (the metadata), [`filter`]
 //! (containerd's filter syntax for List), [`service`] (the gRPC glue), [`server`] (socket,
-//! signals, draining), [`error`] (the error type and its gRPC codes), [`proto`] (generated).
+//! signals, draining), [`conn`] (bounded connections, idle ones closed), [`client`] (a blocking
+//! client of a running server, `ovlink snapshotter call`), [`error`] (the error type and its
+//! gRPC codes), [`proto`] (generated).
 //! This crate never mounts what it describes: containerd mounts the returned mounts itself.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod conn;
 pub mod error;
 pub mod filter;
