@@ -102,6 +102,14 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+# overlayfs's own bookkeeping on an upper dir (copy-up origin, impure dirs, hardlink counts,
+# ...): what the kernel, not the workload, writes, and it differs between the guest's kernel
+# and the host's. A whiteout, an opaque dir and every file's content still count.
+KERNEL_XATTRS = {"trusted.overlay.origin", "trusted.overlay.impure", "trusted.overlay.nlink",
+                 "trusted.overlay.upper", "trusted.overlay.uuid", "trusted.overlay.metacopy",
+                 "trusted.overlay.protattr"}
+
+
 def tree_digest(d):
     """One digest of a layer tree: everything but inode numbers, link counts and times."""
     out = []
@@ -122,6 +130,8 @@ def tree_digest(d):
                 e += [os.major(st.st_rdev), os.minor(st.st_rdev)]
             xs = []
             for k in sorted(os.listxattr(p, follow_symlinks=False)):
+                if k in KERNEL_XATTRS:
+                    continue
                 try:
                     xs.append([k, os.getxattr(p, k, follow_symlinks=False).hex()])
                 except OSError:
@@ -261,6 +271,8 @@ def check_mounted(args, mnt, steps, label, markers):
         if present:
             bad.append(f"{label}: marker {present[-1]} present but no home")
         return bad
+    if args.workload == "snapshot":
+        return bad + check_snapshots(args, root, steps, label, markers)
     snap = snapshot(args.ovlink, root, args.layout)
     if isinstance(snap, str):
         return bad + [f"{label}: {snap}"]
@@ -352,6 +364,59 @@ def check_mounted(args, mnt, steps, label, markers):
             if rc != 0:
                 bad.append(f"{label}: {' '.join(cmd)} on {name} failed: {err.strip()}")
                 break
+    return bad
+
+
+def check_snapshots(args, root, steps, label, markers):
+    """The snapshotter's home: its server starts on the state (its recovery runs) and serves;
+    every committed snapshot is the reference's snapshot of that name, file for file; every
+    snapshot a marker reported committed is there."""
+    bad = []
+    sock = os.path.join(tempfile.mkdtemp(prefix="ovlink-powerloss-snap-"), "s.sock")
+    p = subprocess.Popen([args.ovlink, "--root", root, "--driver", args.layout, "snapshotter", "serve",
+                          "--socket", sock], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    served = False
+    try:
+        for _ in range(300):
+            if p.poll() is not None:
+                break
+            r = subprocess.run([args.ovlink, "snapshotter", "call", "--socket", sock, "list"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                served = True
+                break
+            time.sleep(0.1)
+    finally:
+        if p.poll() is None:
+            p.terminate()
+        err = p.communicate(timeout=60)[1]
+        shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
+    if not served:
+        return [f"{label}: the snapshotter did not serve on this state: {err.strip()[-500:]}"]
+    rc, out, err = ovlink(args.ovlink, root, args.layout, "snapshotter", "ls", "--json")
+    if rc != 0:
+        return [f"{label}: snapshotter ls failed: {err.strip()}"]
+    recs = {r["key"]: r for r in json.loads(out)}
+    want = {}
+    for n, st in steps.items():
+        words = st.get("marker", [])
+        if n < INTERMEDIATE and words[:1] == ["snapshot"]:
+            want[words[1]] = st["layers"].get(words[2], [None, None])[1]
+    for key, r in recs.items():
+        if r["kind"] != "committed":
+            continue
+        d = os.path.join(root, args.layout, r["layer"] or "")
+        got = tree_digest(layer_dir(root, args.layout, r["layer"])) if r["layer"] and os.path.isdir(d) else None
+        if got is None or got != want.get(key):
+            bad.append(f"{label}: half snapshot visible: committed {key} (layer {r['layer']}) is not the reference's")
+    for k in sorted(markers):
+        words = markers[k]
+        if words[:1] == ["snapshot"] and recs.get(words[1], {}).get("kind") != "committed":
+            bad.append(f"{label}: marker {k} ({' '.join(words)}) but {words[1]} is {recs.get(words[1])}")
+    home = os.path.join(root, args.layout)
+    left = [n for n in os.listdir(home) if n.startswith(".tmp-")]
+    if left:
+        bad.append(f"{label}: temporaries left after recovery: {left[:5]}")
     return bad
 
 

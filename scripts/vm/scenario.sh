@@ -368,6 +368,62 @@ workload() { # workload NAME LAYOUT HOME INPUTS
       kill "$server"
       wait "$server" || true
       ;;
+    snapshot)
+      # containerd's path: Prepare, files written through the snapshot's mounts, Commit;
+      # twice, the second on the first (a copy-up, a new file, a deletion), through a
+      # snapshotter server on the home (a private socket outside the recorded disk). The
+      # marker names the ovlink layer behind each committed snapshot (from its mounts).
+      umask 022
+      sock=${TMPDIR:-/tmp}/ovlink-powerloss-snap.sock
+      mnt=${TMPDIR:-/tmp}/ovlink-powerloss-snap-mnt
+      rm -f "$sock"
+      mkdir -p "$mnt"
+      "$OVLINK" --root "$R" --driver "$L" snapshotter serve --socket "$sock" \
+        >"${TMPDIR:-/tmp}/snap-serve.log" 2>&1 &
+      server=$!
+      sc() { "$OVLINK" snapshotter call --socket "$sock" "$@"; }
+      n=0
+      until sc list >/dev/null 2>&1; do
+        n=$((n + 1))
+        if [ "$n" -gt 300 ]; then
+          cat "${TMPDIR:-/tmp}/snap-serve.log" >&2
+          return 1
+        fi
+        sleep 0.1
+      done
+      parent=""
+      for i in 1 2; do
+        sc prepare "active-$i" "$parent" >"${TMPDIR:-/tmp}/snap-mounts"
+        read -r t s o <"${TMPDIR:-/tmp}/snap-mounts"
+        if [ "$t" = bind ]; then
+          mount -o bind "$s" "$mnt"
+          d=$s
+        else
+          mount -t "$t" -o "$o" "$s" "$mnt"
+          d=$(echo "$o" | tr ',' '\n' | sed -n 's/^upperdir=//p')
+        fi
+        id=$(basename "$(dirname "$d")")
+        if [ "$i" = 1 ]; then
+          mkdir "$mnt/s1"
+          k=0
+          while [ "$k" -lt 40 ]; do
+            echo "file $k of snapshot 1" >"$mnt/s1/f$k"
+            k=$((k + 1))
+          done
+          yes "snapshot data" | head -c 1048576 >"$mnt/s1/big"
+        else
+          echo "changed in snapshot 2" >"$mnt/s1/f1"
+          rm "$mnt/s1/f2"
+          echo "new in snapshot 2" >"$mnt/written-2"
+        fi
+        umount "$mnt"
+        sc commit "snap-$i" "active-$i"
+        mark "$i" "snapshot snap-$i $id"
+        parent=snap-$i
+      done
+      kill "$server"
+      wait "$server" || true
+      ;;
     *)
       echo "unknown workload $1" >&2
       return 2

@@ -940,9 +940,12 @@ fn vm_a_guest_cut_off_mid_scenario_fails_naming_the_last_step() {
 // --- power loss -------------------------------------------------------------------------------
 
 /// The workloads of `scripts/vm/scenario.sh`'s `workload`: two imports (many small files; one
-/// large file), `layer apply`, a container commit, `layer rm`, and dockerd's Create +
-/// ApplyDiff of three layers through the plugin server.
-const WORKLOADS: &[&str] = &["import", "large", "apply", "commit", "rm", "plugin"];
+/// large file), `layer apply`, a container commit, `layer rm`, dockerd's Create + ApplyDiff
+/// of three layers through the plugin server, and containerd's Prepare + write + Commit of
+/// two snapshots through the snapshotter server.
+const WORKLOADS: &[&str] = &[
+    "import", "large", "apply", "commit", "rm", "plugin", "snapshot",
+];
 
 /// The kernel the power-loss guests run: several lowerdirs and xfs's rename flags, so both
 /// layouts on both filesystems.
