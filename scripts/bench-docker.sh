@@ -28,6 +28,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=scripts/docker-lib.sh
+. scripts/docker-lib.sh
 REPS=${REPS:-5}
 DIR=${DIR:-/var/tmp}
 FS=${FS:-ext4}
@@ -42,11 +44,7 @@ need=()
 command -v strace >/dev/null || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
 command -v debootstrap >/dev/null || need+=(debootstrap)
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+install_missing "${need[@]}" || exit 1
 modprobe overlay 2>/dev/null || true
 DOCKER=/usr/bin/docker
 DOCKERD=/usr/sbin/dockerd
@@ -75,12 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [ "$FS" != here ]; then
-  truncate -s 32G "$OUTER/fs.img"
-  if [ "$FS" = ext4 ]; then
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$OUTER/fs.img"
-  else
-    mkfs.xfs -q -f "$OUTER/fs.img"
-  fi || { log "mkfs.$FS failed"; exit 1; }
+  mkfs_fresh "$OUTER/fs.img" 32G "$FS" || exit 1
   mkdir "$OUTER/fs"
   mount -o loop "$OUTER/fs.img" "$OUTER/fs" || { log "cannot mount the fresh $FS"; exit 1; }
   W=$OUTER/fs

@@ -25,6 +25,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=scripts/docker-lib.sh
+. scripts/docker-lib.sh
 FSS=${FS:-ext4 xfs}
 REPS=${REPS:-3}
 SHAPES=${SHAPES:-10k 100k debian}
@@ -42,11 +44,7 @@ if [ "$DOCKER" = 1 ]; then
   { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || need+=(docker.io)
   command -v debootstrap >/dev/null || need+=(debootstrap)
 fi
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+install_missing "${need[@]}" || exit 1
 modprobe overlay 2>/dev/null || true
 DOCKERD=/usr/sbin/dockerd
 DOCKER_BIN=/usr/bin/docker
@@ -110,12 +108,7 @@ done
 # --- one measurement: a fresh filesystem, the caches dropped, the contender timed ------------
 fresh_fs() { # FS: a fresh FS on a direct-I/O loop device, mounted on $MNT
   rm -f "$W/fs.img"
-  truncate -s 16G "$W/fs.img"
-  if [ "$1" = ext4 ]; then
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$W/fs.img"
-  else
-    mkfs.xfs -q -f "$W/fs.img"
-  fi || { log "mkfs.$1 failed"; exit 1; }
+  mkfs_fresh "$W/fs.img" 16G "$1" || exit 1
   LOOP=$(losetup -f --show --direct-io=on "$W/fs.img") || { log "losetup failed"; exit 1; }
   mount "$LOOP" "$MNT" || { log "cannot mount $LOOP"; exit 1; }
 }

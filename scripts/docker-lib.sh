@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Helpers shared by the scripts that run private Docker daemons (scripts/docker-e2e.sh,
-# scripts/bench-engines.sh); sourced, never run. The caller sets DOCKERD, DOCKER_BIN, TIMES and
+# scripts/bench-engines.sh, scripts/bench-docker.sh, scripts/bench-durability.sh); sourced,
+# never run. The caller sets DOCKERD, DOCKER_BIN, TIMES and
 # defines log(). Nothing here starts anything by itself.
 
 stop_pid() { # stop_pid PID WHAT: SIGTERM, wait up to 60 s, then SIGKILL
@@ -44,4 +45,20 @@ timed() { # timed LABEL CMD...: appends "LABEL seconds" to $TIMES
   t1=$(now)
   awk -v l="$label" -v a="$t0" -v b="$t1" 'BEGIN { printf "%s %.3f\n", l, b - a }' >>"$TIMES"
   return $rc
+}
+
+install_missing() { # install_missing PACKAGE...: apt-get install of what is given, if anything
+  (($#)) || return 0
+  log "installing $*"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+mkfs_fresh() { # mkfs_fresh IMAGE SIZE ext4|xfs: a sparse image with a filesystem that has
+  # nothing left to initialise in the background (ext4's inode tables written by mkfs)
+  truncate -s "$2" "$1" || return 1
+  if [ "$3" = ext4 ]; then
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1"
+  else
+    mkfs.xfs -q -f "$1"
+  fi || { log "mkfs.$3 failed on $1"; return 1; }
 }

@@ -277,6 +277,21 @@ mark() { # mark N TEXT
   if [ -n "${MARK_HOOK:-}" ]; then $MARK_HOOK "$1" || return 1; fi
 }
 
+wait_until() { # wait_until LOG CMD...: CMD every 0.1 s until it succeeds; after 30 s, LOG (the
+  # server's output) on stderr and a failure
+  wlog=$1
+  shift
+  n=0
+  until "$@" >/dev/null 2>&1; do
+    n=$((n + 1))
+    if [ "$n" -gt 300 ]; then
+      cat "$wlog" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
 between() { # between N: on the host's reference run only, record the layers as they are now
   # (a state a command reported on the way, e.g. dockerd's Create before its ApplyDiff),
   # without a marker: N counts from 1000 (powerloss.py's INTERMEDIATE).
@@ -347,15 +362,7 @@ workload() { # workload NAME LAYOUT HOME INPUTS
       "$OVLINK" --driver "$L" plugin serve --socket "$sock" >"${TMPDIR:-/tmp}/plugin-serve.log" 2>&1 &
       server=$!
       pc() { "$OVLINK" plugin call --socket "$sock" "$@" >/dev/null; }
-      n=0
-      until pc Plugin.Activate 2>/dev/null; do
-        n=$((n + 1))
-        if [ "$n" -gt 300 ]; then
-          cat "${TMPDIR:-/tmp}/plugin-serve.log" >&2
-          return 1
-        fi
-        sleep 0.1
-      done
+      wait_until "${TMPDIR:-/tmp}/plugin-serve.log" pc Plugin.Activate
       pc GraphDriver.Init "{\"Home\":\"$R/$L\",\"Opts\":[],\"UIDMaps\":null,\"GIDMaps\":null}"
       parent=""
       for i in 1 2 3; do
@@ -382,15 +389,7 @@ workload() { # workload NAME LAYOUT HOME INPUTS
         >"${TMPDIR:-/tmp}/snap-serve.log" 2>&1 &
       server=$!
       sc() { "$OVLINK" snapshotter call --socket "$sock" "$@"; }
-      n=0
-      until sc list >/dev/null 2>&1; do
-        n=$((n + 1))
-        if [ "$n" -gt 300 ]; then
-          cat "${TMPDIR:-/tmp}/snap-serve.log" >&2
-          return 1
-        fi
-        sleep 0.1
-      done
+      wait_until "${TMPDIR:-/tmp}/snap-serve.log" sc list
       parent=""
       for i in 1 2; do
         sc prepare "active-$i" "$parent" >"${TMPDIR:-/tmp}/snap-mounts"
