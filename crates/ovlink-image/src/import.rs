@@ -88,6 +88,22 @@ pub fn import(
     import_archive(driver, store, &archive, name, progress)
 }
 
+/// How an import stages and publishes its layers.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    /// Staged layers are published once this long has passed since the last publish (and at
+    /// the end): [`PUBLISH_AFTER`] by default.
+    pub publish_after: Duration,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            publish_after: PUBLISH_AFTER,
+        }
+    }
+}
+
 /// [`import`] for an archive opened already.
 pub fn import_archive(
     driver: &dyn Driver,
@@ -95,6 +111,25 @@ pub fn import_archive(
     archive: &Archive,
     name: Option<&str>,
     progress: &dyn Progress,
+) -> Result<ImportReport> {
+    import_archive_with(
+        driver,
+        store,
+        archive,
+        name,
+        progress,
+        &ImportOptions::default(),
+    )
+}
+
+/// [`import_archive`] with `opts`.
+pub fn import_archive_with(
+    driver: &dyn Driver,
+    store: &Store,
+    archive: &Archive,
+    name: Option<&str>,
+    progress: &dyn Progress,
+    opts: &ImportOptions,
 ) -> Result<ImportReport> {
     let images = archive.images();
     if let (Some(n), true) = (name, images.len() > 1) {
@@ -114,7 +149,7 @@ pub fn import_archive(
     }
     let mut reports = Vec::with_capacity(images.len());
     for (index, (image, names)) in images.iter().zip(all_names).enumerate() {
-        let layers = import_layers(driver, store, archive, index, image, progress)?;
+        let layers = import_layers(driver, store, archive, index, image, progress, opts)?;
         let config =
             String::from_utf8(image.config.to_vec()).map_err(|_| ImageError::InvalidImage {
                 path: archive.path().display().to_string(),
@@ -192,6 +227,7 @@ fn import_layers(
     image_index: usize,
     image: &ArchiveImage,
     progress: &dyn Progress,
+    opts: &ImportOptions,
 ) -> Result<Vec<LayerReport>> {
     let chain = chain_ids(&image.diff_ids);
     let total = chain.len();
@@ -258,7 +294,7 @@ fn import_layers(
             ovlink_fs::crash::point("import.between-layers");
             // Group commit: a long import publishes what it staged every PUBLISH_AFTER, so
             // a crash or a kill costs at most that much work and the layer under way.
-            if since.elapsed() >= PUBLISH_AFTER && i + 1 < total {
+            if since.elapsed() >= opts.publish_after && i + 1 < total {
                 let full = std::mem::replace(
                     &mut staging,
                     driver.staging().map_err(driver_err(id, "staging"))?,

@@ -31,7 +31,10 @@ pub use error::{ImageError, Result};
 pub use generate::{
     generate, generate_oci, generate_with, GenFormat, GenLayout, GenSpec, GenSummary,
 };
-pub use import::{import, import_archive, ImageReport, ImportReport, LayerReport};
+pub use import::{
+    import, import_archive, import_archive_with, ImageReport, ImportOptions, ImportReport,
+    LayerReport, PUBLISH_AFTER,
+};
 pub use progress::{NoProgress, Progress};
 pub use save::{commit, save, CommitReport, SaveReport};
 pub use store::{ContainerRecord, ImageListing, ImageRecord, LayerRecord, Store};

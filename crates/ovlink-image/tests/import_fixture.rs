@@ -281,3 +281,38 @@ fn imports_an_extracted_directory() {
     let ids: Vec<String> = report.layers.iter().map(|l| l.chain_id.clone()).collect();
     assert_eq!(ids, fx.chain);
 }
+
+/// An import publishes its staged layers together, once at the end; a long one publishes
+/// every `publish_after` too (a group commit: a kill loses at most that much work).
+#[test]
+fn staged_layers_are_published_together_or_every_publish_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let driver = DrainDriver::new();
+    import(&driver, &store, &fixture(), None, &NoProgress).unwrap();
+    assert_eq!(
+        *driver.publishes.lock().unwrap(),
+        vec![4],
+        "one publish for the 4 layers"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let driver = DrainDriver::new();
+    let archive = ovlink_image::Archive::open(&fixture()).unwrap();
+    let opts = ovlink_image::ImportOptions {
+        publish_after: std::time::Duration::ZERO,
+    };
+    ovlink_image::import_archive_with(&driver, &store, &archive, None, &NoProgress, &opts).unwrap();
+    assert_eq!(
+        *driver.publishes.lock().unwrap(),
+        vec![1, 1, 1, 1],
+        "a publish after each layer when the interval has passed"
+    );
+    for id in driver.ids() {
+        assert!(
+            store.layer(&id).unwrap().is_some(),
+            "layer {id} has no record"
+        );
+    }
+}

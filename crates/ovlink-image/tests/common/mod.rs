@@ -21,6 +21,28 @@ pub struct DrainDriver {
     pub applied: Mutex<Vec<String>>,
     /// Ids removed, in order.
     pub removed: Mutex<Vec<String>>,
+    /// How many layers each publish of a staging published, in order.
+    pub publishes: Mutex<Vec<usize>>,
+}
+
+/// The default staging (each layer created at once), with its publishes counted.
+pub struct CountingStaging<'d> {
+    d: &'d DrainDriver,
+    inner: Box<dyn ovlink_driver::staging::Staging + 'd>,
+    staged: usize,
+}
+
+impl ovlink_driver::staging::Staging for CountingStaging<'_> {
+    fn apply(&mut self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
+        let n = self.inner.apply(id, parent, diff)?;
+        self.staged += 1;
+        Ok(n)
+    }
+
+    fn publish(self: Box<Self>) -> Result<()> {
+        self.d.publishes.lock().unwrap().push(self.staged);
+        self.inner.publish()
+    }
 }
 
 impl DrainDriver {
@@ -45,6 +67,14 @@ impl DrainDriver {
 impl Driver for DrainDriver {
     fn name(&self) -> &'static str {
         "overlay"
+    }
+
+    fn staging(&self) -> Result<Box<dyn ovlink_driver::staging::Staging + '_>> {
+        Ok(Box::new(CountingStaging {
+            d: self,
+            inner: Box::new(ovlink_driver::staging::Immediate::new(self)),
+            staged: 0,
+        }))
     }
 
     fn home(&self) -> &Path {
