@@ -12,6 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+/// Snapshots per List message (containerd's own service sends 100).
+const LIST_BATCH: usize = 100;
+/// List messages a walk may be ahead of its client.
+const LIST_AHEAD: usize = 2;
+
 /// The service, to add to a tonic server.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -171,24 +176,43 @@ impl pb::snapshots_server::Snapshots for Service {
     }
 
     type ListStream =
-        tokio_stream::Iter<std::vec::IntoIter<Result<pb::ListSnapshotsResponse, Status>>>;
+        tokio_stream::wrappers::ReceiverStream<Result<pb::ListSnapshotsResponse, Status>>;
 
     async fn list(
         &self,
         req: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
-        let _busy = Busy::of(&req);
+        let busy = Busy::of(&req);
         let r = req.into_inner();
-        let all = self.run(move |s| s.list(&r.filters)).await?;
-        // Batches of 100, as containerd's own service sends them.
-        let mut msgs = Vec::new();
-        let mut it = all.into_iter().map(info).peekable();
-        while it.peek().is_some() {
-            msgs.push(Ok(pb::ListSnapshotsResponse {
-                info: it.by_ref().take(100).collect(),
-            }));
-        }
-        Ok(Response::new(tokio_stream::iter(msgs)))
+        // Filters that do not parse are refused before anything is sent.
+        crate::filter::Filters::parse(&r.filters).map_err(Status::from)?;
+        // Streamed from one read transaction in batches of 100 (as containerd's own service
+        // sends them), at most LIST_AHEAD batches ahead of the client: the store is never
+        // loaded whole, whatever its size, and a slow reader holds a few batches, not all.
+        let (tx, rx) = tokio::sync::mpsc::channel(LIST_AHEAD);
+        let s = self.snap.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = busy;
+            let mut batch = Vec::with_capacity(LIST_BATCH);
+            let walked = s.list_each(&r.filters, |i| {
+                batch.push(info(i));
+                if batch.len() < LIST_BATCH {
+                    return true;
+                }
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
+                tx.blocking_send(Ok(pb::ListSnapshotsResponse { info: full }))
+                    .is_ok()
+            });
+            let last = match walked {
+                Ok(()) if batch.is_empty() => return,
+                Ok(()) => Ok(pb::ListSnapshotsResponse { info: batch }),
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn usage(

@@ -700,14 +700,25 @@ impl Snapshotter {
 
     /// List: every snapshot matching `filters` (see [`crate::filter`]), sorted by key.
     pub fn list(&self, filters: &[String]) -> Result<Vec<Info>> {
-        let f = Filters::parse(filters)?;
-        Ok(self
-            .store
-            .all()?
-            .into_iter()
-            .filter(|(k, r)| f.matches(k, r))
-            .map(|(name, record)| Info { name, record })
-            .collect())
+        let mut out = Vec::new();
+        self.list_each(filters, |i| {
+            out.push(i);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// [`Snapshotter::list`] one snapshot at a time: `f` gets each one the filters match, in
+    /// key order, and stops the walk by returning false. What List streams: the store is never
+    /// decoded whole (270 MiB of labels took the server to 4.6 GiB when it was).
+    pub fn list_each(&self, filters: &[String], mut f: impl FnMut(Info) -> bool) -> Result<()> {
+        let filt = Filters::parse(filters)?;
+        self.store.each(|name, record| {
+            if !filt.matches(&name, &record) {
+                return true;
+            }
+            f(Info { name, record })
+        })
     }
 
     /// Usage: what the snapshot adds to the backing filesystem (`ovlink report`'s inodes and

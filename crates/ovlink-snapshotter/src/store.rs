@@ -30,6 +30,9 @@ const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots"
 const CHILDREN: TableDefinition<&[u8], &[u8]> = TableDefinition::new("children");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CHILDREN_INDEX: &str = "children-index";
+/// redb's page cache: bounded, so that reading a large store (a List walks it whole) costs
+/// the server this much memory at most, not the store's size (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 16 << 20;
 
 /// The prefix of every "children" entry of `parent`.
 fn children_prefix(parent: &str) -> Vec<u8> {
@@ -118,7 +121,10 @@ impl Store {
         if !path.exists() {
             Self::create(path)?;
         }
-        let db = redb::Database::create(path).map_err(|e| err("open", e.into()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| err("open", e.into()))?;
         let s = Store {
             db,
             path: path.to_path_buf(),
@@ -210,17 +216,30 @@ impl Store {
 
     /// Every record, sorted by key.
     pub fn all(&self) -> Result<Vec<(String, Record)>> {
+        let mut out = Vec::new();
+        self.each(|k, r| {
+            out.push((k, r));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every record to `f`, sorted by key, one at a time from one read transaction (a
+    /// snapshot of the store: writers go on meanwhile); stops when `f` returns false. Only
+    /// the record in hand is decoded, whatever the store holds.
+    pub fn each(&self, mut f: impl FnMut(String, Record) -> bool) -> Result<()> {
         let e = self.err("read");
         let tx = self.db.begin_read().map_err(|x| e(x.into()))?;
         let t = tx.open_table(SNAPSHOTS).map_err(|x| e(x.into()))?;
-        let mut out = Vec::new();
         for item in t.iter().map_err(|x| e(x.into()))? {
             let (k, v) = item.map_err(|x| e(x.into()))?;
             let key = k.value().to_string();
             let rec = self.decode(&key, v.value())?;
-            out.push((key, rec));
+            if !f(key, rec) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Runs `f` in one write transaction and commits it (nothing is written if `f` fails).
