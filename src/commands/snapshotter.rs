@@ -52,34 +52,10 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Res
         }
         SnapshotterCmd::Ls { json } => {
             let recs = ovlink_snapshotter::snapshotter::records_of(root, layout)?;
-            if json {
-                let v: Vec<_> = recs
-                    .iter()
-                    .map(|(k, r)| {
-                        serde_json::json!({
-                            "key": k, "kind": r.kind.name(), "parent": r.parent, "layer": r.layer,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for (k, r) in &recs {
-                    let dash = |s: &str| {
-                        if s.is_empty() {
-                            "-".to_string()
-                        } else {
-                            s.to_string()
-                        }
-                    };
-                    println!(
-                        "{} {} {} {}",
-                        r.kind.name(),
-                        k,
-                        dash(&r.parent),
-                        r.layer.as_deref().unwrap_or("-")
-                    );
-                }
-            }
+            print!(
+                "{}",
+                ovlink_snapshotter::snapshotter::render_records(&recs, json)?
+            );
             Ok(())
         }
         SnapshotterCmd::Call { socket, json, call } => call_one(&socket, json, call),
@@ -88,48 +64,18 @@ pub fn run(ctx: &super::Ctx, c: SnapshotterCmd, given_root: bool) -> anyhow::Res
 
 /// `ovlink snapshotter call`: one call, its answer printed.
 fn call_one(socket: &std::path::Path, json: bool, call: SnapshotCall) -> anyhow::Result<()> {
-    use ovlink_snapshotter::client::{Client, MountSpec};
+    use ovlink_snapshotter::client::{render_list, render_mounts, render_usage, Client};
     let mut c = Client::connect(socket)?;
-    let print_mounts = |m: Vec<MountSpec>| -> anyhow::Result<()> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&m)?);
-        } else {
-            for m in m {
-                println!("{} {} {}", m.kind, m.source, m.options.join(","));
-            }
-        }
-        Ok(())
+    let out = match call {
+        SnapshotCall::Prepare { key, parent } => render_mounts(&c.prepare(&key, &parent)?, json)?,
+        SnapshotCall::View { key, parent } => render_mounts(&c.view(&key, &parent)?, json)?,
+        SnapshotCall::Mounts { key } => render_mounts(&c.mounts(&key)?, json)?,
+        SnapshotCall::Commit { name, key } => c.commit(&name, &key).map(|()| String::new())?,
+        SnapshotCall::Remove { key } => c.remove(&key).map(|()| String::new())?,
+        SnapshotCall::Stat { key } => serde_json::to_string_pretty(&c.stat(&key)?)? + "\n",
+        SnapshotCall::Usage { key } => render_usage(c.usage(&key)?, json),
+        SnapshotCall::List => render_list(&c.list()?, json)?,
     };
-    match call {
-        SnapshotCall::Prepare { key, parent } => print_mounts(c.prepare(&key, &parent)?),
-        SnapshotCall::View { key, parent } => print_mounts(c.view(&key, &parent)?),
-        SnapshotCall::Mounts { key } => print_mounts(c.mounts(&key)?),
-        SnapshotCall::Commit { name, key } => Ok(c.commit(&name, &key)?),
-        SnapshotCall::Remove { key } => Ok(c.remove(&key)?),
-        SnapshotCall::Stat { key } => {
-            println!("{}", serde_json::to_string_pretty(&c.stat(&key)?)?);
-            Ok(())
-        }
-        SnapshotCall::Usage { key } => {
-            let (inodes, bytes) = c.usage(&key)?;
-            if json {
-                println!("{}", serde_json::json!({"inodes": inodes, "bytes": bytes}));
-            } else {
-                println!("{inodes} inodes, {bytes} bytes");
-            }
-            Ok(())
-        }
-        SnapshotCall::List => {
-            let all = c.list()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                for i in all {
-                    let parent = if i.parent.is_empty() { "-" } else { &i.parent };
-                    println!("{} {} {}", i.kind, i.name, parent);
-                }
-            }
-            Ok(())
-        }
-    }
+    print!("{out}");
+    Ok(())
 }

@@ -233,3 +233,46 @@ impl Client {
         })
     }
 }
+
+/// Mounts as `ovlink snapshotter call` prints them: one per line, `TYPE SOURCE OPTIONS`
+/// (ready for `mount -t TYPE -o OPTIONS SOURCE TARGET`), or JSON.
+pub fn render_mounts(m: &[MountSpec], json: bool) -> serde_json::Result<String> {
+    if json {
+        return serde_json::to_string_pretty(m).map(|s| s + "\n");
+    }
+    Ok(m.iter()
+        .map(|m| format!("{} {} {}\n", m.kind, m.source, m.options.join(",")))
+        .collect())
+}
+
+/// Snapshots as `call list` prints them: `KIND KEY PARENT` (`-` for none), or JSON.
+pub fn render_list(all: &[SnapshotInfo], json: bool) -> serde_json::Result<String> {
+    if json {
+        return serde_json::to_string_pretty(all).map(|s| s + "\n");
+    }
+    Ok(all
+        .iter()
+        .map(|i| format!("{} {} {}\n", i.kind, i.name, dash(&i.parent)))
+        .collect())
+}
+
+/// A usage as `call usage` prints it.
+pub fn render_usage((inodes, bytes): (i64, i64), json: bool) -> String {
+    if json {
+        format!(
+            "{}\n",
+            serde_json::json!({"inodes": inodes, "bytes": bytes})
+        )
+    } else {
+        format!("{inodes} inodes, {bytes} bytes\n")
+    }
+}
+
+/// `-` for an empty field of a text line.
+pub(crate) fn dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}

@@ -787,6 +787,34 @@ pub fn records_of(root: &Path, layout: Layout) -> Result<Vec<(String, Record)>> 
     Store::open(&file)?.all()
 }
 
+/// Records as `ovlink snapshotter ls` prints them: `KIND KEY PARENT LAYER` (`-` for none),
+/// or JSON objects with those fields.
+pub fn render_records(recs: &[(String, Record)], json: bool) -> serde_json::Result<String> {
+    if json {
+        let v: Vec<_> = recs
+            .iter()
+            .map(|(k, r)| {
+                serde_json::json!({
+                    "key": k, "kind": r.kind.name(), "parent": r.parent, "layer": r.layer,
+                })
+            })
+            .collect();
+        return serde_json::to_string_pretty(&v).map(|s| s + "\n");
+    }
+    Ok(recs
+        .iter()
+        .map(|(k, r)| {
+            format!(
+                "{} {} {} {}\n",
+                r.kind.name(),
+                k,
+                crate::client::dash(&r.parent),
+                r.layer.as_deref().unwrap_or("-")
+            )
+        })
+        .collect())
+}
+
 /// The read-only form of a layer's mount: a bind gets `ro`; an overlay loses its upper and
 /// work dirs and gets the upper as its top lowerdir (an overlay without upperdir is read-only).
 fn read_only(mut m: Mount) -> Mount {
