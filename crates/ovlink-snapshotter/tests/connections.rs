@@ -6,7 +6,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use ovlink_driver::Layout;
-use ovlink_snapshotter::proto::snapshots as pb;
+use ovlink_snapshotter::client::{Client, ClientError};
 use ovlink_snapshotter::{Config, ServeOptions, Snapshotter};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,42 +30,20 @@ fn closed_by_server(s: &mut std::os::unix::net::UnixStream, limit: Duration) -> 
     }
 }
 
-/// A Stat of `key` through a fresh gRPC client on `socket`: the status code, within `limit`.
+/// A Stat of `key` through a fresh client on `socket` (the crate's own), answered within
+/// `limit`: its status code.
 fn stat(socket: &Path, key: &str, limit: Duration) -> Option<tonic::Code> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let socket = socket.to_path_buf();
-    let key = key.to_string();
-    rt.block_on(async move {
-        let call = async {
-            let ch = tonic::transport::Endpoint::try_from("http://ovlink.invalid")
-                .unwrap()
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let socket = socket.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            tokio::net::UnixStream::connect(socket).await?,
-                        ))
-                    }
-                }))
-                .await
-                .ok()?;
-            let mut c = pb::snapshots_client::SnapshotsClient::new(ch);
-            let r = c
-                .stat(pb::StatSnapshotRequest {
-                    snapshotter: "ovlink".into(),
-                    key,
-                })
-                .await;
-            Some(match r {
-                Ok(_) => tonic::Code::Ok,
-                Err(s) => s.code(),
-            })
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (socket, key) = (socket.to_path_buf(), key.to_string());
+    std::thread::spawn(move || {
+        let code = match Client::connect(&socket).map(|mut c| c.stat(&key)) {
+            Ok(Ok(_)) => tonic::Code::Ok,
+            Ok(Err(ClientError::Status { status, .. })) => status.code(),
+            _ => tonic::Code::Unavailable,
         };
-        tokio::time::timeout(limit, call).await.ok().flatten()
-    })
+        let _ = tx.send(code);
+    });
+    rx.recv_timeout(limit).ok()
 }
 
 #[test]
